@@ -1,0 +1,410 @@
+"""The execution loop: claims units, runs file copies on the scheduler, checkpoints.
+
+All store writes happen on the thread that runs the loop; worker threads only read
+from the source and write to the sink. That keeps fencing simple (one writer per lease
+per process) and makes the checkpoint order deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any, Callable, Optional, TypeVar, Union
+
+import attrs
+
+from ._jobs import UnitJob
+from .checkpoints.base import CheckpointStore
+from .config import ExtractorConfig
+from .errors import AepExtractError, CheckpointConflict, IncompleteDownload
+from .layout import KeyLayout
+from .models import FileCopy, FileRef, UnitStatus, WorkUnit
+from .report import RunReport
+from .schedulers.base import Scheduler
+from .sinks.base import Sink
+from .sources.base import AepSource
+
+logger = logging.getLogger(__name__)
+
+_Result = Union[list[FileRef], FileCopy, None]
+_IDLE_POLL_SECONDS = 5.0
+T = TypeVar("T")
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming an error's type and message, for the store and the report."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+@attrs.define
+class _Counters:
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_skipped: int = 0
+    units_completed: int = 0
+    failures: list[tuple[str, str]] = attrs.field(factory=list)
+
+
+class Engine:
+    """Runs one ``execute`` call. Not reusable."""
+
+    def __init__(
+        self,
+        *,
+        source: AepSource,
+        store: CheckpointStore,
+        sink: Sink,
+        scheduler: Scheduler,
+        config: ExtractorConfig,
+        owner: str,
+        stop_event: threading.Event,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.sink = sink
+        self.scheduler = scheduler
+        self.config = config
+        self.owner = owner
+        self.stop_event = stop_event
+        self.layout = KeyLayout(
+            file_template=config.key_template,
+            manifest_template=config.manifest_template,
+        )
+        self.jobs: dict[str, UnitJob] = {}
+        self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int]] = {}
+        self.counters = _Counters()
+        self.may_claim = True
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, dataset_id: str) -> RunReport:
+        """Work until every unit of the dataset is Completed or Failed, or a stop."""
+        started = time.monotonic()
+        before = dict(self.source.counters())
+        try:
+            while True:
+                self._fill(dataset_id)
+                if not self.in_flight:
+                    if self.jobs:
+                        continue  # jobs became ready to finish: loop once more
+                    if self.stop_event.is_set() or not self._await_others(dataset_id):
+                        break
+                    continue
+                done, _ = wait(
+                    list(self.in_flight),
+                    timeout=self._renew_interval(),
+                    return_when=FIRST_COMPLETED,
+                )
+                for future in done:
+                    self._collect(future)
+                self._renew_due()
+        except BaseException:
+            self._abandon()
+            raise
+        after = self.source.counters()
+        c = self.counters
+        return RunReport(
+            dataset_id=dataset_id,
+            units=self.store.summary(dataset_id),
+            units_completed=c.units_completed,
+            files_copied=c.files_copied,
+            bytes_copied=c.bytes_copied,
+            files_skipped=c.files_skipped,
+            duration_seconds=time.monotonic() - started,
+            requests=_delta(after, before, "requests"),
+            retries=_delta(after, before, "retries"),
+            throttled=_delta(after, before, "throttled"),
+            failures=tuple(c.failures),
+            stopped=self.stop_event.is_set(),
+        )
+
+    def _fill(self, dataset_id: str) -> None:
+        """Submit tasks up to the scheduler's width; claim units when out of tasks."""
+        self._settle_jobs()
+        capacity = self.scheduler.max_workers
+        while len(self.in_flight) < capacity:
+            if self._submit_next_task():
+                continue
+            if self.stop_event.is_set() or not self.may_claim:
+                return
+            if len(self.jobs) >= capacity:
+                return
+            lease = self.store.claim(dataset_id, self.owner, self.config.lease_seconds)
+            if lease is None:
+                self.may_claim = False
+                return
+            logger.info(
+                "unit %s: claimed (attempt %d, resuming after offset %d)",
+                lease.unit.unit_id,
+                lease.checkpoint.attempts,
+                lease.checkpoint.last_processed_offset,
+            )
+            job = UnitJob(lease=lease)
+            self.jobs[job.unit_id] = job
+            self._submit(job, "list", -1, self.source.list_files, lease.unit.batch_id)
+
+    def _submit_next_task(self) -> bool:
+        for job in self.jobs.values():
+            if job.active and job.todo and not self.stop_event.is_set():
+                kind, offset, file = job.todo.popleft()
+                key = self.layout.file_key(job.lease.unit, file)
+                task = self._copy if kind == "copy" else self._recall
+                self._submit(job, kind, offset, task, job.lease.unit, offset, file, key)
+                return True
+        return False
+
+    def _submit(
+        self,
+        job: UnitJob,
+        kind: str,
+        offset: int,
+        fn: Callable[..., _Result],
+        *args: Any,
+    ) -> None:
+        job.in_flight += 1
+        self.in_flight[self.scheduler.submit(fn, *args)] = (job, kind, offset)
+
+    def _await_others(self, dataset_id: str) -> bool:
+        """Wait for units other workers hold; True when one may be claimable now."""
+        held = self.store.list(dataset_id, UnitStatus.IN_PROGRESS)
+        pending = self.store.list(dataset_id, UnitStatus.PENDING)
+        if pending:
+            self.may_claim = True
+            return True
+        if not held:
+            return False
+        now = self.store.clock()
+        soonest = min(cp.lease_expires_at or now for cp in held)
+        delay = min(max(soonest - now, 0.0), _IDLE_POLL_SECONDS)
+        logger.info(
+            "%d unit(s) held by other workers; next lease expiry in %.0fs",
+            len(held),
+            max(soonest - now, 0.0),
+        )
+        self.stop_event.wait(delay)
+        self.may_claim = True
+        return True
+
+    # -- results ------------------------------------------------------------------
+
+    def _collect(self, future: Future[_Result]) -> None:
+        job, kind, offset = self.in_flight.pop(future)
+        job.in_flight -= 1
+        try:
+            result = future.result()
+        except AepExtractError as exc:
+            self._note_error(job, exc)
+            return
+        except Exception as exc:  # a bug or an unmapped error: record, do not crash
+            logger.exception("unit %s: unexpected error", job.unit_id)
+            self._note_error(job, exc)
+            return
+        if not job.active:
+            return
+        if kind == "list":
+            assert isinstance(result, list)
+            job.load(result)
+            logger.info("unit %s: %d files", job.unit_id, len(job.files))
+        elif kind == "manifest":
+            self._finish(job)
+        elif result is None:  # recall found the file missing: copy it again
+            job.todo.appendleft(("copy", offset, job.files[offset]))
+        else:
+            assert isinstance(result, FileCopy)
+            job.copies[offset] = result
+            if kind == "copy":
+                job.fresh[offset] = result.size
+                self.counters.files_copied += 1
+                self.counters.bytes_copied += result.size
+            else:
+                self.counters.files_skipped += 1
+            self._advance(job)
+
+    def _note_error(self, job: UnitJob, exc: BaseException) -> None:
+        if job.error is None and not job.lost:
+            logger.warning("unit %s: %s", job.unit_id, describe(exc))
+            job.error = describe(exc)
+        job.todo.clear()
+
+    def _advance(self, job: UnitJob) -> None:
+        old = job.lease.checkpoint.last_processed_offset
+        new = job.committable()
+        if new <= old:
+            return
+        files, size = job.fresh_between(old, new)
+        lease = self._fenced(
+            job,
+            self.store.advance,
+            job.lease,
+            new,
+            files=files,
+            size=size,
+            lease_seconds=self.config.lease_seconds,
+        )
+        if lease is not None:
+            job.lease = lease
+
+    def _settle_jobs(self) -> None:
+        """Finish, fail or drop jobs that have nothing in flight."""
+        for job in list(self.jobs.values()):
+            if job.in_flight:
+                continue
+            if job.lost:
+                del self.jobs[job.unit_id]
+            elif job.error is not None:
+                self._fail(job)
+            elif job.manifest_started:
+                continue
+            elif job.finished_copying:
+                job.manifest_started = True
+                self._submit(job, "manifest", -1, self._write_manifest, job)
+            elif self.stop_event.is_set():
+                self._release(job)
+
+    def _finish(self, job: UnitJob) -> None:
+        if self._fenced(job, self.store.complete, job.lease) is not None:
+            self.counters.units_completed += 1
+            logger.info("unit %s: completed, %d files", job.unit_id, len(job.files))
+        self.jobs.pop(job.unit_id, None)
+
+    def _fail(self, job: UnitJob) -> None:
+        error = job.error or "unknown error"
+        self.counters.failures.append((job.unit_id, error))
+        try:
+            state = self.store.fail(
+                job.lease, error, max_attempts=self.config.unit_attempts
+            )
+        except CheckpointConflict:
+            logger.warning("unit %s: lease lost before recording failure", job.unit_id)
+        else:
+            if state.status is UnitStatus.PENDING:
+                self.may_claim = True  # it will be retried, by us or another worker
+            logger.log(
+                logging.ERROR if state.status is UnitStatus.FAILED else logging.WARNING,
+                "unit %s: attempt %d failed (%s), now %s",
+                job.unit_id,
+                state.attempts,
+                error,
+                state.status.value,
+            )
+        del self.jobs[job.unit_id]
+
+    def _release(self, job: UnitJob) -> None:
+        with contextlib.suppress(CheckpointConflict):  # lost: nothing of ours to give
+            self.store.release(job.lease)
+        logger.info(
+            "unit %s: released at offset %d",
+            job.unit_id,
+            job.lease.checkpoint.last_processed_offset,
+        )
+        del self.jobs[job.unit_id]
+
+    def _abandon(self) -> None:
+        """On an unexpected exit, cancel queued tasks and give leases back."""
+        for future in self.in_flight:
+            future.cancel()
+        for job in list(self.jobs.values()):
+            if job.active:
+                try:
+                    self.store.release(job.lease)
+                except AepExtractError:
+                    logger.warning("unit %s: could not release lease", job.unit_id)
+
+    def _renew_interval(self) -> float:
+        return max(0.05, min(self.config.lease_seconds / 6, _IDLE_POLL_SECONDS))
+
+    def _renew_due(self) -> None:
+        threshold = self.store.clock() + self.config.lease_seconds * 2 / 3
+        for job in list(self.jobs.values()):
+            if job.active and job.lease.expires_at < threshold:
+                lease = self._fenced(
+                    job, self.store.renew, job.lease, self.config.lease_seconds
+                )
+                if lease is not None:
+                    job.lease = lease
+
+    def _fenced(
+        self, job: UnitJob, write: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> Optional[T]:
+        """Apply a fenced write; a lost lease makes this worker let go of the unit."""
+        try:
+            return write(*args, **kwargs)
+        except CheckpointConflict:
+            logger.warning(
+                "unit %s: lease lost to another worker; letting go", job.unit_id
+            )
+            job.lost = True
+            job.todo.clear()
+            return None
+
+    # -- tasks (run on the scheduler's threads) --------------------------------------
+
+    def _copy(self, unit: WorkUnit, offset: int, file: FileRef, key: str) -> FileCopy:
+        digest = hashlib.sha256()
+        size = 0
+        metadata = {
+            "aep-dataset-id": unit.dataset_id,
+            "aep-batch-id": unit.batch_id,
+            "aep-dataset-file-id": file.dataset_file_id,
+        }
+        with self.sink.open_write(key, size=file.length, metadata=metadata) as out:
+            for chunk in self.source.read_file(file):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            if size != file.length:
+                raise IncompleteDownload(
+                    f"{file.dataset_file_id}/{file.name}: got {size} of "
+                    f"{file.length} bytes"
+                )
+        logger.debug("copied %s (%d bytes) to %s", file.name, size, key)
+        return _file_copy(offset, file, key, digest.hexdigest())
+
+    def _recall(
+        self, unit: WorkUnit, offset: int, file: FileRef, key: str
+    ) -> Optional[FileCopy]:
+        info = self.sink.stat(key)
+        if info is None or info.size != file.length:
+            logger.warning(
+                "unit %s: %s missing or wrong size in sink; recopying",
+                unit.unit_id,
+                key,
+            )
+            return None
+        return _file_copy(offset, file, key, self.sink.sha256(key))
+
+    def _write_manifest(self, job: UnitJob) -> None:
+        unit = job.lease.unit
+        copies = [job.copies[offset] for offset in job.files]
+        manifest: Mapping[str, Any] = {
+            "datasetId": unit.dataset_id,
+            "batchId": unit.batch_id,
+            "offsetRange": unit.offset_range,
+            "batchCreated": unit.batch_created_ms,
+            "fileCount": len(copies),
+            "totalBytes": sum(c.size for c in copies),
+            "files": [c.to_json() for c in copies],
+        }
+        data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+        self.sink.write_bytes(self.layout.manifest_key(unit), data)
+
+
+def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:
+    return FileCopy(
+        offset=offset,
+        dataset_file_id=file.dataset_file_id,
+        name=file.name,
+        key=key,
+        size=file.length,
+        sha256=sha256,
+    )
+
+
+def _delta(after: Mapping[str, int], before: Mapping[str, int], name: str) -> int:
+    return after.get(name, 0) - before.get(name, 0)

@@ -1,0 +1,91 @@
+"""Checkpoint stores: the interface, the built-in stores and :func:`open_store`."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any
+
+from ..errors import ConfigError
+from .base import CheckpointStore
+from .memory import MemoryCheckpointStore
+from .sqlite import MEMORY, SQLiteCheckpointStore
+
+__all__ = [
+    "CheckpointStore",
+    "MemoryCheckpointStore",
+    "SQLiteCheckpointStore",
+    "open_store",
+]
+
+STORE_URL_FORMS = (
+    "memory://",
+    "sqlite:///relative/path.db",
+    "sqlite:////absolute/path.db",
+    "dynamodb://TABLE",
+)
+"""The store URLs :func:`open_store` accepts."""
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def open_store(url: str, **kwargs: Any) -> CheckpointStore:
+    """Open the checkpoint store a URL names.
+
+    The forms follow SQLAlchemy's for SQLite: what follows ``sqlite:///`` is the path
+    verbatim, so three slashes give a relative path and four an absolute one:
+
+    - ``memory://``: a :class:`MemoryCheckpointStore` (this process only);
+    - ``sqlite:///state.db``: ``state.db`` relative to the working directory;
+    - ``sqlite:////var/lib/aep/state.db``: the absolute path ``/var/lib/aep/state.db``;
+    - ``sqlite://``: a private in-memory SQLite database;
+    - ``dynamodb://TABLE``: the DynamoDB table ``TABLE``.
+
+    Args:
+        url: the store URL.
+        **kwargs: passed to the store's constructor (``clock``, ``timeout``, ...).
+
+    Raises:
+        ConfigError: the URL has none of these forms, or names an unavailable store.
+    """
+    match = _SCHEME.match(url)
+    scheme = match.group(1).lower() if match else ""
+    rest = url[match.end() :] if match else ""
+    if scheme == "memory" and rest in ("", "/"):
+        return MemoryCheckpointStore(**kwargs)
+    if scheme == "sqlite":
+        if rest == "":
+            return SQLiteCheckpointStore(MEMORY, **kwargs)
+        if rest.startswith("/"):
+            if rest == "/":
+                raise ConfigError(f"store URL {url!r} names no file")
+            return SQLiteCheckpointStore(rest[1:], **kwargs)
+        # sqlite://name would put the path where a URL's host goes: refuse to guess.
+        raise ConfigError(
+            f"store URL {url!r}: write sqlite:///{rest} for the relative path "
+            f"{rest!r}, or sqlite:////{rest} for the absolute path /{rest}"
+        )
+    if scheme == "dynamodb":
+        return _open_dynamodb(url, rest.rstrip("/"), kwargs)
+    raise ConfigError(
+        f"unsupported store URL {url!r}; expected one of: {', '.join(STORE_URL_FORMS)}"
+    )
+
+
+def _open_dynamodb(url: str, table: str, kwargs: dict[str, Any]) -> CheckpointStore:
+    if not _TABLE_NAME.match(table):
+        raise ConfigError(
+            f"store URL {url!r}: {table!r} is not a DynamoDB table name "
+            "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
+        )
+    module_name = f"{__name__}.dynamodb"
+    # Imported by name and lazily: boto3 loads only when a DynamoDB store is used.
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise ConfigError(f"dynamodb:// store cannot be imported: {exc}") from exc
+        raise ConfigError("dynamodb:// store is not available yet") from exc
+    store: CheckpointStore = module.DynamoDBCheckpointStore(table, **kwargs)
+    return store

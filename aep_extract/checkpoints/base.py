@@ -1,0 +1,268 @@
+"""The CheckpointStore interface: durable, fenced progress of every work unit.
+
+A store implements four primitives (:meth:`_insert`, :meth:`_load`, :meth:`_replace`,
+:meth:`_scan`); the base class builds the lease protocol of the work model on them:
+idempotent registration, claim with owner and expiry, renewal, fenced advance, complete,
+fail and release. Every write after a claim is a compare-and-swap on
+:attr:`Checkpoint.version`, so a worker whose lease was taken over can no longer touch
+the unit: its next write raises :class:`~aep_extract.errors.CheckpointConflict`.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Callable, Optional
+
+import attrs
+
+from ..errors import CheckpointConflict, CheckpointError
+from ..models import WHOLE_BATCH, Checkpoint, Lease, UnitStatus, WorkUnit
+
+logger = logging.getLogger(__name__)
+
+_CLAIM_CANDIDATES = 16
+"""How many claimable units a claim picks from at random, so workers spread out."""
+
+MAX_ERROR_LENGTH = 2000
+"""Recorded error text is cut to this many characters."""
+
+
+class CheckpointStore(abc.ABC):
+    """Records the state of every work unit so a run resumes where the last stopped.
+
+    Subclasses implement the four primitives; everything else is built on them. The
+    clock (epoch seconds) can be replaced for tests by setting :attr:`clock`.
+    """
+
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    # -- primitives ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _insert(self, checkpoints: Sequence[Checkpoint]) -> int:
+        """Store the checkpoints whose unit is absent; never touch existing ones.
+
+        Returns:
+            How many were inserted.
+        """
+
+    @abc.abstractmethod
+    def _load(self, batch_id: str, offset_range: str) -> Optional[Checkpoint]:
+        """The stored checkpoint of one unit, or None."""
+
+    @abc.abstractmethod
+    def _replace(self, checkpoint: Checkpoint, expected_version: int) -> None:
+        """Overwrite a unit's checkpoint if its stored version is ``expected_version``.
+
+        Raises:
+            CheckpointConflict: the stored version differs or the unit is gone.
+        """
+
+    @abc.abstractmethod
+    def _scan(
+        self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
+    ) -> Iterator[Checkpoint]:
+        """Every checkpoint of a dataset, optionally only those in ``statuses``."""
+
+    # -- the work model -----------------------------------------------------------
+
+    def register(self, units: Iterable[WorkUnit]) -> int:
+        """Register units as Pending; units already known keep their state and progress.
+
+        Returns:
+            How many units were new.
+        """
+        now = self.clock()
+        fresh = [Checkpoint(unit=u, created_at=now, updated_at=now) for u in units]
+        return self._insert(fresh) if fresh else 0
+
+    def claim(
+        self, dataset_id: str, owner: str, lease_seconds: float
+    ) -> Optional[Lease]:
+        """Take a Pending unit, or an InProgress one whose lease expired.
+
+        The unit becomes InProgress, owned by ``owner`` until ``now + lease_seconds``,
+        and its attempt count goes up by one.
+
+        Returns:
+            The lease, or None when nothing is claimable.
+        """
+        now = self.clock()
+        candidates = [
+            cp
+            for cp in self._scan(
+                dataset_id, (UnitStatus.PENDING, UnitStatus.IN_PROGRESS)
+            )
+            if cp.claimable(now)
+        ]
+        random.shuffle(candidates)
+        for current in candidates[:_CLAIM_CANDIDATES] + candidates[_CLAIM_CANDIDATES:]:
+            taken = attrs.evolve(
+                current,
+                status=UnitStatus.IN_PROGRESS,
+                owner=owner,
+                lease_expires_at=now + lease_seconds,
+                attempts=current.attempts + 1,
+                updated_at=now,
+                version=current.version + 1,
+            )
+            try:
+                self._replace(taken, current.version)
+            except CheckpointConflict:
+                continue  # another worker was faster; try the next candidate
+            if current.status is UnitStatus.IN_PROGRESS:
+                logger.warning(
+                    "unit %s: took over expired lease of %s",
+                    current.unit_id,
+                    current.owner,
+                )
+            return Lease(checkpoint=taken, owner=owner)
+        return None
+
+    def renew(self, lease: Lease, lease_seconds: float) -> Lease:
+        """Extend a lease. Raises CheckpointConflict if it was lost."""
+        now = self.clock()
+        return self._write(lease, lease_expires_at=now + lease_seconds)
+
+    def advance(
+        self,
+        lease: Lease,
+        offset: int,
+        *,
+        files: int = 0,
+        size: int = 0,
+        lease_seconds: Optional[float] = None,
+    ) -> Lease:
+        """Move LastProcessedOffset forward to ``offset`` (never backward).
+
+        ``files`` and ``size`` are added to the unit's done counters. With
+        ``lease_seconds`` the same write also renews the lease.
+        """
+        current = lease.checkpoint
+        if offset <= current.last_processed_offset:
+            return lease
+        changes: dict[str, object] = {
+            "last_processed_offset": offset,
+            "files_done": current.files_done + files,
+            "bytes_done": current.bytes_done + size,
+        }
+        if lease_seconds is not None:
+            changes["lease_expires_at"] = self.clock() + lease_seconds
+        return self._write(lease, **changes)
+
+    def complete(self, lease: Lease) -> Checkpoint:
+        """Mark the unit Completed and drop the lease."""
+        return self._write(
+            lease,
+            status=UnitStatus.COMPLETED,
+            owner=None,
+            lease_expires_at=None,
+            error=None,
+        ).checkpoint
+
+    def fail(self, lease: Lease, error: str, *, max_attempts: int) -> Checkpoint:
+        """Record an error; the unit goes back to Pending, or to Failed after
+        ``max_attempts`` attempts. Progress is kept either way."""
+        exhausted = lease.checkpoint.attempts >= max_attempts
+        return self._write(
+            lease,
+            status=UnitStatus.FAILED if exhausted else UnitStatus.PENDING,
+            owner=None,
+            lease_expires_at=None,
+            error=error[:MAX_ERROR_LENGTH],
+        ).checkpoint
+
+    def release(self, lease: Lease) -> Checkpoint:
+        """Give a unit back as Pending without counting the attempt (graceful stop)."""
+        return self._write(
+            lease,
+            status=UnitStatus.PENDING,
+            owner=None,
+            lease_expires_at=None,
+            attempts=max(0, lease.checkpoint.attempts - 1),
+        ).checkpoint
+
+    def retry_failed(
+        self, dataset_id: str, unit_ids: Optional[Collection[str]] = None
+    ) -> int:
+        """Put Failed units (all, or those in ``unit_ids``) back to Pending.
+
+        Their progress is kept and their attempt count reset. Returns how many moved.
+        """
+        moved = 0
+        for current in self._scan(dataset_id, (UnitStatus.FAILED,)):
+            if unit_ids is not None and current.unit_id not in unit_ids:
+                continue
+            try:
+                self._replace(
+                    attrs.evolve(
+                        current,
+                        status=UnitStatus.PENDING,
+                        attempts=0,
+                        updated_at=self.clock(),
+                        version=current.version + 1,
+                    ),
+                    current.version,
+                )
+            except CheckpointConflict:
+                continue
+            moved += 1
+        return moved
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(
+        self, batch_id: str, offset_range: str = WHOLE_BATCH
+    ) -> Optional[Checkpoint]:
+        """The checkpoint of one unit, or None."""
+        return self._load(batch_id, offset_range)
+
+    def list(
+        self, dataset_id: str, status: Optional[UnitStatus] = None
+    ) -> list[Checkpoint]:
+        """Every unit of a dataset (optionally of one status), ordered by unit id."""
+        statuses = None if status is None else (status,)
+        return sorted(self._scan(dataset_id, statuses), key=lambda cp: cp.unit_id)
+
+    def summary(self, dataset_id: str) -> dict[UnitStatus, int]:
+        """How many units of a dataset are in each status (every status present)."""
+        counts = Counter(cp.status for cp in self._scan(dataset_id))
+        return {status: counts.get(status, 0) for status in UnitStatus}
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release resources (optional override)."""
+
+    def __enter__(self) -> CheckpointStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _write(self, lease: Lease, **changes: object) -> Lease:
+        """A fenced write: applies ``changes`` only if the lease is still current."""
+        current = lease.checkpoint
+        if current.owner != lease.owner or current.status is not UnitStatus.IN_PROGRESS:
+            raise CheckpointError(f"unit {current.unit_id}: lease is not active")
+        updated = attrs.evolve(
+            current,
+            updated_at=self.clock(),
+            version=current.version + 1,
+            **changes,  # type: ignore[arg-type]
+        )
+        self._replace(updated, current.version)
+        return Lease(checkpoint=updated, owner=lease.owner)

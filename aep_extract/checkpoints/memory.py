@@ -1,0 +1,77 @@
+"""An in-process checkpoint store: a dict behind a lock, for tests and notebooks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from typing import Callable, Optional
+
+from ..errors import CheckpointConflict
+from ..models import Checkpoint, UnitStatus
+from .base import CheckpointStore
+
+logger = logging.getLogger(__name__)
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    """Keeps checkpoints in memory; thread-safe, gone when the process ends.
+
+    Checkpoints are frozen values, so the store keeps the objects it is given and
+    hands them out as they are: nobody can change them behind its back.
+
+    Args:
+        clock: epoch-seconds clock; defaults to :func:`time.time`.
+    """
+
+    def __init__(self, clock: Optional[Callable[[], float]] = None) -> None:
+        if clock is not None:
+            self.clock = clock
+        self._lock = threading.Lock()
+        self._units: dict[tuple[str, str], Checkpoint] = {}
+
+    def _insert(self, checkpoints: Sequence[Checkpoint]) -> int:
+        inserted = 0
+        with self._lock:
+            for checkpoint in checkpoints:
+                key = _key(checkpoint)
+                if key not in self._units:
+                    self._units[key] = checkpoint
+                    inserted += 1
+        logger.debug("registered %d of %d unit(s)", inserted, len(checkpoints))
+        return inserted
+
+    def _load(self, batch_id: str, offset_range: str) -> Optional[Checkpoint]:
+        with self._lock:
+            return self._units.get((batch_id, offset_range))
+
+    def _replace(self, checkpoint: Checkpoint, expected_version: int) -> None:
+        key = _key(checkpoint)
+        with self._lock:
+            current = self._units.get(key)
+            if current is None or current.version != expected_version:
+                raise CheckpointConflict(
+                    f"unit {checkpoint.unit_id}: expected version {expected_version}, "
+                    f"found {'none' if current is None else current.version}"
+                )
+            self._units[key] = checkpoint
+
+    def _scan(
+        self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
+    ) -> Iterator[Checkpoint]:
+        # A snapshot taken under the lock: a generator would hold it between items.
+        with self._lock:
+            found = [
+                cp
+                for cp in self._units.values()
+                if cp.unit.dataset_id == dataset_id
+                and (statuses is None or cp.status in statuses)
+            ]
+        return iter(found)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(units={len(self._units)})"
+
+
+def _key(checkpoint: Checkpoint) -> tuple[str, str]:
+    return (checkpoint.unit.batch_id, checkpoint.unit.offset_range)

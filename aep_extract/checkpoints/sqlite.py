@@ -1,0 +1,325 @@
+"""A checkpoint store in one SQLite file, shared by threads and processes on one host.
+
+The table ``units`` mirrors the DynamoDB item of DESIGN.md column for column, so the
+two stores read alike. Every write is a short ``BEGIN IMMEDIATE`` transaction and every
+fenced write an ``UPDATE ... WHERE Version = ?``; the WAL journal lets readers run
+while one process writes, and the busy timeout makes writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from ..errors import CheckpointConflict, CheckpointError
+from ..models import Checkpoint, UnitStatus, WorkUnit
+from .base import CheckpointStore
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Stored in ``PRAGMA user_version``; a file from a newer release is refused."""
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a writer waits for another connection's lock before giving up."""
+
+MEMORY = ":memory:"
+"""SQLite's name of a private in-memory database (one per store)."""
+
+_COLUMNS = (
+    "BatchID",
+    "OffsetRange",
+    "DatasetID",
+    "BatchCreated",
+    "Status",
+    "LastProcessedOffset",
+    "Owner",
+    "LeaseExpiresAt",
+    "Attempts",
+    "Error",
+    "FilesDone",
+    "BytesDone",
+    "CreatedAt",
+    "UpdatedAt",
+    "Version",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM units"
+_INSERT = (
+    f"INSERT OR IGNORE INTO units ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_UPDATE = (
+    "UPDATE units SET "
+    + ", ".join(f"{name} = ?" for name in _COLUMNS[2:])
+    + " WHERE BatchID = ? AND OffsetRange = ? AND Version = ?"
+)
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS units (
+        BatchID TEXT NOT NULL,
+        OffsetRange TEXT NOT NULL,
+        DatasetID TEXT NOT NULL,
+        BatchCreated INTEGER NOT NULL,
+        Status TEXT NOT NULL,
+        LastProcessedOffset INTEGER NOT NULL,
+        Owner TEXT,
+        LeaseExpiresAt REAL,
+        Attempts INTEGER NOT NULL,
+        Error TEXT,
+        FilesDone INTEGER NOT NULL,
+        BytesDone INTEGER NOT NULL,
+        CreatedAt REAL NOT NULL,
+        UpdatedAt REAL NOT NULL,
+        Version INTEGER NOT NULL,
+        PRIMARY KEY (BatchID, OffsetRange)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS units_by_dataset_status ON units (DatasetID, Status)",
+)
+
+
+class SQLiteCheckpointStore(CheckpointStore):
+    """Checkpoints in a SQLite file: durable, embedded, safe across local processes.
+
+    One connection serves all threads of a process, behind a lock: SQLite admits one
+    writer at a time anyway, a Python lock queues threads faster than SQLite's busy
+    sleeps, and there are no per-thread connections left open by dead pool threads.
+    Processes share the file through WAL mode and the busy timeout. Do not put the file
+    on a network filesystem: SQLite's locking is not reliable there.
+
+    Args:
+        path: the database file; parent directories are created. ``":memory:"`` gives
+            a private in-memory database.
+        clock: epoch-seconds clock; defaults to :func:`time.time`.
+        timeout: seconds to wait for another connection's write lock.
+
+    Raises:
+        CheckpointError: the file cannot be opened or was written by a newer schema.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, os.PathLike[str]],
+        *,
+        clock: Optional[Callable[[], float]] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if clock is not None:
+            self.clock = clock
+        self._path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._conn = self._open(timeout)
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # -- primitives ---------------------------------------------------------------
+
+    def _insert(self, checkpoints: Sequence[Checkpoint]) -> int:
+        with self._transaction("register units") as conn:
+            before = conn.total_changes
+            conn.executemany(_INSERT, [_row(cp) for cp in checkpoints])
+            inserted = conn.total_changes - before
+        logger.debug("registered %d of %d unit(s)", inserted, len(checkpoints))
+        return inserted
+
+    def _load(self, batch_id: str, offset_range: str) -> Optional[Checkpoint]:
+        with self._locked("load a unit") as conn:
+            row = conn.execute(
+                f"{_SELECT} WHERE BatchID = ? AND OffsetRange = ?",
+                (batch_id, offset_range),
+            ).fetchone()
+        return None if row is None else _checkpoint(row)
+
+    def _replace(self, checkpoint: Checkpoint, expected_version: int) -> None:
+        row = _row(checkpoint)
+        with self._transaction("update a unit") as conn:
+            cursor = conn.execute(_UPDATE, (*row[2:], *row[:2], expected_version))
+            changed = cursor.rowcount
+        if changed == 0:
+            raise CheckpointConflict(
+                f"unit {checkpoint.unit_id}: version {expected_version} is not current"
+            )
+
+    def _scan(
+        self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
+    ) -> Iterator[Checkpoint]:
+        sql = f"{_SELECT} WHERE DatasetID = ?"
+        params: list[Any] = [dataset_id]
+        if statuses is not None:
+            if not statuses:
+                return iter(())
+            sql += f" AND Status IN ({', '.join('?' for _ in statuses)})"
+            params.extend(UnitStatus(status).value for status in statuses)
+        # Fetched whole under the lock, so no cursor stays open between items.
+        with self._locked("scan units") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return iter([_checkpoint(row) for row in rows])
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; later calls raise CheckpointError."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._path!r})"
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        if self._path != MEMORY:
+            try:
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"{self!r}: cannot create directory: {exc}"
+                ) from exc
+        with self._errors("open"):
+            # isolation_level=None: no implicit transactions; we issue BEGIN ourselves.
+            # check_same_thread=False: one connection, shared under self._lock.
+            conn = sqlite3.connect(
+                self._path,
+                timeout=timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        try:
+            with self._errors("open"):
+                self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        logger.debug("opened %r", self)
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode not in ("wal", "memory"):
+            logger.warning("%r: journal mode is %s, not WAL", self, mode)
+        # FULL: a checkpoint saying "done" must survive a power cut, not just a crash.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise CheckpointError(
+                    f"{self!r}: schema version {version} is newer than this "
+                    f"release supports ({SCHEMA_VERSION}); upgrade aep_extract"
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Translate sqlite3 errors, in one place, into CheckpointError."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"{self!r}: {action} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors(action):
+            if self._conn is None:
+                raise CheckpointError(f"{self!r} is closed")
+            yield self._conn
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so
+        # a transaction never fails half-way on a lock upgrade.
+        with self._locked(action) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
+
+
+def _row(cp: Checkpoint) -> tuple[Any, ...]:
+    """The column values of a checkpoint, in ``_COLUMNS`` order."""
+    unit = cp.unit
+    return (
+        unit.batch_id,
+        unit.offset_range,
+        unit.dataset_id,
+        unit.batch_created_ms,
+        cp.status.value,
+        cp.last_processed_offset,
+        cp.owner,
+        cp.lease_expires_at,
+        cp.attempts,
+        cp.error,
+        cp.files_done,
+        cp.bytes_done,
+        cp.created_at,
+        cp.updated_at,
+        cp.version,
+    )
+
+
+def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+    """Inverse of :func:`_row`."""
+    (
+        batch_id,
+        offset_range,
+        dataset_id,
+        batch_created,
+        status,
+        last_offset,
+        owner,
+        lease_expires_at,
+        attempts,
+        error,
+        files_done,
+        bytes_done,
+        created_at,
+        updated_at,
+        version,
+    ) = row
+    try:
+        first, last = WorkUnit.parse_offset_range(offset_range)
+        return Checkpoint(
+            unit=WorkUnit(
+                dataset_id=dataset_id,
+                batch_id=batch_id,
+                batch_created_ms=batch_created,
+                first_offset=first,
+                last_offset=last,
+            ),
+            status=UnitStatus(status),
+            last_processed_offset=last_offset,
+            owner=owner,
+            lease_expires_at=lease_expires_at,
+            attempts=attempts,
+            error=error,
+            files_done=files_done,
+            bytes_done=bytes_done,
+            created_at=created_at,
+            updated_at=updated_at,
+            version=version,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"unreadable row for batch {batch_id!r} range {offset_range!r}: {exc}"
+        ) from exc

@@ -1,0 +1,242 @@
+"""The ``aep-extract`` command line: the Extractor's verbs over URLs and ``AEP_*``.
+
+Exit codes: 0 every unit Completed; 1 some unit Failed or left unfinished;
+2 usage or configuration error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+from . import __version__
+from .checkpoints import open_store
+from .config import ExtractorConfig
+from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
+from .extractor import Extractor
+from .models import UnitStatus
+from .report import DatasetStatus
+from .schedulers import ThreadPoolScheduler
+from .sinks import open_sink
+from .sources import AepSource
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit code is already 2
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``aep-extract``."""
+    parser = _Parser(
+        prog="aep-extract",
+        description="Copy Adobe Experience Platform datasets to S3 or a directory, "
+        "restartably and exactly once. AEP credentials come from AEP_* variables.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="store_true")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text)
+
+    run = command("run", "plan the window, then copy every planned unit")
+    _window_args(run)
+    _sink_arg(run)
+    _store_arg(run)
+    _work_args(run)
+    plan = command("plan", "register the window's batches as Pending units")
+    _window_args(plan)
+    _store_arg(plan)
+    plan.add_argument(
+        "--files-per-unit",
+        type=int,
+        default=None,
+        help="split batches with more files into offset ranges",
+    )
+    status = command("status", "show every unit of a dataset")
+    _dataset_arg(status)
+    _store_arg(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    retry = command("retry-failed", "put Failed units back to Pending")
+    _dataset_arg(retry)
+    _store_arg(retry)
+    retry.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    demo = command("demo", "extract a sample dataset from a built-in fake AEP")
+    demo.add_argument(
+        "--dir",
+        default="aep-extract-demo",
+        help="where the demo writes its files and state",
+    )
+    demo.add_argument("--workers", type=int, default=4)
+    return parser
+
+
+def _dataset_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="AEP dataset id")
+
+
+def _window_args(parser: argparse.ArgumentParser) -> None:
+    _dataset_arg(parser)
+    parser.add_argument(
+        "--start",
+        required=True,
+        help="window start, ISO 8601 with offset or Z (inclusive)",
+    )
+    parser.add_argument(
+        "--end", required=True, help="window end, ISO 8601 with offset or Z (exclusive)"
+    )
+
+
+def _sink_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sink", required=True, help="s3://bucket/prefix, a directory, or file:///dir"
+    )
+
+
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        required=True,
+        help="sqlite:///state.db, dynamodb://TABLE or memory://",
+    )
+
+
+def _work_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=int, default=8, help="files copied at once (default 8)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``aep-extract``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet, default_info=args.command == "demo")
+    handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except (ConfigError, AuthError, NotFoundError) as exc:
+        print(f"aep-extract: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AepExtractError as exc:
+        print(f"aep-extract: failed: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        print(
+            "aep-extract: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _configure_logging(verbose: int, quiet: bool, *, default_info: bool) -> None:
+    level = logging.WARNING
+    if verbose or default_info:
+        level = logging.INFO
+    if verbose > 1:
+        level = logging.DEBUG
+    if quiet:
+        level = logging.ERROR
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _extractor(args: argparse.Namespace, source: AepSource, sink_url: str) -> Extractor:
+    if getattr(args, "workers", 1) < 1:
+        raise ConfigError("--workers must be at least 1")
+    return Extractor(
+        source,
+        store=open_store(args.store),
+        sink=open_sink(sink_url),
+        scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),
+        config=ExtractorConfig(files_per_unit=getattr(args, "files_per_unit", None)),
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    with _extractor(args, AepSource.from_env(), args.sink) as extractor:
+        report = extractor.run(args.dataset, args.start, args.end)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return EXIT_OK if report.ok else EXIT_INCOMPLETE
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    if args.files_per_unit is not None and args.files_per_unit < 1:
+        raise ConfigError("--files-per-unit must be at least 1")
+    with _extractor(args, AepSource.from_env(), "memory://") as extractor:
+        print(extractor.plan(args.dataset, args.start, args.end))
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = DatasetStatus(
+        dataset_id=args.dataset, units=tuple(open_store(args.store).list(args.dataset))
+    )
+    print(
+        json.dumps(status.to_dict(), indent=2) if args.json else format_status(status)
+    )
+    done = all(cp.status is UnitStatus.COMPLETED for cp in status.units)
+    return EXIT_OK if done else EXIT_INCOMPLETE
+
+
+def _cmd_retry_failed(args: argparse.Namespace) -> int:
+    moved = open_store(args.store).retry_failed(args.dataset, args.unit)
+    print(f"{moved} unit(s) back to Pending")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.dir, workers=args.workers)
+
+
+def format_status(status: DatasetStatus) -> str:
+    """A readable table of a dataset's units."""
+    counts = ", ".join(f"{n} {s.value}" for s, n in status.counts.items())
+    rows = [f"dataset {status.dataset_id}: {counts}"]
+    header = ("UNIT", "STATUS", "LAST OFFSET", "FILES", "BYTES", "ATTEMPTS", "ERROR")
+    table = [header] + [
+        (
+            cp.unit_id,
+            cp.status.value,
+            str(cp.last_processed_offset),
+            str(cp.files_done),
+            str(cp.bytes_done),
+            str(cp.attempts),
+            (cp.error or "")[:60],
+        )
+        for cp in status.units
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    rows += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table
+    ]
+    return "\n".join(rows)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "plan": _cmd_plan,
+    "status": _cmd_status,
+    "retry-failed": _cmd_retry_failed,
+    "demo": _cmd_demo,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

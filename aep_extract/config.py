@@ -1,0 +1,137 @@
+"""Configuration objects: frozen, validated, defaults in ``DEFAULT_*`` constants."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Optional
+
+import attrs
+from attrs import validators as v
+
+from .errors import ConfigError
+
+DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
+DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com"
+DEFAULT_SANDBOX = "prod"
+DEFAULT_SCOPES = (
+    "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
+)
+DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
+"""Bytes per ranged GET: small enough to finish far inside Adobe's 60 s limit."""
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_TOKEN_REFRESH_MARGIN = 300.0
+"""Seconds before expiry at which a cached IMS token is replaced."""
+
+DEFAULT_RETRY_ATTEMPTS = 8
+DEFAULT_RETRY_INITIAL_WAIT = 0.5
+DEFAULT_RETRY_MAX_WAIT = 60.0
+
+DEFAULT_LEASE_SECONDS = 300.0
+DEFAULT_UNIT_ATTEMPTS = 3
+DEFAULT_KEY_TEMPLATE = (
+    "{dataset_id}/date={date}/batch={batch_id}/{dataset_file_id}/{name}"
+)
+DEFAULT_MANIFEST_TEMPLATE = "{dataset_id}/date={date}/batch={batch_id}/_manifest.json"
+
+
+@attrs.frozen(kw_only=True)
+class RetryConfig:
+    """How requests are retried: exponential backoff with full jitter, capped.
+
+    Attributes:
+        attempts: tries per request, the first included.
+        initial_wait: the backoff's first ceiling in seconds (doubles each retry).
+        max_wait: cap of a single wait, also for a server's ``Retry-After``.
+    """
+
+    attempts: int = attrs.field(default=DEFAULT_RETRY_ATTEMPTS, validator=v.ge(1))
+    initial_wait: float = attrs.field(
+        default=DEFAULT_RETRY_INITIAL_WAIT, validator=v.ge(0)
+    )
+    max_wait: float = attrs.field(default=DEFAULT_RETRY_MAX_WAIT, validator=v.ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class AepConfig:
+    """Where and how to reach AEP. The secret never appears in the repr.
+
+    Use :meth:`from_env` to read the ``AEP_*`` environment variables.
+    """
+
+    client_id: str = attrs.field(validator=v.min_len(1))
+    client_secret: str = attrs.field(repr=False, validator=v.min_len(1))
+    org_id: str = attrs.field(validator=v.min_len(1))
+    scopes: str = DEFAULT_SCOPES
+    sandbox: str = DEFAULT_SANDBOX
+    platform_url: str = DEFAULT_PLATFORM_URL
+    ims_url: str = DEFAULT_IMS_URL
+    chunk_size: int = attrs.field(default=DEFAULT_CHUNK_SIZE, validator=v.ge(1))
+    connect_timeout: float = attrs.field(
+        default=DEFAULT_CONNECT_TIMEOUT, validator=v.gt(0)
+    )
+    read_timeout: float = attrs.field(default=DEFAULT_READ_TIMEOUT, validator=v.gt(0))
+    token_refresh_margin: float = attrs.field(
+        default=DEFAULT_TOKEN_REFRESH_MARGIN, validator=v.ge(0)
+    )
+    verify_tls: bool = True
+    retry: RetryConfig = attrs.field(factory=RetryConfig)
+
+    @classmethod
+    def from_env(
+        cls, env: Optional[Mapping[str, str]] = None, **overrides: object
+    ) -> AepConfig:
+        """Read ``AEP_CLIENT_ID``, ``AEP_CLIENT_SECRET``, ``AEP_ORG_ID`` (required),
+        ``AEP_SCOPES``, ``AEP_SANDBOX``, ``AEP_PLATFORM_URL``, ``AEP_IMS_URL``.
+
+        Raises:
+            ConfigError: a required variable is missing or a value is invalid.
+        """
+        env = os.environ if env is None else env
+        missing = [
+            name
+            for name in ("AEP_CLIENT_ID", "AEP_CLIENT_SECRET", "AEP_ORG_ID")
+            if not env.get(name)
+        ]
+        if missing:
+            raise ConfigError(f"missing environment variable(s): {', '.join(missing)}")
+        values: dict[str, object] = {
+            "client_id": env["AEP_CLIENT_ID"],
+            "client_secret": env["AEP_CLIENT_SECRET"],
+            "org_id": env["AEP_ORG_ID"],
+            "scopes": env.get("AEP_SCOPES") or DEFAULT_SCOPES,
+            "sandbox": env.get("AEP_SANDBOX") or DEFAULT_SANDBOX,
+            "platform_url": env.get("AEP_PLATFORM_URL") or DEFAULT_PLATFORM_URL,
+            "ims_url": env.get("AEP_IMS_URL") or DEFAULT_IMS_URL,
+        }
+        values.update(overrides)
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid AEP configuration: {exc}") from None
+
+
+@attrs.frozen(kw_only=True)
+class ExtractorConfig:
+    """How the extractor plans, leases, retries and lays out its output.
+
+    Attributes:
+        lease_seconds: how long a claimed unit stays ours without renewal; renewed
+            every third of it while the unit is worked on.
+        unit_attempts: attempts after which a failing unit is marked Failed.
+        files_per_unit: split batches with more files into offset ranges of this many
+            files (lists every batch's files while planning); None keeps a batch whole.
+        key_template: sink key of a file; fields ``dataset_id``, ``date`` (batch
+            created, YYYY-MM-DD), ``batch_id``, ``dataset_file_id``, ``name``.
+        manifest_template: sink key of a batch manifest; the same fields but the last
+            two.
+    """
+
+    lease_seconds: float = attrs.field(default=DEFAULT_LEASE_SECONDS, validator=v.gt(0))
+    unit_attempts: int = attrs.field(default=DEFAULT_UNIT_ATTEMPTS, validator=v.ge(1))
+    files_per_unit: Optional[int] = attrs.field(
+        default=None, validator=v.optional(v.ge(1))
+    )
+    key_template: str = DEFAULT_KEY_TEMPLATE
+    manifest_template: str = DEFAULT_MANIFEST_TEMPLATE

@@ -1,0 +1,193 @@
+"""The Extractor facade: plan a window, execute the units, report, restart safely."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Collection
+from datetime import datetime
+from typing import Optional, Union
+
+from ._engine import Engine
+from .checkpoints.base import CheckpointStore
+from .config import ExtractorConfig
+from .errors import ConfigError
+from .models import EXPORTABLE_BATCH_STATUSES, Batch, TimeWindow, WorkUnit
+from .report import DatasetStatus, PlanResult, RunReport
+from .schedulers.base import Scheduler
+from .schedulers.threads import ThreadPoolScheduler
+from .sinks.base import Sink
+from .sources.base import AepSource
+
+logger = logging.getLogger(__name__)
+
+Moment = Union[str, datetime]
+"""A window bound: an aware datetime or an ISO 8601 string with an offset or ``Z``."""
+
+
+def default_owner() -> str:
+    """A worker id unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Extractor:
+    """Copies every file of a dataset's batches in a window from AEP to a sink.
+
+    Args:
+        source: where batches and bytes come from (e.g. ``AepSource.from_env()``).
+        store: where progress is recorded; a durable one makes runs restartable.
+        sink: where the files go.
+        scheduler: how copies run at once (default: 8 threads).
+        config: leases, attempts, splitting and key layout.
+        owner: this worker's id in leases (default: host, pid and a random part).
+
+    Example:
+        >>> from aep_extract import Extractor, SQLiteCheckpointStore
+        >>> from aep_extract.sinks import LocalSink
+        >>> extractor = Extractor(
+        ...     source, store=SQLiteCheckpointStore("state.db"), sink=LocalSink("out")
+        ... )  # doctest: +SKIP
+        >>> report = extractor.run("DATASET_ID", "2024-06-10T00:00:00Z",
+        ...                        "2024-06-11T00:00:00Z")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: AepSource,
+        *,
+        store: CheckpointStore,
+        sink: Sink,
+        scheduler: Optional[Scheduler] = None,
+        config: Optional[ExtractorConfig] = None,
+        owner: Optional[str] = None,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.sink = sink
+        self.scheduler = scheduler or ThreadPoolScheduler()
+        self._owns_scheduler = scheduler is None
+        self.config = config or ExtractorConfig()
+        self.owner = owner or default_owner()
+        self._stop = threading.Event()
+
+    def __repr__(self) -> str:
+        return (
+            f"Extractor(source={self.source!r}, store={self.store!r}, "
+            f"sink={self.sink!r}, owner={self.owner!r})"
+        )
+
+    def plan(self, dataset_id: str, start: Moment, end: Moment) -> PlanResult:
+        """Discover the dataset's batches created in ``[start, end)`` and register
+        one Pending unit per exportable batch (or per offset range, see
+        ``ExtractorConfig.files_per_unit``). Units already registered keep their state.
+
+        Raises:
+            ConfigError: a naive or reversed window, or an empty dataset id.
+            NotFoundError: the dataset does not exist.
+            SourceError: the Catalog could not be read.
+        """
+        window = TimeWindow.parse(start, end)
+        if not dataset_id:
+            raise ConfigError("dataset id must not be empty")
+        self.source.get_dataset(dataset_id)
+        batches = list(self.source.list_batches(dataset_id, window))
+        exportable = [b for b in batches if b.status in EXPORTABLE_BATCH_STATUSES]
+        skipped = Counter(
+            b.status for b in batches if b.status not in EXPORTABLE_BATCH_STATUSES
+        )
+        units = [unit for batch in exportable for unit in self._units_of(batch)]
+        new = self.store.register(units)
+        result = PlanResult(
+            dataset_id=dataset_id,
+            window=window,
+            batches_found=len(batches),
+            units_planned=len(units),
+            units_new=new,
+            skipped=dict(skipped),
+        )
+        logger.info("%s", result)
+        return result
+
+    def execute(self, dataset_id: str) -> RunReport:
+        """Work on the dataset's units until each is Completed or Failed.
+
+        Units held by other live workers are waited for; units whose lease expired
+        are taken over. :meth:`stop` ends the run early, leaving work resumable.
+        """
+        engine = Engine(
+            source=self.source,
+            store=self.store,
+            sink=self.sink,
+            scheduler=self.scheduler,
+            config=self.config,
+            owner=self.owner,
+            stop_event=self._stop,
+        )
+        report = engine.run(dataset_id)
+        logger.info("%s", report)
+        return report
+
+    def run(self, dataset_id: str, start: Moment, end: Moment) -> RunReport:
+        """:meth:`plan` then :meth:`execute`: the whole job, safe to rerun."""
+        self.plan(dataset_id, start, end)
+        return self.execute(dataset_id)
+
+    def status(self, dataset_id: str) -> DatasetStatus:
+        """Every unit of the dataset with its status, progress and last error."""
+        return DatasetStatus(
+            dataset_id=dataset_id, units=tuple(self.store.list(dataset_id))
+        )
+
+    def retry_failed(
+        self, dataset_id: str, unit_ids: Optional[Collection[str]] = None
+    ) -> int:
+        """Put Failed units back to Pending (all, or only ``unit_ids``).
+
+        Returns:
+            How many units were reset.
+        """
+        return self.store.retry_failed(dataset_id, unit_ids)
+
+    def stop(self) -> None:
+        """Ask a running :meth:`execute` to stop claiming, finish in-flight files
+        and give its leases back. Safe to call from another thread or a signal
+        handler."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Shut down the scheduler if the extractor created it."""
+        if self._owns_scheduler:
+            self.scheduler.shutdown()
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _units_of(self, batch: Batch) -> list[WorkUnit]:
+        whole = WorkUnit(
+            dataset_id=batch.dataset_id,
+            batch_id=batch.batch_id,
+            batch_created_ms=batch.created_ms,
+        )
+        per_unit = self.config.files_per_unit
+        if per_unit is None:
+            return [whole]
+        count = len(self.source.list_files(batch.batch_id))
+        if count <= per_unit:
+            return [whole]
+        return [
+            WorkUnit(
+                dataset_id=batch.dataset_id,
+                batch_id=batch.batch_id,
+                batch_created_ms=batch.created_ms,
+                first_offset=first,
+                last_offset=min(first + per_unit, count) - 1,
+            )
+            for first in range(0, count, per_unit)
+        ]

@@ -1,0 +1,78 @@
+"""Deterministic sink keys for files and manifests; API names are sanitized."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import attrs
+
+from .config import DEFAULT_KEY_TEMPLATE, DEFAULT_MANIFEST_TEMPLATE
+from .errors import UnsafeKeyError
+from .models import WHOLE_BATCH, FileRef, WorkUnit, from_epoch_ms
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it stays inside its prefix, else raise UnsafeKeyError.
+
+    A safe key is relative, '/'-separated, with no empty, ``.`` or ``..`` segment, no
+    backslash and no control character.
+    """
+    if not key or key.startswith("/"):
+        raise UnsafeKeyError(f"unsafe key {key!r}: empty or absolute")
+    if "\\" in key or any(unicodedata.category(ch) == "Cc" for ch in key):
+        raise UnsafeKeyError(f"unsafe key {key!r}: backslash or control character")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise UnsafeKeyError(f"unsafe key {key!r}: empty, '.' or '..' segment")
+    return key
+
+
+@attrs.frozen(kw_only=True)
+class KeyLayout:
+    """Turns units and files into sink keys with ``str.format`` templates.
+
+    Fields: ``dataset_id``, ``date`` (the batch's created day, UTC, YYYY-MM-DD),
+    ``batch_id``, and for files ``dataset_file_id`` and ``name``.
+    """
+
+    file_template: str = DEFAULT_KEY_TEMPLATE
+    manifest_template: str = DEFAULT_MANIFEST_TEMPLATE
+
+    def file_key(self, unit: WorkUnit, file: FileRef) -> str:
+        """Key of one copied file.
+
+        Raises:
+            UnsafeKeyError: a name from the API would escape the batch's prefix.
+        """
+        for value in (file.dataset_file_id, file.name):
+            check_key(value)
+        return check_key(
+            self.file_template.format(
+                **self._fields(unit),
+                dataset_file_id=file.dataset_file_id,
+                name=file.name,
+            )
+        )
+
+    def manifest_key(self, unit: WorkUnit) -> str:
+        """Key of a batch's manifest (one per unit for a split batch)."""
+        key = self.manifest_template.format(**self._fields(unit))
+        if unit.offset_range != WHOLE_BATCH:
+            # A split batch gets one manifest per offset range, beside each other.
+            stem, dot, ext = key.rpartition(".")
+            key = (
+                f"{stem}.{unit.offset_range}.{ext}"
+                if dot
+                else f"{key}.{unit.offset_range}"
+            )
+        return check_key(key)
+
+    @staticmethod
+    def _fields(unit: WorkUnit) -> dict[str, str]:
+        for value in (unit.dataset_id, unit.batch_id):
+            if "/" in check_key(value):
+                raise UnsafeKeyError(f"unsafe id {value!r}: contains '/'")
+        return {
+            "dataset_id": unit.dataset_id,
+            "batch_id": unit.batch_id,
+            "date": from_epoch_ms(unit.batch_created_ms).strftime("%Y-%m-%d"),
+        }

@@ -1,0 +1,158 @@
+"""What the extractor returns: plan results, run reports and dataset status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .models import Checkpoint, TimeWindow, UnitStatus
+
+
+def _counts_json(counts: dict[UnitStatus, int]) -> dict[str, int]:
+    return {status.value: counts.get(status, 0) for status in UnitStatus}
+
+
+@attrs.frozen(kw_only=True)
+class PlanResult:
+    """Outcome of :meth:`Extractor.plan`.
+
+    Attributes:
+        batches_found: batches of the dataset created in the window, any status.
+        units_planned: work units for the exportable batches.
+        units_new: of those, how many were not registered before.
+        skipped: batches not copied, by Catalog status (failed, loading, ...).
+    """
+
+    dataset_id: str
+    window: TimeWindow
+    batches_found: int
+    units_planned: int
+    units_new: int
+    skipped: dict[str, int] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "datasetId": self.dataset_id,
+            "start": self.window.start.isoformat(),
+            "end": self.window.end.isoformat(),
+            "batchesFound": self.batches_found,
+            "unitsPlanned": self.units_planned,
+            "unitsNew": self.units_new,
+            "skipped": dict(self.skipped),
+        }
+
+    def __str__(self) -> str:
+        skipped = ", ".join(f"{n} {s}" for s, n in sorted(self.skipped.items()))
+        return (
+            f"planned {self.dataset_id} {self.window}: {self.batches_found} batches, "
+            f"{self.units_planned} units ({self.units_new} new)"
+            + (f"; skipped {skipped}" if skipped else "")
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RunReport:
+    """Outcome of :meth:`Extractor.execute` or :meth:`Extractor.run`.
+
+    Attributes:
+        units: every unit of the dataset by status, read from the store at the end.
+        units_completed: units this run completed.
+        files_copied, bytes_copied: what this run wrote to the sink.
+        files_skipped: files found already copied by an earlier run.
+        requests, retries, throttled: the source's counters during this run.
+        failures: ``(unit_id, error)`` for every unit attempt that failed in this run.
+        stopped: the run was asked to stop before the work was done.
+    """
+
+    dataset_id: str
+    units: dict[UnitStatus, int]
+    units_completed: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_skipped: int = 0
+    duration_seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    failures: tuple[tuple[str, str], ...] = ()
+    stopped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Every unit of the dataset is Completed."""
+        return sum(self.units.values()) == self.units.get(UnitStatus.COMPLETED, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "datasetId": self.dataset_id,
+            "ok": self.ok,
+            "units": _counts_json(self.units),
+            "unitsCompleted": self.units_completed,
+            "filesCopied": self.files_copied,
+            "bytesCopied": self.bytes_copied,
+            "filesSkipped": self.files_skipped,
+            "durationSeconds": round(self.duration_seconds, 3),
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "failures": [{"unit": u, "error": e} for u, e in self.failures],
+            "stopped": self.stopped,
+        }
+
+    def __str__(self) -> str:
+        units = ", ".join(f"{n} {s.value}" for s, n in self.units.items() if n)
+        rate = self.bytes_copied / self.duration_seconds if self.duration_seconds else 0
+        lines = [
+            f"dataset {self.dataset_id}: {units or 'no units'}",
+            f"copied {self.files_copied} files, {self.bytes_copied} bytes "
+            f"in {self.duration_seconds:.1f}s ({rate / 1e6:.1f} MB/s); "
+            f"{self.files_skipped} already done; {self.retries} retries, "
+            f"{self.throttled} throttled",
+        ]
+        lines += [f"FAILED {unit}: {error}" for unit, error in self.failures]
+        if self.stopped:
+            lines.append("stopped before the work was done; rerun to finish")
+        return "\n".join(lines)
+
+
+@attrs.frozen(kw_only=True)
+class DatasetStatus:
+    """Every unit of a dataset and how many are in each status."""
+
+    dataset_id: str
+    units: tuple[Checkpoint, ...]
+
+    @property
+    def counts(self) -> dict[UnitStatus, int]:
+        """Units by status, every status present."""
+        counts = dict.fromkeys(UnitStatus, 0)
+        for cp in self.units:
+            counts[cp.status] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "datasetId": self.dataset_id,
+            "counts": _counts_json(self.counts),
+            "units": [
+                {
+                    "unit": cp.unit_id,
+                    "batchId": cp.unit.batch_id,
+                    "offsetRange": cp.unit.offset_range,
+                    "status": cp.status.value,
+                    "lastProcessedOffset": cp.last_processed_offset,
+                    "filesDone": cp.files_done,
+                    "bytesDone": cp.bytes_done,
+                    "attempts": cp.attempts,
+                    "owner": cp.owner,
+                    "leaseExpiresAt": cp.lease_expires_at,
+                    "error": cp.error,
+                    "updatedAt": cp.updated_at,
+                }
+                for cp in self.units
+            ],
+        }

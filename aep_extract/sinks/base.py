@@ -1,0 +1,88 @@
+"""The Sink interface: where bytes go, one object per key, visible when whole."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import BinaryIO, Optional
+
+from ..models import ObjectInfo
+
+READ_CHUNK = 1024 * 1024
+
+
+class Sink(abc.ABC):
+    """Stores objects under keys relative to the sink's root.
+
+    Contract for implementations:
+
+    - :meth:`open_write` returns a context manager yielding a writable binary file. The
+      object becomes visible under ``key`` only when the block exits without an error
+      (atomic rename, completed multipart upload, ...); on an error nothing is left
+      behind, not even an empty object. Writing the same key again replaces it whole.
+    - :meth:`open_read` streams a stored object; :meth:`stat` tells its size or None.
+    - :meth:`list_keys` (optional) lists stored keys under a prefix.
+    """
+
+    @abc.abstractmethod
+    def open_write(
+        self,
+        key: str,
+        *,
+        size: Optional[int] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> AbstractContextManager[BinaryIO]:
+        """Open ``key`` for writing; ``size`` is the expected length when known."""
+
+    @abc.abstractmethod
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Open a stored object for reading.
+
+        Raises:
+            SinkError: no such object.
+        """
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> Optional[ObjectInfo]:
+        """Size of a stored object, or None when it does not exist."""
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every stored key that starts with ``prefix`` (optional override)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
+
+    def write_bytes(
+        self, key: str, data: bytes, *, metadata: Optional[Mapping[str, str]] = None
+    ) -> None:
+        """Store a small object in one go."""
+        with self.open_write(key, size=len(data), metadata=metadata) as out:
+            out.write(data)
+
+    def read_bytes(self, key: str) -> bytes:
+        """Read a whole (small) object."""
+        with self.open_read(key) as src:
+            return src.read()
+
+    def sha256(self, key: str) -> str:
+        """Hex SHA-256 of a stored object, read back in bounded chunks."""
+        digest = hashlib.sha256()
+        with self.open_read(key) as src:
+            for chunk in iter(lambda: src.read(READ_CHUNK), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        """Release resources (optional override)."""
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()

@@ -1,0 +1,84 @@
+"""The AepSource interface: where batches, file listings and bytes come from."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..models import Batch, FileRef, TimeWindow
+
+if TYPE_CHECKING:
+    from .http import HttpAepSource
+
+
+class AepSource(abc.ABC):
+    """Reads datasets, batches and file bytes from Adobe Experience Platform.
+
+    The default implementation is :class:`~aep_extract.sources.http.HttpAepSource`
+    (Catalog + Data Access over HTTP); :meth:`from_env` builds it from ``AEP_*``
+    environment variables.
+    """
+
+    @abc.abstractmethod
+    def get_dataset(self, dataset_id: str) -> Mapping[str, Any]:
+        """The dataset's Catalog metadata.
+
+        Raises:
+            NotFoundError: no such dataset.
+        """
+
+    @abc.abstractmethod
+    def list_batches(
+        self, dataset_id: str, window: TimeWindow, *, status: Optional[str] = None
+    ) -> Iterator[Batch]:
+        """Batches of a dataset created in ``window``, each once, oldest first."""
+
+    @abc.abstractmethod
+    def list_files(self, batch_id: str) -> list[FileRef]:
+        """Every physical file of a batch, in the deterministic order of
+        :attr:`FileRef.sort_key` (a file's position in this list is its offset)."""
+
+    @abc.abstractmethod
+    def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
+        """Stream a file's bytes from byte ``start`` to its end, in bounded chunks.
+
+        Implementations check the total against ``file.length`` and raise
+        :class:`~aep_extract.errors.IncompleteDownload` rather than end short.
+        """
+
+    def list_failed_files(self, batch_id: str) -> list[FileRef]:
+        """Files of a batch that failed ingestion (optional override)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list failed files")
+
+    def counters(self) -> Mapping[str, int]:
+        """Running totals such as ``requests``, ``retries`` and ``throttled``."""
+        return {}
+
+    @classmethod
+    def from_env(
+        cls, env: Optional[Mapping[str, str]] = None, **options: Any
+    ) -> HttpAepSource:
+        """Build the HTTP source from ``AEP_*`` variables (``os.environ`` by default).
+
+        Raises:
+            ConfigError: a required variable is missing.
+        """
+        from .http import HttpAepSource
+
+        return HttpAepSource.from_env(env, **options)
+
+    def close(self) -> None:
+        """Release resources (optional override)."""
+
+    def __enter__(self) -> AepSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()

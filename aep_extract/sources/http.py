@@ -1,0 +1,322 @@
+"""The default source: AEP Catalog and Data Access over HTTP with ``requests``.
+
+Every request carries the IMS token and the platform headers, has connect/read
+timeouts, goes through the one retry policy (:mod:`aep_extract._retry`) and has its
+failures mapped to the error tree in one place (:mod:`._http_errors`). Files are read
+in ``Range`` requests of ``chunk_size`` bytes; a failed request resumes from the last
+byte handed to the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any, Callable, Optional
+from urllib.parse import quote, urljoin
+
+import requests
+
+from ..config import AepConfig
+from ..errors import (
+    RETRYABLE,
+    ConfigError,
+    IncompleteDownload,
+    InvalidResponse,
+    NotFoundError,
+)
+from ..models import Batch, FileRef, TimeWindow
+from . import _parsing as parsing
+from ._client import PlatformClient
+from ._http_errors import describe, map_requests_errors
+from .base import AepSource
+
+__all__ = ["HttpAepSource"]
+
+logger = logging.getLogger(__name__)
+
+CATALOG = "/data/foundation/catalog"
+EXPORT = "/data/foundation/export"
+PAGE_SIZE = 100
+"""Catalog and Data Access both cap a page at 100 entries."""
+PIECE_SIZE = 1024 * 1024
+"""Largest bytes object :meth:`HttpAepSource.read_file` yields."""
+
+
+class HttpAepSource(AepSource):
+    """Reads batches, file listings and bytes from AEP's Catalog and Data Access APIs.
+
+    Thread-safe: one instance serves every worker thread.
+
+    Args:
+        config: credentials, endpoints, chunk size, timeouts and retry policy.
+        session: a ``requests.Session`` to use (for proxies or custom adapters); it is
+            left open by :meth:`close`. By default the source makes and owns one.
+        sleep: how retries wait (inject a recorder in tests).
+    """
+
+    def __init__(
+        self,
+        config: AepConfig,
+        *,
+        session: Optional[requests.Session] = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._client = PlatformClient(config, session, sleep)
+        self._base = self._client.base_url
+
+    @classmethod
+    def from_env(
+        cls, env: Optional[Mapping[str, str]] = None, **options: Any
+    ) -> HttpAepSource:
+        """Build from ``AEP_*`` variables (``os.environ`` by default).
+
+        Args:
+            env: the variables to read.
+            **options: ``session`` and ``sleep`` go to the constructor; anything else
+                overrides an :class:`~aep_extract.config.AepConfig` field.
+
+        Raises:
+            ConfigError: a required variable is missing or a value is invalid.
+        """
+        session = options.pop("session", None)
+        sleep = options.pop("sleep", time.sleep)
+        return cls(AepConfig.from_env(env, **options), session=session, sleep=sleep)
+
+    # -- Catalog -----------------------------------------------------------------
+
+    def get_dataset(self, dataset_id: str) -> Mapping[str, Any]:
+        """The dataset's Catalog object (the answer is keyed by id; this is the value).
+
+        Raises:
+            NotFoundError: no such dataset in this org and sandbox.
+            InvalidResponse: the answer does not contain the dataset.
+        """
+        url = f"{self._base}{CATALOG}/dataSets/{quote(dataset_id, safe='')}"
+        try:
+            body = self._client.get_json(url)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"dataset {dataset_id} not found in sandbox {self.config.sandbox!r} "
+                f"of org {self.config.org_id}: {exc}",
+                status=exc.status,
+                url=exc.url,
+                request_id=exc.request_id,
+            ) from None
+        dataset = body.get(dataset_id) if isinstance(body, dict) else None
+        if not isinstance(dataset, dict):
+            raise InvalidResponse(
+                f"{describe('GET', url)}: answer has no object for {dataset_id}"
+            )
+        return dataset
+
+    def list_batches(
+        self, dataset_id: str, window: TimeWindow, *, status: Optional[str] = None
+    ) -> Iterator[Batch]:
+        """Batches of a dataset created in ``[window.start, window.end)``, oldest first.
+
+        Pages through ``/catalog/batches`` 100 at a time until a short page. Batches
+        are yielded once each, and only if their ``created`` lies in the window and
+        their ``relatedObjects`` name the dataset (Catalog filters are trusted but
+        checked).
+
+        Args:
+            dataset_id: the dataset.
+            window: the half-open window on ``created``.
+            status: Catalog status filter (e.g. ``"success"``); None for all.
+
+        Raises:
+            InvalidResponse: a page or a batch does not have the documented shape.
+        """
+        url = f"{self._base}{CATALOG}/batches"
+        params = {
+            "dataSet": dataset_id,
+            # The API's bounds are strict; the window includes its start.
+            "createdAfter": str(window.start_ms - 1),
+            "createdBefore": str(window.end_ms),
+            "orderBy": "asc:created",
+            "limit": str(PAGE_SIZE),
+        }
+        if status is not None:
+            params["status"] = status
+        seen: set[str] = set()
+        start = 0
+        while True:
+            page = self._client.get_json(url, {**params, "start": str(start)})
+            if not isinstance(page, dict):
+                raise InvalidResponse(
+                    f"{describe('GET', url)} (start={start}): not a JSON object"
+                )
+            for batch_id, obj in page.items():
+                if batch_id in seen:  # pages shift while new batches arrive
+                    continue
+                seen.add(batch_id)
+                batch = parsing.parse_batch(batch_id, obj, dataset_id)
+                if window.contains_ms(batch.created_ms) and parsing.related_to_dataset(
+                    batch.raw, dataset_id
+                ):
+                    yield batch
+                else:
+                    logger.debug(
+                        "batch %s: outside window or dataset, skipped", batch_id
+                    )
+            if len(page) < PAGE_SIZE:
+                return
+            start += PAGE_SIZE
+
+    # -- Data Access: listings ---------------------------------------------------
+
+    def list_files(self, batch_id: str) -> list[FileRef]:
+        """Every physical file of a batch, sorted by :attr:`FileRef.sort_key`.
+
+        Follows ``_links.next`` on every listing and descends into dataset files that
+        are directories (each dataSetFileId is resolved once, so cycles end).
+
+        Raises:
+            InvalidResponse: malformed listing, looping pages, empty names, lengths
+                that are not integers.
+        """
+        url = f"{self._base}{EXPORT}/batches/{quote(batch_id, safe='')}/files"
+        pending = [
+            parsing.dataset_file_id(item, f"batch {batch_id}")
+            for item in self._data_items(url)
+        ]
+        resolved: set[str] = set()
+        files: dict[tuple[str, str], FileRef] = {}
+        while pending:
+            file_id = pending.pop()
+            if file_id in resolved:
+                continue
+            resolved.add(file_id)
+            for item in self._data_items(self._file_url(file_id)):
+                if parsing.is_physical_file(item):
+                    ref = parsing.file_ref(file_id, item, self._file_url(file_id))
+                    files.setdefault(ref.sort_key, ref)
+                else:  # a directory of further dataset files
+                    pending.append(parsing.dataset_file_id(item, f"file {file_id}"))
+        return sorted(files.values(), key=lambda ref: ref.sort_key)
+
+    def list_failed_files(self, batch_id: str) -> list[FileRef]:
+        """Files of a batch that failed ingestion (``/export/batches/{id}/failed``).
+
+        ``dataset_file_id`` of these refs is the batch id (the listing has no
+        dataSetFileId); ``url`` serves the bytes to :meth:`read_file`.
+
+        Raises:
+            InvalidResponse: malformed listing, empty names, invalid lengths.
+        """
+        url = f"{self._base}{EXPORT}/batches/{quote(batch_id, safe='')}/failed"
+        files = [
+            parsing.file_ref(batch_id, item, url) for item in self._data_items(url)
+        ]
+        return sorted(files, key=lambda ref: ref.sort_key)
+
+    def _data_items(self, url: str) -> Iterator[dict[str, Any]]:
+        """The ``data`` items of a Data Access listing, following ``_links.next``."""
+        next_url: Optional[str] = f"{url}?limit={PAGE_SIZE}"
+        seen: set[str] = set()
+        while next_url is not None:
+            if next_url in seen:
+                raise InvalidResponse(f"{describe('GET', next_url)}: paging loops")
+            seen.add(next_url)
+            page = self._client.get_json(next_url)
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+                raise InvalidResponse(
+                    f"{describe('GET', next_url)}: no 'data' list of objects"
+                )
+            yield from data
+            href = parsing.next_href(page)
+            next_url = (
+                self._client.on_platform(urljoin(next_url, href)) if href else None
+            )
+
+    def _file_url(self, file_id: str, path: Optional[str] = None) -> str:
+        url = f"{self._base}{EXPORT}/files/{quote(file_id, safe='')}"
+        return url if path is None else f"{url}?path={quote(path, safe='')}"
+
+    # -- Data Access: bytes ------------------------------------------------------
+
+    def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
+        """Stream a file's bytes from ``start`` in pieces of at most 1 MiB.
+
+        Each ``Range`` request asks for ``chunk_size`` bytes. When a request fails
+        with a retryable error (short body, reset, 5xx, 429) it is retried under the
+        retry policy from the last byte already yielded, so no byte is yielded twice.
+        A zero-length file (or ``start == file.length``) yields nothing and sends no
+        request. Memory stays bounded by one piece.
+
+        Raises:
+            ConfigError: ``start`` outside ``[0, file.length]``.
+            IncompleteDownload: the body stayed short after every retry.
+            InvalidResponse: the server reports a different length, or ignored Range.
+        """
+        if not 0 <= start <= file.length:
+            raise ConfigError(f"start {start} outside file of {file.length} bytes")
+        url = self._client.on_platform(
+            file.url or self._file_url(file.dataset_file_id, file.name)
+        )
+        pos = start
+        while pos < file.length:
+            # One retry budget per range; each attempt resumes at the current pos.
+            for attempt in self._client.retrying():
+                try:
+                    with contextlib.closing(self._read_range(url, file, pos)) as body:
+                        for piece in body:
+                            pos += len(piece)
+                            yield piece
+                except RETRYABLE as exc:
+                    attempt.retry_state.set_exception(
+                        (type(exc), exc, exc.__traceback__)
+                    )
+                else:
+                    attempt.retry_state.set_result(None)
+        if pos != file.length:  # defensive: the loop above only ends at the length
+            raise IncompleteDownload(f"{file.name}: read {pos} of {file.length} bytes")
+
+    def _read_range(
+        self, url: str, file: FileRef, pos: int
+    ) -> Generator[bytes, None, None]:
+        """One ranged GET from ``pos``; yields the body in pieces, checks its length."""
+        last = min(pos + self.config.chunk_size, file.length) - 1
+        # identity: a compressed range would not match Content-Range's byte counts.
+        headers = {"Range": f"bytes={pos}-{last}", "Accept-Encoding": "identity"}
+        response = self._client.request("GET", url, headers=headers, stream=True)
+        where = describe("GET", response.url)
+        try:
+            expected = parsing.announced_bytes(
+                response.status_code, response.headers, pos, file, where
+            )
+            received = 0
+            with map_requests_errors("GET", url):
+                for piece in response.iter_content(
+                    min(PIECE_SIZE, self.config.chunk_size)
+                ):
+                    if received + len(piece) > expected:
+                        raise IncompleteDownload(f"{where}: body longer than announced")
+                    received += len(piece)
+                    self._client.bump("bytes", len(piece))
+                    yield piece
+            if received < expected:
+                raise IncompleteDownload(
+                    f"{where}: body ended after {received} of {expected} bytes"
+                )
+        finally:
+            response.close()
+
+    def counters(self) -> Mapping[str, int]:
+        """Totals so far: ``requests`` sent, ``retries``, ``throttled`` (429 answers)
+        and ``bytes`` of file content received."""
+        return self._client.counters()
+
+    def close(self) -> None:
+        """Close the HTTP session if this source created it."""
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(platform_url={self.config.platform_url!r}, "
+            f"org_id={self.config.org_id!r}, sandbox={self.config.sandbox!r})"
+        )

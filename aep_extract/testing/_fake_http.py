@@ -1,0 +1,186 @@
+"""HTTP plumbing of the fake platform: request records, responses and the server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Union
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import attrs
+from requests.structures import CaseInsensitiveDict
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
+JSON_TYPE = "application/json;charset=utf-8"
+
+
+@attrs.define
+class FakeRequest:
+    """One request the fake platform received, as recorded in ``platform.requests``.
+
+    Attributes:
+        method: ``GET``, ``HEAD``, ``POST`` ...
+        path: the percent-decoded URL path, e.g. ``/data/foundation/export/files/x``.
+        query: query parameters, decoded (the last value of a repeated name).
+        headers: request headers; lookups ignore case.
+        body: the request body.
+        status: the status code answered (0 until answered, or if the connection
+            was dropped without an answer).
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: CaseInsensitiveDict[str] = attrs.field(repr=False)
+    body: bytes = attrs.field(default=b"", repr=False)
+    status: int = 0
+
+
+@attrs.frozen
+class FakeResponse:
+    """A response to send: status, headers and a body (bytes or a zero-copy view)."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    body: Union[bytes, memoryview] = b""
+
+    @classmethod
+    def json(
+        cls, status: int, payload: Any, content_type: str = JSON_TYPE
+    ) -> FakeResponse:
+        """A JSON response."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return cls(status, {"Content-Type": content_type}, body)
+
+
+Dispatch = Callable[[FakeRequest], FakeResponse]
+
+
+class FakeHttpServer(ThreadingHTTPServer):
+    """A threading HTTP server on 127.0.0.1 that hands every request to ``dispatch``.
+
+    It tracks open connections so that :meth:`close` also ends idle keep-alive ones.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, dispatch: Dispatch, record: Callable[[FakeRequest], None]):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.dispatch = dispatch
+        self.record = record
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-aep-{self.server_address[1]}",
+            daemon=True,
+        )
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> None:
+        """Serve in a daemon thread."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving, end open connections and release the port."""
+        self.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self.server_close()
+        self._thread.join(timeout=5)
+
+    def track(self, connection: socket.socket, alive: bool) -> None:
+        """Register (``alive``) or forget an open connection."""
+        with self._lock:
+            if alive:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30.0  # an idle keep-alive connection ends after this many seconds
+    server: FakeHttpServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, alive=True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, alive=False)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("fake AEP: %s", format % args)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError:
+            body = None
+        split = urlsplit(self.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        request = FakeRequest(
+            method=self.command,
+            path=unquote(split.path),
+            query={name: values[-1] for name, values in query.items()},
+            headers=CaseInsensitiveDict(dict(self.headers.items())),
+            body=body or b"",
+        )
+        if body is None:
+            self.close_connection = True
+            response = FakeResponse(411, {"Connection": "close"})
+        else:
+            try:
+                response = self.server.dispatch(request)
+            except Exception:
+                logger.exception("fake AEP failed on %s %s", self.command, self.path)
+                response = FakeResponse.json(500, {"title": "Internal Server Error"})
+        request.status = response.status
+        self.server.record(request)
+        self._send(response)
+
+    def _send(self, response: FakeResponse) -> None:
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                view = memoryview(response.body)
+                for offset in range(0, len(view), _CHUNK):
+                    self.wfile.write(view[offset : offset + _CHUNK])
+            self.wfile.flush()
+        except OSError as exc:  # the client went away; nothing left to answer
+            logger.debug("fake AEP: connection lost: %s", exc)
+            self.close_connection = True

@@ -1,0 +1,175 @@
+"""The fake platform's services: Catalog and Data Access over indexed batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from . import _fake_api as api
+from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
+from ._fake_http import FakeRequest, FakeResponse
+
+_Filter = Callable[[FakeBatch, str], bool]
+
+
+def _int_filter(compare: Callable[[int, int], bool]) -> _Filter:
+    def check(batch: FakeBatch, text: str) -> bool:
+        try:
+            return compare(batch.created_ms, int(text))
+        except ValueError:
+            raise api.Problem(400, f"Invalid timestamp {text!r}") from None
+
+    return check
+
+
+_BATCH_FILTERS: dict[str, _Filter] = {
+    "dataSet": lambda batch, value: batch.dataset_id == value,
+    "batch": lambda batch, value: batch.batch_id == value,
+    "status": lambda batch, value: batch.status == value,
+    "createdAfter": _int_filter(lambda created, bound: created > bound),
+    "createdBefore": _int_filter(lambda created, bound: created < bound),
+    "created": _int_filter(lambda created, bound: created == bound),
+}
+
+
+class FakeServices:
+    """Indexes the datasets and batches and answers Catalog and Data Access calls.
+
+    Raises:
+        ValueError: duplicate batch or dataSetFileIds, or a batch of an unknown
+            dataset.
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Mapping[str, Any]],
+        batches: Iterable[FakeBatch],
+        *,
+        org_id: str,
+        sandbox: str,
+    ) -> None:
+        self.org_id = org_id
+        self.sandbox = sandbox
+        self.datasets = {key: dict(value) for key, value in datasets.items()}
+        self.batches = sorted(batches, key=lambda b: (b.created_ms, b.batch_id))
+        self.batch_by_id: dict[str, FakeBatch] = {}
+        self.node_by_id: dict[str, tuple[FakeBatch, FakeDataSetFile]] = {}
+        for batch in self.batches:
+            if batch.dataset_id not in self.datasets:
+                raise ValueError(
+                    f"batch {batch.batch_id} names unknown dataset {batch.dataset_id}"
+                )
+            if batch.batch_id in self.batch_by_id:
+                raise ValueError(f"duplicate batch id {batch.batch_id}")
+            self.batch_by_id[batch.batch_id] = batch
+            for node in batch.all_dataset_files():
+                if node.dataset_file_id in self.node_by_id:
+                    raise ValueError(f"duplicate dataSetFileId {node.dataset_file_id}")
+                self.node_by_id[node.dataset_file_id] = (batch, node)
+
+    def dispatch(self, request: FakeRequest, base_url: str) -> FakeResponse:
+        """Answer a platform call (the gateway checks are done by the caller)."""
+        parts = request.path.strip("/").split("/")
+        service, rest = "/" + "/".join(parts[:3]), parts[3:]
+        code = "DAS" if service == api.EXPORT else "CAT"
+        try:
+            if request.method not in ("GET", "HEAD"):
+                raise api.Problem(405, "Method not allowed", {"Allow": "GET, HEAD"})
+            if service == api.CATALOG:
+                return self._catalog(request, rest)
+            if service == api.EXPORT:
+                return self._export(request, rest, base_url)
+            raise api.Problem(404, f"No route for {request.path}")
+        except api.Problem as problem:
+            return problem.response(code, self.sandbox)
+
+    def _catalog(self, request: FakeRequest, rest: list[str]) -> FakeResponse:
+        if rest == ["batches"]:
+            return api.catalog_page(request.query, self._batch_objects(request.query))
+        if rest == ["dataSets"]:
+            objects = [(key, self._dataset(key)) for key in self.datasets]
+            return api.catalog_page(request.query, objects)
+        if len(rest) == 2 and rest[0] == "batches":
+            batch = self._batch(rest[1])
+            body = api.batch_json(batch, self.org_id, self.sandbox)
+            return FakeResponse.json(200, {batch.batch_id: body})
+        if len(rest) == 2 and rest[0] == "dataSets":
+            if rest[1] not in self.datasets:
+                raise api.Problem(404, f"Dataset {rest[1]} not found")
+            body = api.select(self._dataset(rest[1]), request.query)
+            return FakeResponse.json(200, {rest[1]: body})
+        raise api.Problem(404, f"No route for {request.path}")
+
+    def _export(
+        self, request: FakeRequest, rest: list[str], base_url: str
+    ) -> FakeResponse:
+        if len(rest) == 3 and rest[0] == "batches" and rest[2] in ("files", "failed"):
+            batch = self._batch(rest[1])
+            url = f"{base_url}{api.EXPORT}/batches/{quote(batch.batch_id, safe='')}"
+            if rest[2] == "failed":
+                return self._files(request, batch.failed_files, f"{url}/failed")
+            items = [
+                api.dataset_file_item(node, batch, base_url)
+                for node in batch.dataset_files
+            ]
+            return api.data_page(request.query, items, f"{url}/files")
+        if len(rest) == 2 and rest[0] == "files":
+            found = self.node_by_id.get(rest[1])
+            if found is None:
+                raise api.Problem(404, f"Dataset file {rest[1]} not found")
+            batch, node = found
+            if node.is_directory and "path" not in request.query:
+                items = [
+                    api.dataset_file_item(child, batch, base_url)
+                    for child in node.children
+                ]
+                return api.data_page(
+                    request.query, items, base_url + api.files_path(rest[1])
+                )
+            href = base_url + api.files_path(node.dataset_file_id)
+            return self._files(request, node.files, href)
+        raise api.Problem(404, f"No route for {request.path}")
+
+    def _files(
+        self, request: FakeRequest, files: tuple[FakeFile, ...], href: str
+    ) -> FakeResponse:
+        """A listing of physical files, or with ``path`` the bytes of one."""
+        name = request.query.get("path")
+        if name is None:
+            items = [api.physical_item(file, href) for file in files]
+            return api.data_page(request.query, items, href)
+        for file in files:
+            if file.name == name:
+                return api.file_response(request, file)
+        raise api.Problem(404, f"File {name!r} not found")
+
+    def _batch(self, batch_id: str) -> FakeBatch:
+        batch = self.batch_by_id.get(batch_id)
+        if batch is None:
+            raise api.Problem(404, f"Batch {batch_id} not found")
+        return batch
+
+    def _dataset(self, dataset_id: str) -> dict[str, Any]:
+        batches = [b for b in self.batches if b.dataset_id == dataset_id]
+        return api.dataset_json(
+            dataset_id, self.datasets[dataset_id], batches, self.org_id
+        )
+
+    def _batch_objects(
+        self, query: Mapping[str, str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        active = [
+            (check, query[name])
+            for name, check in _BATCH_FILTERS.items()
+            if name in query
+        ]
+        return [
+            (batch.batch_id, api.batch_json(batch, self.org_id, self.sandbox))
+            for batch in self.batches
+            if all(check(batch, value) for check, value in active)
+        ]
+
+    def batches_of(self, dataset_id: Optional[str] = None) -> list[FakeBatch]:
+        """Batches (of one dataset, or all) ordered by created time, then id."""
+        return [b for b in self.batches if dataset_id in (None, b.dataset_id)]

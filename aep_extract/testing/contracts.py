@@ -1,0 +1,661 @@
+"""Conformance suites for checkpoint stores and sinks, to rerun against any subclass.
+
+Subclass a contract in a test module and supply its fixture; every test then runs
+against your implementation::
+
+    import pytest
+    from aep_extract.testing.contracts import CheckpointStoreContract, SinkContract
+
+    class TestMyStore(CheckpointStoreContract):
+        @pytest.fixture
+        def store(self):
+            with MyStore(...) as store:
+                yield store
+
+    class TestMySink(SinkContract):
+        @pytest.fixture
+        def sink(self):
+            return MySink(...)
+
+The store suite controls time itself by setting ``store.clock`` (a clock attribute
+every :class:`~aep_extract.checkpoints.base.CheckpointStore` has), so nothing sleeps.
+Every test uses fresh dataset ids, batch ids and key prefixes, so a fixture may share
+one table or bucket across tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import uuid
+from typing import Optional
+
+import attrs
+import pytest
+
+from ..checkpoints.base import MAX_ERROR_LENGTH, CheckpointStore
+from ..errors import CheckpointConflict, SinkError, UnsafeKeyError
+from ..models import WHOLE_BATCH, Checkpoint, Lease, UnitStatus, WorkUnit
+from ..sinks.base import Sink
+
+__all__ = ["CheckpointStoreContract", "ManualClock", "SinkContract"]
+
+LEASE = 60.0
+"""Lease length the store suite claims with, in seconds."""
+
+START = 1_700_000_000.25
+"""The store suite's starting time: exactly representable, with a fraction."""
+
+
+class ManualClock:
+    """An epoch-seconds clock that moves only when told to; thread-safe."""
+
+    def __init__(self, now: float = START) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward and return the new time."""
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+
+class _Boom(Exception):
+    """Raised inside a write block to make it fail."""
+
+
+def _write_then_fail(sink: Sink, key: str, data: bytes) -> None:
+    with sink.open_write(key) as out:
+        out.write(data)
+        raise _Boom
+
+
+class CheckpointStoreContract:
+    """What every :class:`~aep_extract.checkpoints.base.CheckpointStore` must do.
+
+    Supply a function-scoped ``store`` fixture returning an open store.
+    """
+
+    @pytest.fixture
+    def clock(self, store: CheckpointStore) -> ManualClock:
+        """A manual clock, installed on the store."""
+        clock = ManualClock()
+        store.clock = clock
+        return clock
+
+    @pytest.fixture
+    def dataset(self) -> str:
+        """A dataset id no other test uses."""
+        return f"ds-{uuid.uuid4().hex[:12]}"
+
+    @staticmethod
+    def units(dataset: str, count: int) -> list[WorkUnit]:
+        """``count`` whole-batch units of ``dataset`` with distinct batch ids."""
+        return [
+            WorkUnit(
+                dataset_id=dataset,
+                batch_id=f"{dataset}-b{index:03d}",
+                batch_created_ms=1_690_000_000_000 + index,
+            )
+            for index in range(count)
+        ]
+
+    @staticmethod
+    def claim(store: CheckpointStore, dataset: str, owner: str = "worker-a") -> Lease:
+        """Claim a unit, failing the test if none is claimable."""
+        lease = store.claim(dataset, owner, LEASE)
+        assert lease is not None, f"{owner} could not claim a unit of {dataset}"
+        return lease
+
+    @staticmethod
+    def stored(store: CheckpointStore, unit: WorkUnit) -> Checkpoint:
+        """The stored checkpoint of a unit, failing the test if it is missing."""
+        checkpoint = store.get(unit.batch_id, unit.offset_range)
+        assert checkpoint is not None, f"unit {unit.unit_id} is not stored"
+        return checkpoint
+
+    # -- register -------------------------------------------------------------------
+
+    def test_register_creates_pending_units(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 3)
+        assert store.register(units) == 3
+        for unit in units:
+            checkpoint = self.stored(store, unit)
+            assert checkpoint.unit == unit
+            assert checkpoint.status is UnitStatus.PENDING
+            assert checkpoint.last_processed_offset == -1
+            assert checkpoint.owner is None
+            assert checkpoint.lease_expires_at is None
+            assert checkpoint.attempts == 0
+            assert checkpoint.created_at == clock()
+
+    def test_register_is_idempotent(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 3)
+        assert store.register(units[:2]) == 2
+        assert store.register(units) == 1
+        assert store.register(units) == 0
+        assert store.register([]) == 0
+        assert len(store.list(dataset)) == 3
+
+    def test_register_never_resets_progress(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = store.advance(self.claim(store, dataset), 4, files=5, size=100)
+        clock.advance(1)
+        assert store.register([unit]) == 0
+        assert self.stored(store, unit) == lease.checkpoint
+        store.complete(lease)
+        assert store.register([unit]) == 0
+        kept = self.stored(store, unit)
+        assert kept.status is UnitStatus.COMPLETED
+        assert (kept.last_processed_offset, kept.files_done) == (4, 5)
+
+    # -- claim ----------------------------------------------------------------------
+
+    def test_claim_marks_unit_in_progress(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        clock.advance(10)
+        lease = self.claim(store, dataset, "worker-a")
+        assert lease.owner == "worker-a"
+        assert lease.unit == unit
+        taken = lease.checkpoint
+        assert taken.status is UnitStatus.IN_PROGRESS
+        assert taken.owner == "worker-a"
+        assert taken.lease_expires_at == clock() + LEASE
+        assert lease.expires_at == clock() + LEASE
+        assert taken.attempts == 1
+        assert taken.updated_at == clock()
+        assert self.stored(store, unit) == taken
+
+    def test_claim_returns_none_when_nothing_is_claimable(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        assert store.claim(dataset, "worker-a", LEASE) is None
+        store.register(self.units(dataset, 1))
+        lease = self.claim(store, dataset)
+        assert store.claim(dataset, "worker-b", LEASE) is None
+        store.complete(lease)
+        assert store.claim(dataset, "worker-b", LEASE) is None
+
+    def test_claim_stays_within_its_dataset(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        store.register(self.units(dataset, 2))
+        assert store.claim(f"{dataset}-other", "worker-a", LEASE) is None
+
+    def test_two_owners_claim_different_units(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        store.register(self.units(dataset, 2))
+        first = self.claim(store, dataset, "worker-a")
+        second = self.claim(store, dataset, "worker-b")
+        assert first.unit != second.unit
+        assert store.claim(dataset, "worker-c", LEASE) is None
+
+    def test_only_one_owner_wins_a_single_unit(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        winner = self.claim(store, dataset, "worker-a")
+        assert store.claim(dataset, "worker-b", LEASE) is None
+        assert self.stored(store, unit).owner == winner.owner == "worker-a"
+
+    def test_expired_lease_is_taken_over_and_old_owner_is_fenced(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        old = store.advance(self.claim(store, dataset, "worker-a"), 2, files=3)
+        clock.advance(LEASE - 1)
+        assert store.claim(dataset, "worker-b", LEASE) is None
+        clock.advance(1)
+        new = self.claim(store, dataset, "worker-b")
+        assert new.unit == unit
+        assert new.checkpoint.attempts == 2
+        assert new.checkpoint.last_processed_offset == 2
+        with pytest.raises(CheckpointConflict):
+            store.advance(old, 5, files=1)
+        with pytest.raises(CheckpointConflict):
+            store.renew(old, LEASE)
+        with pytest.raises(CheckpointConflict):
+            store.complete(old)
+        with pytest.raises(CheckpointConflict):
+            store.fail(old, "late", max_attempts=3)
+        with pytest.raises(CheckpointConflict):
+            store.release(old)
+        assert self.stored(store, unit) == new.checkpoint
+        store.complete(new)
+        assert self.stored(store, unit).status is UnitStatus.COMPLETED
+
+    def test_renew_extends_the_lease(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        store.register(self.units(dataset, 1))
+        lease = self.claim(store, dataset, "worker-a")
+        clock.advance(LEASE / 2)
+        renewed = store.renew(lease, LEASE)
+        assert renewed.expires_at == clock() + LEASE
+        clock.advance(LEASE / 2 + 1)
+        assert store.claim(dataset, "worker-b", LEASE) is None
+        assert store.advance(renewed, 0).checkpoint.last_processed_offset == 0
+
+    def test_advance_can_renew_the_lease_in_the_same_write(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = self.claim(store, dataset, "worker-a")
+        clock.advance(LEASE - 1)
+        lease = store.advance(lease, 0, files=1, lease_seconds=LEASE)
+        assert lease.expires_at == clock() + LEASE
+        assert self.stored(store, unit) == lease.checkpoint
+        clock.advance(2)
+        assert store.claim(dataset, "worker-b", LEASE) is None
+        plain = store.advance(lease, 1)
+        assert plain.expires_at == lease.expires_at
+
+    def test_stale_lease_object_is_fenced(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        store.register(self.units(dataset, 1))
+        first = self.claim(store, dataset)
+        second = store.advance(first, 0)
+        # `first` carries an old version: writing with it must lose.
+        with pytest.raises(CheckpointConflict):
+            store.advance(first, 1)
+        assert store.advance(second, 1).checkpoint.last_processed_offset == 1
+
+    # -- progress -------------------------------------------------------------------
+
+    def test_advance_moves_forward_and_accumulates(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = self.claim(store, dataset)
+        lease = store.advance(lease, 0, files=1, size=10)
+        lease = store.advance(lease, 2, files=2, size=20)
+        stored = self.stored(store, unit)
+        assert stored.last_processed_offset == 2
+        assert (stored.files_done, stored.bytes_done) == (3, 30)
+        for offset in (1, 2):
+            same = store.advance(lease, offset, files=9, size=99)
+            assert same == lease
+            assert self.stored(store, unit) == stored
+
+    def test_complete_clears_the_owner(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = store.advance(self.claim(store, dataset), 6, files=7, size=70)
+        done = store.complete(lease)
+        assert self.stored(store, unit) == done
+        assert done.status is UnitStatus.COMPLETED
+        assert (done.owner, done.lease_expires_at, done.error) == (None, None, None)
+        assert (done.last_processed_offset, done.files_done, done.bytes_done) == (
+            6,
+            7,
+            70,
+        )
+        clock.advance(LEASE * 10)
+        assert store.claim(dataset, "worker-b", LEASE) is None
+
+    def test_fail_retries_until_max_attempts_then_fails(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        for attempt in (1, 2):
+            lease = self.claim(store, dataset)
+            assert lease.checkpoint.attempts == attempt
+            lease = store.advance(lease, attempt)
+            pending = store.fail(lease, f"error {attempt}", max_attempts=3)
+            assert pending.status is UnitStatus.PENDING
+            assert pending.error == f"error {attempt}"
+            assert pending.owner is None
+            assert self.stored(store, unit) == pending
+        failed = store.fail(self.claim(store, dataset), "error 3", max_attempts=3)
+        assert self.stored(store, unit) == failed
+        assert failed.status is UnitStatus.FAILED
+        assert failed.error == "error 3"
+        assert failed.attempts == 3
+        assert failed.last_processed_offset == 2
+        assert store.claim(dataset, "worker-a", LEASE) is None
+
+    def test_fail_stores_long_error_text_cut_to_the_limit(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        text = "é" + "x" * (MAX_ERROR_LENGTH * 2)
+        store.fail(self.claim(store, dataset), text, max_attempts=1)
+        assert self.stored(store, unit).error == text[:MAX_ERROR_LENGTH]
+
+    def test_release_returns_unit_without_counting_the_attempt(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = store.advance(self.claim(store, dataset), 3)
+        released = store.release(lease)
+        assert self.stored(store, unit) == released
+        assert released.status is UnitStatus.PENDING
+        assert (released.owner, released.lease_expires_at) == (None, None)
+        assert released.attempts == 0
+        assert released.last_processed_offset == 3
+        again = self.claim(store, dataset, "worker-b")
+        assert again.checkpoint.attempts == 1
+        assert again.checkpoint.last_processed_offset == 3
+
+    def _fail_all(self, store: CheckpointStore, dataset: str, count: int) -> None:
+        for offset in range(count):
+            lease = store.advance(self.claim(store, dataset), offset)
+            store.fail(lease, "broken", max_attempts=1)
+
+    def test_retry_failed_resets_every_failed_unit(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 3)
+        store.register(units)
+        self._fail_all(store, dataset, 2)
+        assert store.summary(dataset)[UnitStatus.FAILED] == 2
+        assert store.retry_failed(dataset) == 2
+        assert store.retry_failed(dataset) == 0
+        progress = set()
+        for unit in units:
+            checkpoint = self.stored(store, unit)
+            assert checkpoint.status is UnitStatus.PENDING
+            assert checkpoint.attempts == 0
+            progress.add(checkpoint.last_processed_offset)
+        assert progress == {-1, 0, 1}
+
+    def test_retry_failed_by_unit_ids(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        whole = self.units(dataset, 1)[0]
+        split = attrs.evolve(whole, batch_id=f"{dataset}-split", last_offset=9)
+        store.register([whole, split])
+        self._fail_all(store, dataset, 2)
+        assert split.unit_id != split.batch_id
+        assert store.retry_failed(dataset, [split.unit_id, "no-such-unit"]) == 1
+        assert self.stored(store, split).status is UnitStatus.PENDING
+        assert self.stored(store, whole).status is UnitStatus.FAILED
+        assert store.retry_failed(dataset, [whole.unit_id]) == 1
+        assert store.summary(dataset)[UnitStatus.FAILED] == 0
+
+    # -- reading --------------------------------------------------------------------
+
+    def test_list_summary_and_get(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 4)
+        store.register(reversed(units))
+        store.complete(self.claim(store, dataset))
+        self.claim(store, dataset)
+        listed = store.list(dataset)
+        assert [cp.unit_id for cp in listed] == sorted(u.unit_id for u in units)
+        completed = store.list(dataset, UnitStatus.COMPLETED)
+        assert len(completed) == 1
+        assert completed[0].status is UnitStatus.COMPLETED
+        assert len(store.list(dataset, UnitStatus.PENDING)) == 2
+        assert store.list(dataset, UnitStatus.FAILED) == []
+        assert store.summary(dataset) == {
+            UnitStatus.PENDING: 2,
+            UnitStatus.IN_PROGRESS: 1,
+            UnitStatus.COMPLETED: 1,
+            UnitStatus.FAILED: 0,
+        }
+        assert store.summary(f"{dataset}-other") == dict.fromkeys(UnitStatus, 0)
+        assert store.list(f"{dataset}-other") == []
+        assert store.get(units[0].batch_id) == self.stored(store, units[0])
+        assert store.get(units[0].batch_id, WHOLE_BATCH) is not None
+        assert store.get(f"{dataset}-missing") is None
+        assert store.get(units[0].batch_id, "0-9") is None
+
+    def test_split_units_of_one_batch_are_distinct(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        base = self.units(dataset, 1)[0]
+        ranges: list[tuple[int, Optional[int]]] = [(0, 9), (10, 19), (20, None)]
+        units = [
+            attrs.evolve(base, first_offset=first, last_offset=last)
+            for first, last in ranges
+        ]
+        assert store.register(units) == 3
+        assert len({u.unit_id for u in units}) == 3
+        loaded = store.get(base.batch_id, "10-19")
+        assert loaded is not None
+        assert (loaded.unit.first_offset, loaded.unit.last_offset) == (10, 19)
+        assert self.stored(store, units[2]).unit.last_offset is None
+        lease = self.claim(store, dataset)
+        store.complete(store.advance(lease, lease.unit.first_offset + 1))
+        others = [u for u in units if u != lease.unit]
+        for unit in others:
+            untouched = self.stored(store, unit)
+            assert untouched.status is UnitStatus.PENDING
+            assert untouched.last_processed_offset == -1
+
+    def test_primitives_refuse_a_stale_version(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        current = self.stored(store, unit)
+        changed = attrs.evolve(current, error="x", version=current.version + 1)
+        with pytest.raises(CheckpointConflict):
+            store._replace(changed, current.version + 5)
+        ghost = attrs.evolve(changed, unit=attrs.evolve(unit, batch_id="ghost"))
+        with pytest.raises(CheckpointConflict):
+            store._replace(ghost, current.version)
+        store._replace(changed, current.version)
+        assert self.stored(store, unit) == changed
+
+    # -- concurrency ----------------------------------------------------------------
+
+    def test_concurrent_claims_take_every_unit_exactly_once(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 20)
+        store.register(units)
+        claimed: list[str] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        start = threading.Barrier(8)
+
+        def work(owner: str) -> None:
+            try:
+                start.wait()
+                while True:
+                    lease = store.claim(dataset, owner, LEASE)
+                    if lease is None:
+                        return
+                    with lock:
+                        claimed.append(lease.unit.unit_id)
+                    store.complete(lease)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=work, args=(f"worker-{n}",)) for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        assert sorted(claimed) == sorted(u.unit_id for u in units)
+        assert store.summary(dataset)[UnitStatus.COMPLETED] == 20
+
+
+class SinkContract:
+    """What every :class:`~aep_extract.sinks.base.Sink` must do.
+
+    Supply a function-scoped ``sink`` fixture. The sink must implement
+    :meth:`~aep_extract.sinks.base.Sink.list_keys`.
+    """
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        """A key prefix no other test uses."""
+        return f"contract-{uuid.uuid4().hex[:12]}/"
+
+    def test_write_then_read_back(self, sink: Sink, prefix: str) -> None:
+        key = f"{prefix}dataset/date=2024-01-02/batch=b1/file-1/part-0.parquet"
+        with sink.open_write(key, size=5) as out:
+            out.write(b"hello")
+        assert sink.read_bytes(key) == b"hello"
+        info = sink.stat(key)
+        assert info is not None
+        assert (info.key, info.size) == (key, 5)
+
+    def test_multi_chunk_write_is_byte_identical(self, sink: Sink, prefix: str) -> None:
+        # Odd sizes straddle buffer boundaries; over 5 MiB crosses an S3 part size.
+        rng = random.Random(1234)
+        sizes = [1, 7, 65_536, 1_048_576, 1_048_577, 4_000_000, 3]
+        chunks = [rng.randbytes(size) for size in sizes]
+        data = b"".join(chunks)
+        assert len(data) > 5 * 1024 * 1024
+        key = f"{prefix}big.bin"
+        with sink.open_write(key, size=len(data)) as out:
+            for chunk in chunks:
+                out.write(chunk)
+        info = sink.stat(key)
+        assert info is not None
+        assert info.size == len(data)
+        assert sink.sha256(key) == hashlib.sha256(data).hexdigest()
+        with sink.open_read(key) as src:
+            assert src.read() == data
+
+    def test_empty_object(self, sink: Sink, prefix: str) -> None:
+        key = f"{prefix}empty"
+        with sink.open_write(key, size=0):
+            pass
+        assert sink.read_bytes(key) == b""
+        info = sink.stat(key)
+        assert info is not None
+        assert info.size == 0
+        assert list(sink.list_keys(prefix)) == [key]
+
+    def test_object_is_invisible_until_the_write_completes(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        key = f"{prefix}pending"
+        with sink.open_write(key) as out:
+            out.write(b"partial")
+            assert sink.stat(key) is None
+            assert list(sink.list_keys(prefix)) == []
+        assert sink.read_bytes(key) == b"partial"
+
+    def test_failed_write_leaves_nothing(self, sink: Sink, prefix: str) -> None:
+        key = f"{prefix}broken"
+        with pytest.raises(_Boom):
+            _write_then_fail(sink, key, b"x" * 100_000)
+        assert sink.stat(key) is None
+        assert list(sink.list_keys(prefix)) == []
+        with pytest.raises(SinkError):
+            sink.read_bytes(key)
+
+    def test_failed_write_keeps_the_existing_object(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        key = f"{prefix}kept"
+        sink.write_bytes(key, b"original")
+        with pytest.raises(_Boom):
+            _write_then_fail(sink, key, b"replacement")
+        assert sink.read_bytes(key) == b"original"
+        assert list(sink.list_keys(prefix)) == [key]
+
+    def test_rewrite_replaces_the_whole_object(self, sink: Sink, prefix: str) -> None:
+        key = f"{prefix}again"
+        sink.write_bytes(key, b"a longer first version")
+        sink.write_bytes(key, b"short")
+        assert sink.read_bytes(key) == b"short"
+        info = sink.stat(key)
+        assert info is not None
+        assert info.size == 5
+
+    def test_size_mismatch_fails_and_leaves_nothing(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        key = f"{prefix}sized"
+        with pytest.raises(SinkError), sink.open_write(key, size=10) as out:
+            out.write(b"short")
+        assert sink.stat(key) is None
+        sink.write_bytes(key, b"original")
+        with pytest.raises(SinkError), sink.open_write(key, size=1) as out:
+            out.write(b"too long")
+        assert sink.read_bytes(key) == b"original"
+
+    def test_stat_of_a_missing_key_is_none(self, sink: Sink, prefix: str) -> None:
+        assert sink.stat(f"{prefix}missing") is None
+        with pytest.raises(SinkError):
+            sink.read_bytes(f"{prefix}missing")
+
+    def test_list_keys_by_prefix_sorted(self, sink: Sink, prefix: str) -> None:
+        names = ["b/2", "a/2", "a/10/x", "a/1", "ab", "a.txt", "c"]
+        for name in names:
+            sink.write_bytes(f"{prefix}{name}", name.encode())
+        expected = sorted(f"{prefix}{name}" for name in names)
+        assert list(sink.list_keys(prefix)) == expected
+        assert list(sink.list_keys(f"{prefix}a/")) == [
+            f"{prefix}a/1",
+            f"{prefix}a/10/x",
+            f"{prefix}a/2",
+        ]
+        assert list(sink.list_keys(f"{prefix}a")) == [
+            f"{prefix}{name}" for name in ["a.txt", "a/1", "a/10/x", "a/2", "ab"]
+        ]
+        assert list(sink.list_keys(f"{prefix}a/1")) == [
+            f"{prefix}a/1",
+            f"{prefix}a/10/x",
+        ]
+        assert list(sink.list_keys(f"{prefix}zz")) == []
+        assert list(sink.list_keys(f"{prefix}nothing/here/")) == []
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            *("", "../x", "a/../../x", "/abs", "a//b", "a/./b", "a/", "./a", "a\\b"),
+            *("a\x00b", "a\nb", "a\rb", "a\x7fb"),
+        ],
+    )
+    def test_unsafe_keys_are_rejected(self, sink: Sink, key: str) -> None:
+        with pytest.raises(UnsafeKeyError):
+            sink.write_bytes(key, b"x")
+        with pytest.raises(UnsafeKeyError), sink.open_write(key):
+            pass
+        with pytest.raises(UnsafeKeyError):
+            sink.stat(key)
+        with pytest.raises(UnsafeKeyError):
+            sink.read_bytes(key)
+
+    def test_write_bytes_read_bytes_and_sha256(self, sink: Sink, prefix: str) -> None:
+        key = f"{prefix}manifest/_manifest.json"
+        data = b'{"files": []}\n'
+        sink.write_bytes(key, data, metadata={"batch-id": "b1"})
+        assert sink.read_bytes(key) == data
+        assert sink.sha256(key) == hashlib.sha256(data).hexdigest()
+
+    def test_unicode_key(self, sink: Sink, prefix: str) -> None:
+        key = f"{prefix}données/ファイル 1.csv"
+        sink.write_bytes(key, b"1,2\n")
+        assert sink.read_bytes(key) == b"1,2\n"
+        assert list(sink.list_keys(prefix)) == [key]

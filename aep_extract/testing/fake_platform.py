@@ -1,0 +1,421 @@
+"""A fake Adobe Experience Platform: IMS, Catalog and Data Access on 127.0.0.1.
+
+One real HTTP server (stdlib ``ThreadingHTTPServer`` in a daemon thread, random port)
+serves both the IMS token endpoint and the platform gateway, so a client pointed at
+:attr:`FakeAepPlatform.url` for ``AEP_IMS_URL`` and ``AEP_PLATFORM_URL`` talks HTTP to
+it exactly as it would to Adobe::
+
+    with FakeAepPlatform.generate(seed=7) as platform:
+        source = AepSource.from_env(platform.env())
+        ...
+        assert copied == platform.expected_files(dataset, start_ms, end_ms)
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Callable, ClassVar, Optional
+from urllib.parse import parse_qs
+
+from ..config import DEFAULT_SCOPES
+from . import _fake_generate as gen
+from ._fake_api import Problem
+from ._fake_data import FakeBatch, FakeFile
+from ._fake_http import FakeHttpServer, FakeRequest, FakeResponse
+from ._fake_routes import FakeServices
+
+logger = logging.getLogger(__name__)
+
+FaultResponse = tuple[int, Mapping[str, str], bytes]
+"""What a fault answers instead of the platform: status, headers, body."""
+Fault = Callable[[FakeRequest], Optional[FaultResponse]]
+"""A fault hook: return a response to send, or None to let the request through."""
+
+IMS_TOKEN_PATH = "/ims/token/v3"
+EXPORTABLE = ("success", "active")
+
+
+def _gateway_error(status: int, code: str, message: str) -> FakeResponse:
+    return FakeResponse.json(status, {"error_code": code, "message": message})
+
+
+def _ims_error(status: int, error: str, description: str) -> FakeResponse:
+    return FakeResponse.json(status, {"error": error, "error_description": description})
+
+
+class FakeAepPlatform:
+    """A fake AEP serving fixed datasets and batches over real HTTP.
+
+    Args:
+        datasets: dataset id -> Catalog fields to show (``name`` at least); the
+            other dataset fields (``viewId``, ``files``, ``created`` ...) are filled in.
+        batches: every batch of every dataset.
+        client_id: the valid client id (also the required ``x-api-key``).
+        client_secret: the valid client secret.
+        org_id: the required ``x-gw-ims-org-id``.
+        sandbox: the required ``x-sandbox-name``.
+        token_ttl: lifetime of an issued token in seconds (``expires_in``).
+        scopes: the ``AEP_SCOPES`` value of :meth:`env`.
+
+    Raises:
+        ValueError: a batch of an unknown dataset, or duplicate batch or
+            dataSetFileIds.
+    """
+
+    DEMO_DATASET_ID: ClassVar[str] = gen.DEMO_DATASET_ID
+    """The main dataset of :meth:`generate`."""
+    DEMO_OTHER_DATASET_ID: ClassVar[str] = gen.DEMO_OTHER_DATASET_ID
+    """The second dataset of :meth:`generate`, whose batches are never to be copied."""
+    DEMO_START: ClassVar[str] = gen.DEMO_START
+    """Start (inclusive) of the window holding :meth:`generate`'s main batches."""
+    DEMO_END: ClassVar[str] = gen.DEMO_END
+    """End (exclusive) of that window."""
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Mapping[str, Any]],
+        batches: Iterable[FakeBatch] = (),
+        *,
+        client_id: str = "fake-client",
+        client_secret: str = "fake-secret",
+        org_id: str = "FAKEORG@AdobeOrg",
+        sandbox: str = "prod",
+        token_ttl: int = 86399,
+        scopes: str = DEFAULT_SCOPES,
+    ) -> None:
+        self._services = FakeServices(datasets, batches, org_id=org_id, sandbox=sandbox)
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.org_id = org_id
+        self.sandbox = sandbox
+        self.token_ttl = token_ttl
+        self.scopes = scopes
+        self._lock = threading.Lock()
+        self._tokens: dict[str, float] = {}
+        self._tokens_issued = 0
+        self._requests: list[FakeRequest] = []
+        self._faults: list[Fault] = []
+        self._server: Optional[FakeHttpServer] = None
+
+    @classmethod
+    def generate(
+        cls,
+        seed: int = 7,
+        *,
+        dataset_id: str = gen.DEMO_DATASET_ID,
+        other_dataset_id: str = gen.DEMO_OTHER_DATASET_ID,
+        start: gen.Moment = gen.DEMO_START,
+        end: gen.Moment = gen.DEMO_END,
+        batches: int = 12,
+        other_batches: int = 3,
+        files_per_batch: int = 3,
+        files_per_dataset_file: int = 1,
+        max_file_size: int = 64 * 1024,
+        large_file_size: int = 5 * 1024 * 1024,
+        client_id: str = "fake-client",
+        client_secret: str = "fake-secret",
+        org_id: str = "FAKEORG@AdobeOrg",
+        sandbox: str = "prod",
+        token_ttl: int = 86399,
+    ) -> FakeAepPlatform:
+        """A deterministic demo platform: the same seed gives the same ids and bytes.
+
+        ``batches`` main-dataset batches spread over ``[start, end)``, the first exactly
+        at ``start``, with mixed statuses (success, active, failed with failed files
+        and errors, loading, aborted), zero-byte files, one file of
+        ``large_file_size`` bytes (0 leaves it out), a directory-type dataSetFileId
+        with nested children and names with spaces and ``+``. Also a batch 1 ms
+        before ``start``, one exactly at ``end``, and ``other_batches`` batches of
+        ``other_dataset_id`` inside the window. Ordinary batches have
+        ``files_per_batch`` dataSetFileIds of ``files_per_dataset_file`` files of
+        1..``max_file_size`` bytes. The defaults stay around 6 MiB in all.
+
+        Args:
+            seed: seed of the only random generator used.
+            dataset_id: id of the main dataset.
+            other_dataset_id: id of the second dataset.
+            start: window start (ISO 8601 with offset, aware datetime or epoch ms).
+            end: window end, same forms.
+            batches: main-dataset batches inside the window.
+            other_batches: batches of the second dataset.
+            files_per_batch: dataSetFileIds of an ordinary batch (more than 100
+                exercises paging of ``/batches/{id}/files``).
+            files_per_dataset_file: physical files per ordinary dataSetFileId (more
+                than 100 exercises paging of ``/files/{id}``).
+            max_file_size: largest ordinary file in bytes.
+            large_file_size: size of the one large file.
+            client_id: see the class arguments.
+            client_secret: see the class arguments.
+            org_id: see the class arguments.
+            sandbox: see the class arguments.
+            token_ttl: see the class arguments.
+
+        Raises:
+            ValueError: counts or sizes out of range, or a window too short.
+        """
+        datasets, all_batches = gen.generate_catalog(
+            seed,
+            dataset_id=dataset_id,
+            other_dataset_id=other_dataset_id,
+            start=start,
+            end=end,
+            batches=batches,
+            other_batches=other_batches,
+            files_per_batch=files_per_batch,
+            files_per_dataset_file=files_per_dataset_file,
+            max_file_size=max_file_size,
+            large_file_size=large_file_size,
+        )
+        return cls(
+            datasets,
+            all_batches,
+            client_id=client_id,
+            client_secret=client_secret,
+            org_id=org_id,
+            sandbox=sandbox,
+            token_ttl=token_ttl,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> FakeAepPlatform:
+        """Start serving on a random port of 127.0.0.1; returns self.
+
+        Raises:
+            RuntimeError: already started.
+        """
+        if self._server is not None:
+            raise RuntimeError("the fake AEP platform is already running")
+        self._server = FakeHttpServer(self._dispatch, self._record)
+        self._server.start()
+        logger.info("fake AEP platform serving at %s", self._server.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close open connections (no-op when not running)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            logger.info("fake AEP platform at %s stopped", server.url)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is started."""
+        return self._server is not None
+
+    def __enter__(self) -> FakeAepPlatform:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._server.url if self._server else "stopped"
+        return (
+            f"FakeAepPlatform({where}, datasets={len(self.dataset_ids)}, "
+            f"batches={len(self.batches)})"
+        )
+
+    # -- what clients need -----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: both the IMS and the platform base URL.
+
+        Raises:
+            RuntimeError: not started.
+        """
+        if self._server is None:
+            raise RuntimeError("the fake AEP platform is not running; call start()")
+        return self._server.url
+
+    def env(self) -> dict[str, str]:
+        """The ``AEP_*`` environment that points a client at this platform."""
+        return {
+            "AEP_CLIENT_ID": self.client_id,
+            "AEP_CLIENT_SECRET": self.client_secret,
+            "AEP_ORG_ID": self.org_id,
+            "AEP_SANDBOX": self.sandbox,
+            "AEP_SCOPES": self.scopes,
+            "AEP_PLATFORM_URL": self.url,
+            "AEP_IMS_URL": self.url,
+        }
+
+    def auth_headers(self) -> dict[str, str]:
+        """Valid platform headers with a freshly issued token (counts as issued)."""
+        return {
+            "Authorization": f"Bearer {self._issue_token()}",
+            "x-api-key": self.client_id,
+            "x-gw-ims-org-id": self.org_id,
+            "x-sandbox-name": self.sandbox,
+        }
+
+    # -- the data --------------------------------------------------------------------
+
+    @property
+    def dataset_ids(self) -> list[str]:
+        """Ids of every dataset."""
+        return list(self._services.datasets)
+
+    @property
+    def batches(self) -> list[FakeBatch]:
+        """Every batch, ordered by created time, then id."""
+        return self._services.batches_of()
+
+    def batches_of(self, dataset_id: str) -> list[FakeBatch]:
+        """Batches of one dataset (any status), ordered by created time, then id."""
+        return self._services.batches_of(dataset_id)
+
+    def expected_files(
+        self,
+        dataset_id: str,
+        start_ms: int,
+        end_ms: int,
+        statuses: Sequence[str] = EXPORTABLE,
+    ) -> list[tuple[FakeBatch, str, FakeFile]]:
+        """What a correct extraction of ``[start_ms, end_ms)`` copies.
+
+        Returns:
+            ``(batch, leaf dataSetFileId, file)`` for batches of the dataset with a
+            status in ``statuses`` and ``created`` in the window, ordered by created
+            time then batch id; within a batch by leaf dataSetFileId, then name.
+        """
+        return [
+            (batch, leaf_id, file)
+            for batch in self.batches_of(dataset_id)
+            if batch.status in statuses and start_ms <= batch.created_ms < end_ms
+            for leaf_id, file in batch.leaf_files()
+        ]
+
+    # -- observation and faults --------------------------------------------------------
+
+    @property
+    def requests(self) -> list[FakeRequest]:
+        """A snapshot of every answered request, oldest first (thread-safe)."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+
+    @property
+    def tokens_issued(self) -> int:
+        """Number of tokens issued so far."""
+        with self._lock:
+            return self._tokens_issued
+
+    def expire_tokens(self) -> None:
+        """Invalidate every token issued so far: their next platform call gets 401."""
+        with self._lock:
+            self._tokens.clear()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Register a fault hook, consulted (in order) before any routing.
+
+        The first hook that returns ``(status, headers, body)`` answers the request;
+        hooks returning None let it through. Hooks run on server threads.
+        """
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every fault hook."""
+        with self._lock:
+            self._faults.clear()
+
+    # -- serving ---------------------------------------------------------------------
+
+    def _record(self, request: FakeRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _dispatch(self, request: FakeRequest) -> FakeResponse:
+        with self._lock:
+            faults = list(self._faults)
+        for fault in faults:
+            answer = fault(request)
+            if answer is not None:
+                status, headers, body = answer
+                return FakeResponse(status, dict(headers), body)
+        if request.path == IMS_TOKEN_PATH:
+            return self._ims_token(request)
+        response = self._gateway(request) or self._services.dispatch(request, self.url)
+        headers = {**response.headers, "x-request-id": str(uuid.uuid4())}
+        return FakeResponse(response.status, headers, response.body)
+
+    def _issue_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = time.monotonic() + self.token_ttl
+            self._tokens_issued += 1
+        return token
+
+    def _token_valid(self, token: str) -> bool:
+        with self._lock:
+            expiry = self._tokens.get(token)
+        return expiry is not None and time.monotonic() < expiry
+
+    def _ims_token(self, request: FakeRequest) -> FakeResponse:
+        if request.method != "POST":
+            return _ims_error(405, "invalid_request", "method not allowed")
+        form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        params = {**request.query, **{key: values[-1] for key, values in form.items()}}
+        grant_type = params.get("grant_type")
+        if not grant_type:
+            return _ims_error(400, "invalid_request", "missing grant_type parameter")
+        if grant_type != "client_credentials":
+            return _ims_error(400, "unsupported_grant_type", "invalid grant_type")
+        if not params.get("client_id"):
+            return _ims_error(400, "invalid_request", "missing client_id parameter")
+        if params["client_id"] != self.client_id:
+            return _ims_error(400, "invalid_client", "invalid client_id parameter")
+        if params.get("client_secret") != self.client_secret:
+            return _ims_error(401, "invalid_client", "invalid client_secret parameter")
+        if not params.get("scope"):
+            return _ims_error(400, "invalid_scope", "missing scope parameter")
+        body = {
+            "access_token": self._issue_token(),
+            "token_type": "bearer",
+            "expires_in": self.token_ttl,
+        }
+        return FakeResponse.json(200, body)
+
+    def _gateway(self, request: FakeRequest) -> Optional[FakeResponse]:
+        """The gateway's header checks (aep-api.md §4.1); None when all pass."""
+        headers = request.headers
+        authorization = headers.get("Authorization", "").strip()
+        if not authorization:
+            return _gateway_error(403, "403010", "Oauth token is missing")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not self._token_valid(token.strip()):
+            return _gateway_error(401, "401013", "Oauth token is not valid")
+        api_key = headers.get("x-api-key")
+        if not api_key:
+            return _gateway_error(403, "403000", "Api Key is required")
+        if api_key != self.client_id:
+            return _gateway_error(403, "403003", "Api Key is invalid")
+        org = headers.get("x-gw-ims-org-id")
+        if not org:
+            return _gateway_error(400, "400003", "Missing header x-gw-ims-org-id")
+        if org != self.org_id:
+            return _gateway_error(403, "403025", "Profile is not valid")
+        sandbox = headers.get("x-sandbox-name")
+        if sandbox != self.sandbox:
+            detail = f"Sandbox {sandbox!r} does not exist or is not accessible"
+            return Problem(403, detail).response("SBX", sandbox or "")
+        return None

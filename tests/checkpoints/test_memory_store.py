@@ -1,0 +1,34 @@
+"""MemoryCheckpointStore: the store contract, plus its own constructor."""
+
+from __future__ import annotations
+
+import pytest
+
+from aep_extract.checkpoints import MemoryCheckpointStore
+from aep_extract.models import UnitStatus, WorkUnit
+from aep_extract.testing.contracts import CheckpointStoreContract
+
+
+class TestMemoryCheckpointStore(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self):
+        with MemoryCheckpointStore() as store:
+            yield store
+
+
+def test_clock_argument_is_used():
+    store = MemoryCheckpointStore(clock=lambda: 42.5)
+    unit = WorkUnit(dataset_id="ds", batch_id="b1", batch_created_ms=0)
+    store.register([unit])
+    lease = store.claim("ds", "me", 10)
+    assert lease is not None
+    assert lease.expires_at == 52.5
+    assert lease.checkpoint.created_at == 42.5
+
+
+def test_stores_are_independent():
+    unit = WorkUnit(dataset_id="ds", batch_id="b1", batch_created_ms=0)
+    first, second = MemoryCheckpointStore(), MemoryCheckpointStore()
+    first.register([unit])
+    assert second.summary("ds")[UnitStatus.PENDING] == 0
+    assert "units=1" in repr(first)

@@ -1,0 +1,263 @@
+"""SQLiteCheckpointStore: the store contract, durability, schema and processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+
+import pytest
+
+from aep_extract.checkpoints import SQLiteCheckpointStore
+from aep_extract.checkpoints.sqlite import SCHEMA_VERSION
+from aep_extract.errors import CheckpointError
+from aep_extract.models import UnitStatus, WorkUnit
+from aep_extract.testing.contracts import CheckpointStoreContract
+
+DYNAMODB_ATTRIBUTES = {
+    "BatchID",
+    "OffsetRange",
+    "DatasetID",
+    "BatchCreated",
+    "Status",
+    "LastProcessedOffset",
+    "Owner",
+    "LeaseExpiresAt",
+    "Attempts",
+    "Error",
+    "FilesDone",
+    "BytesDone",
+    "CreatedAt",
+    "UpdatedAt",
+    "Version",
+}
+
+
+class TestSQLiteCheckpointStore(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        with SQLiteCheckpointStore(tmp_path / "state.db") as store:
+            yield store
+
+
+class TestInMemorySQLiteCheckpointStore(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self):
+        with SQLiteCheckpointStore(":memory:") as store:
+            yield store
+
+
+def units(count, dataset="ds"):
+    return [
+        WorkUnit(dataset_id=dataset, batch_id=f"b{n:03d}", batch_created_ms=n)
+        for n in range(count)
+    ]
+
+
+def fixed_clock():
+    return 1_000.0
+
+
+def test_state_survives_reopening(tmp_path):
+    path = tmp_path / "nested" / "dirs" / "state.db"
+    with SQLiteCheckpointStore(path, clock=fixed_clock) as store:
+        store.register(units(2))
+        lease = store.claim("ds", "worker-a", 60)
+        assert lease is not None
+        lease = store.advance(lease, 7, files=8, size=9)
+    with SQLiteCheckpointStore(path, clock=fixed_clock) as reopened:
+        assert reopened.get(lease.unit.batch_id) == lease.checkpoint
+        assert reopened.register(units(2)) == 0
+        assert reopened.summary("ds")[UnitStatus.IN_PROGRESS] == 1
+        reopened.complete(lease)
+        assert reopened.summary("ds")[UnitStatus.COMPLETED] == 1
+
+
+def test_schema_mirrors_the_dynamodb_item(tmp_path):
+    path = tmp_path / "state.db"
+    SQLiteCheckpointStore(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(units)")}
+        primary = [
+            row[1]
+            for row in sorted(
+                conn.execute("PRAGMA table_info(units)"), key=lambda r: r[5]
+            )
+            if row[5]
+        ]
+        index = [
+            row[2] for row in conn.execute("PRAGMA index_info(units_by_dataset_status)")
+        ]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+    assert columns == DYNAMODB_ATTRIBUTES
+    assert primary == ["BatchID", "OffsetRange"]
+    assert index == ["DatasetID", "Status"]
+
+
+def test_opening_is_idempotent(tmp_path):
+    path = tmp_path / "state.db"
+    with SQLiteCheckpointStore(path) as first, SQLiteCheckpointStore(path) as second:
+        first.register(units(3))
+        assert second.register(units(3)) == 0
+        assert len(second.list("ds")) == 3
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(CheckpointError, match="newer"):
+        SQLiteCheckpointStore(path)
+
+
+def test_a_file_that_is_not_a_database_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CheckpointError) as caught:
+        SQLiteCheckpointStore(path)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+def test_a_directory_path_raises_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError):
+        SQLiteCheckpointStore(tmp_path)
+
+
+def test_unwritable_parent_raises_checkpoint_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CheckpointError) as caught:
+        SQLiteCheckpointStore(blocker / "state.db")
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_closed_store_raises_checkpoint_error(tmp_path):
+    store = SQLiteCheckpointStore(tmp_path / "state.db")
+    store.close()
+    store.close()  # closing twice is harmless
+    with pytest.raises(CheckpointError, match="closed"):
+        store.register(units(1))
+    with pytest.raises(CheckpointError, match="closed"):
+        store.list("ds")
+
+
+def test_lock_timeout_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "state.db"
+    with SQLiteCheckpointStore(path, timeout=0.05) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(CheckpointError, match="locked") as caught:
+                store.register(units(1))
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+            # Reads still work while another connection writes (WAL).
+            assert store.list("ds") == []
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert store.register(units(1)) == 1
+
+
+def test_corrupt_row_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "state.db"
+    with SQLiteCheckpointStore(path) as store:
+        store.register(units(1))
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE units SET Status = 'Bogus'")
+        conn.commit()
+        conn.close()
+        with pytest.raises(CheckpointError, match="b000"):
+            store.get("b000")
+
+
+def test_repr_shows_the_path(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteCheckpointStore(path)
+    try:
+        assert str(path) in repr(store)
+        assert store.path == str(path)
+    finally:
+        store.close()
+
+
+def test_threads_share_one_store(tmp_path):
+    with SQLiteCheckpointStore(tmp_path / "state.db") as store:
+        store.register(units(30))
+        claimed = []
+        lock = threading.Lock()
+
+        def work(owner):
+            while (lease := store.claim("ds", owner, 600)) is not None:
+                with lock:
+                    claimed.append(lease.unit.unit_id)
+                store.complete(store.advance(lease, 0, files=1))
+
+        threads = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(claimed) == [u.unit_id for u in units(30)]
+
+
+def _claim_all(path, start, results, threads_per_process):
+    """Child process: claim and complete units from several threads."""
+    store = SQLiteCheckpointStore(path, clock=fixed_clock)
+    claimed = []
+    lock = threading.Lock()
+    failures = []
+
+    def work(owner):
+        try:
+            while True:
+                lease = store.claim("ds", owner, 3_600)
+                if lease is None:
+                    return
+                with lock:
+                    claimed.append(lease.unit.unit_id)
+                store.complete(lease)
+        except BaseException as exc:
+            failures.append(repr(exc))
+
+    start.wait(timeout=60)  # both processes begin claiming together
+    name = multiprocessing.current_process().name
+    threads = [
+        threading.Thread(target=work, args=(f"{name}-t{n}",))
+        for n in range(threads_per_process)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    results.put((claimed, failures))
+
+
+def test_processes_and_threads_claim_every_unit_exactly_once(tmp_path):
+    path = str(tmp_path / "state.db")
+    with SQLiteCheckpointStore(path, clock=fixed_clock) as store:
+        store.register(units(40))
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(target=_claim_all, args=(path, start, results, 4), name=f"p{n}")
+        for n in range(2)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    claimed = [unit_id for ids, _ in outcomes for unit_id in ids]
+    assert [failures for _, failures in outcomes] == [[], []]
+    assert sorted(claimed) == [u.unit_id for u in units(40)]
+    with SQLiteCheckpointStore(path) as store:
+        assert store.summary("ds")[UnitStatus.COMPLETED] == 40
+        assert {cp.attempts for cp in store.list("ds")} == {1}

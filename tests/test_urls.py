@@ -1,0 +1,185 @@
+"""open_store and open_sink: URL forms and their errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from aep_extract.checkpoints import (
+    MemoryCheckpointStore,
+    SQLiteCheckpointStore,
+    open_store,
+)
+from aep_extract.errors import ConfigError
+from aep_extract.sinks import LocalSink, MemorySink, open_sink
+
+# -- open_store -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["memory://", "MEMORY://", "memory:///"])
+def test_memory_store(url):
+    store = open_store(url)
+    assert isinstance(store, MemoryCheckpointStore)
+
+
+def test_memory_store_takes_kwargs():
+    store = open_store("memory://", clock=lambda: 5.0)
+    assert store.clock() == 5.0
+
+
+def test_sqlite_three_slashes_is_a_relative_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///state/run.db", timeout=1.0) as store:
+        assert isinstance(store, SQLiteCheckpointStore)
+        assert store.path == "state/run.db"
+    assert (tmp_path / "state" / "run.db").is_file()
+
+
+def test_sqlite_four_slashes_is_an_absolute_path(tmp_path):
+    target = tmp_path / "abs" / "run.db"
+    with open_store(f"sqlite:///{target}") as store:
+        assert isinstance(store, SQLiteCheckpointStore)
+        assert store.path == str(target)
+        assert os.path.isabs(store.path)
+    assert target.is_file()
+
+
+def test_sqlite_without_a_path_is_in_memory():
+    with open_store("sqlite://") as store:
+        assert isinstance(store, SQLiteCheckpointStore)
+        assert store.path == ":memory:"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///", "names no file"),
+        ("sqlite://state.db", "sqlite:///state.db"),
+        ("sqlite:state.db", "unsupported"),
+        ("postgres://db/x", "unsupported"),
+        ("state.db", "unsupported"),
+        ("", "unsupported"),
+        ("memory://name", "unsupported"),
+        ("dynamodb://", "table name"),
+        ("dynamodb://ab", "table name"),
+        ("dynamodb://has space", "table name"),
+        ("dynamodb://a/b", "table name"),
+    ],
+)
+def test_bad_store_urls(url, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        open_store(url)
+    if message == "unsupported":
+        assert "sqlite:////absolute/path.db" in str(caught.value)
+
+
+def missing_module(name, package=None):
+    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def test_dynamodb_store_missing_module_is_a_config_error(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", missing_module)
+    with pytest.raises(ConfigError, match="not available yet"):
+        open_store("dynamodb://aep-extract-state")
+
+
+def test_dynamodb_import_failure_of_a_dependency_is_reported(monkeypatch):
+    import importlib
+
+    def broken(name, package=None):
+        raise ModuleNotFoundError("No module named 'boto3'", name="boto3")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ConfigError, match="boto3"):
+        open_store("dynamodb://aep-extract-state")
+
+
+def test_dynamodb_store_is_built_with_the_table_name(monkeypatch):
+    import importlib
+    import types
+
+    built: dict[str, object] = {}
+
+    class FakeDynamoDBStore(MemoryCheckpointStore):
+        def __init__(self, table, **kwargs):
+            super().__init__()
+            built.update(table=table, **kwargs)
+
+    module = types.SimpleNamespace(DynamoDBCheckpointStore=FakeDynamoDBStore)
+    monkeypatch.setattr(importlib, "import_module", lambda name, package=None: module)
+    store = open_store("dynamodb://aep-extract.state_1", create_table=True)
+    assert isinstance(store, FakeDynamoDBStore)
+    assert built == {"table": "aep-extract.state_1", "create_table": True}
+
+
+# -- open_sink ------------------------------------------------------------------------
+
+
+def test_plain_path_is_a_local_sink(tmp_path):
+    sink = open_sink(str(tmp_path / "out"))
+    assert isinstance(sink, LocalSink)
+    assert sink.root == str(tmp_path / "out")
+
+
+def test_relative_path_is_resolved_now(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sink = open_sink("out/dir")
+    assert isinstance(sink, LocalSink)
+    assert sink.root == str(tmp_path / "out" / "dir")
+
+
+@pytest.mark.parametrize("form", ["file://{path}", "file://localhost{path}"])
+def test_file_url_is_a_local_sink(tmp_path, form):
+    path = tmp_path / "with space"
+    sink = open_sink(form.format(path=str(path).replace(" ", "%20")))
+    assert isinstance(sink, LocalSink)
+    assert sink.root == str(path)
+
+
+@pytest.mark.parametrize("url", ["memory://", "Memory://"])
+def test_memory_sink(url):
+    assert isinstance(open_sink(url), MemorySink)
+
+
+def test_s3_sink_missing_module_is_a_config_error(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", missing_module)
+    with pytest.raises(ConfigError, match="not available yet"):
+        open_sink("s3://bucket/prefix")
+
+
+def test_s3_sink_is_built_with_the_url(monkeypatch):
+    import importlib
+    import types
+
+    class FakeS3Sink(MemorySink):
+        def __init__(self, url, **kwargs):
+            super().__init__()
+            self.url, self.kwargs = url, kwargs
+
+    module = types.SimpleNamespace(S3Sink=FakeS3Sink)
+    monkeypatch.setattr(importlib, "import_module", lambda name, package=None: module)
+    sink = open_sink("s3://bucket/prefix", client="c")
+    assert isinstance(sink, FakeS3Sink)
+    assert (sink.url, sink.kwargs) == ("s3://bucket/prefix", {"client": "c"})
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "empty"),
+        ("gs://bucket/x", "unsupported"),
+        ("https://example.com/x", "unsupported"),
+        ("memory://name", "unsupported"),
+        ("file://remote-host/x", "not local"),
+        ("file://", "file:///absolute/path"),
+        ("file:///x?y=1", "file:///absolute/path"),
+    ],
+)
+def test_bad_sink_urls(url, message):
+    with pytest.raises(ConfigError, match=message):
+        open_sink(url)

@@ -1,0 +1,246 @@
+"""The engine's work model on in-memory parts: exact output, resume, leases, stop."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+
+import pytest
+
+from aep_extract import (
+    Batch,
+    Extractor,
+    ExtractorConfig,
+    FileRef,
+    KeyLayout,
+    MemoryCheckpointStore,
+    MemorySink,
+    NotFoundError,
+    SerialScheduler,
+    SinkError,
+    ThreadPoolScheduler,
+    UnitStatus,
+    WorkUnit,
+)
+from aep_extract.errors import ConfigError, InvalidResponse
+
+from ._memory_source import MemorySource
+
+DATASET = "ds1"
+START, END = "2024-06-10T00:00:00Z", "2024-06-12T00:00:00Z"
+DAY_MS = 86_400_000
+T0 = 1_717_977_600_000  # 2024-06-10T00:00:00Z
+
+
+def make_batches(
+    n_batches: int = 3, n_files: int = 5
+) -> dict[Batch, dict[tuple[str, str], bytes]]:
+    batches = {}
+    for b in range(n_batches):
+        batch = Batch(
+            batch_id=f"batch{b}",
+            dataset_id=DATASET,
+            status="success",
+            created_ms=T0 + b * 3_600_000,
+        )
+        batches[batch] = {
+            (f"batch{b}-{f % 2}", f"part {f}+x.parquet"): bytes([b, f]) * (f * 11)
+            for f in range(n_files)
+        }
+    return batches
+
+
+class RecordingStore(MemoryCheckpointStore):
+    """Keeps every LastProcessedOffset written, per unit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offsets: dict[str, list[int]] = defaultdict(list)
+
+    def _replace(self, checkpoint, expected_version):
+        super()._replace(checkpoint, expected_version)
+        self.offsets[checkpoint.unit_id].append(checkpoint.last_processed_offset)
+
+
+def expected_tree(source: MemorySource) -> dict[str, bytes]:
+    layout = KeyLayout()
+    tree = {}
+    for batch in source.batches:
+        unit = WorkUnit(
+            dataset_id=DATASET,
+            batch_id=batch.batch_id,
+            batch_created_ms=batch.created_ms,
+        )
+        for ref in source.list_files(batch.batch_id):
+            tree[layout.file_key(unit, ref)] = source.content(ref)
+    return tree
+
+
+def data_objects(sink: MemorySink) -> dict[str, bytes]:
+    return {k: sink.read_bytes(k) for k in sink.list_keys() if "_manifest" not in k}
+
+
+@pytest.fixture
+def source() -> MemorySource:
+    return MemorySource(DATASET, make_batches())
+
+
+def extractor(source, store, sink, **config) -> Extractor:
+    return Extractor(
+        source,
+        store=store,
+        sink=sink,
+        scheduler=SerialScheduler(),
+        config=ExtractorConfig(**config),
+    )
+
+
+def test_run_copies_every_file_once_with_manifests(source):
+    store, sink = RecordingStore(), MemorySink()
+    report = extractor(source, store, sink).run(DATASET, START, END)
+
+    assert report.ok
+    assert report.units[UnitStatus.COMPLETED] == 3
+    assert report.files_copied == 15
+    assert report.bytes_copied == sum(len(v) for v in expected_tree(source).values())
+    assert data_objects(sink) == expected_tree(source)
+    for cp in store.list(DATASET):
+        assert cp.last_processed_offset == 4
+        assert cp.files_done == 5
+        manifest = json.loads(sink.read_bytes(KeyLayout().manifest_key(cp.unit)))
+        assert manifest["fileCount"] == 5
+        for entry in manifest["files"]:
+            body = sink.read_bytes(entry["key"])
+            assert entry["size"] == len(body)
+            assert entry["sha256"] == hashlib.sha256(body).hexdigest()
+        assert [e["offset"] for e in manifest["files"]] == list(range(5))
+
+
+def test_second_run_copies_nothing(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    extractor(source, store, sink).run(DATASET, START, END)
+    reads = len(source.reads)
+    report = extractor(source, store, sink).run(DATASET, START, END)
+    assert report.ok
+    assert report.files_copied == 0
+    assert len(source.reads) == reads
+
+
+def test_interrupted_run_resumes_without_duplicates(source):
+    """A sink that breaks after 7 files; the rerun finishes the same tree."""
+    store, sink = RecordingStore(), MemorySink()
+    writes = []
+
+    class FlakySink(MemorySink):
+        def open_write(self, key, **kw):
+            if "_manifest" not in key:
+                writes.append(key)
+                if len(writes) == 8:
+                    raise SinkError("disk full")
+            return sink.open_write(key, **kw)
+
+    first = extractor(source, store, FlakySink(), unit_attempts=1).run(
+        DATASET, START, END
+    )
+    assert not first.ok
+    assert first.units[UnitStatus.FAILED] == 1
+    assert "disk full" in first.failures[0][1]
+    failed = store.list(DATASET, UnitStatus.FAILED)[0]
+    assert failed.error == "SinkError: disk full"
+    assert failed.last_processed_offset >= 0  # progress before the failure is kept
+
+    assert extractor(source, store, sink).retry_failed(DATASET) == 1
+    second = extractor(source, store, sink).run(DATASET, START, END)
+    assert second.ok
+    assert second.files_skipped == failed.last_processed_offset + 1
+    assert data_objects(sink) == expected_tree(source)
+    for offsets in store.offsets.values():
+        assert offsets == sorted(offsets), "LastProcessedOffset moved backward"
+
+
+def test_failing_unit_is_retried_then_marked_failed(source):
+    def broken(file: FileRef) -> None:
+        if file.dataset_file_id.startswith("batch1"):
+            raise InvalidResponse("bad listing")
+
+    source.on_read = broken
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    report = extractor(source, store, sink, unit_attempts=3).run(DATASET, START, END)
+    assert not report.ok
+    assert len(report.failures) == 3  # three attempts, all in this run
+    failed = store.get("batch1")
+    assert failed is not None
+    assert failed.status is UnitStatus.FAILED
+    assert failed.attempts == 3
+    assert report.units[UnitStatus.COMPLETED] == 2
+
+
+def test_expired_lease_of_dead_worker_is_taken_over(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    now = [1000.0]
+    store.clock = lambda: now[0]
+    ex = extractor(source, store, sink, lease_seconds=60)
+    ex.plan(DATASET, START, END)
+    dead = store.claim(DATASET, "dead-worker", 60)
+    assert dead is not None
+    now[0] += 61  # the dead worker's lease runs out
+    report = ex.execute(DATASET)
+    assert report.ok
+    assert data_objects(sink) == expected_tree(source)
+
+
+def test_split_units_cover_every_file_once():
+    source = MemorySource(DATASET, make_batches(n_batches=2, n_files=7))
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    report = extractor(source, store, sink, files_per_unit=3).run(DATASET, START, END)
+    assert report.ok
+    ranges = sorted(cp.unit.offset_range for cp in store.list(DATASET))
+    assert ranges == ["0-2", "0-2", "3-5", "3-5", "6-6", "6-6"]
+    assert report.files_copied == 14
+    assert data_objects(sink) == expected_tree(source)
+
+
+def test_threaded_run_matches_serial(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    ex = Extractor(source, store=store, sink=sink, scheduler=ThreadPoolScheduler(4))
+    with ex:
+        report = ex.run(DATASET, START, END)
+    assert report.ok
+    assert data_objects(sink) == expected_tree(source)
+
+
+def test_stop_releases_units_for_a_later_run(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    ex = extractor(source, store, sink)
+
+    def stop_after_first(file: FileRef) -> None:
+        ex.stop()
+
+    source.on_read = stop_after_first
+    report = ex.run(DATASET, START, END)
+    assert report.stopped
+    assert not report.ok
+    assert store.summary(DATASET)[UnitStatus.IN_PROGRESS] == 0
+    source.on_read = None
+    final = extractor(source, store, sink).run(DATASET, START, END)
+    assert final.ok
+    assert data_objects(sink) == expected_tree(source)
+
+
+def test_window_and_dataset_are_validated(source):
+    ex = extractor(source, MemoryCheckpointStore(), MemorySink())
+    with pytest.raises(ConfigError, match="no UTC offset"):
+        ex.plan(DATASET, "2024-06-10T00:00:00", END)
+    with pytest.raises(ConfigError, match="not before"):
+        ex.plan(DATASET, END, START)
+    with pytest.raises(NotFoundError):
+        ex.plan("nope", START, END)
+
+
+def test_registration_never_resets_progress(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    extractor(source, store, sink).run(DATASET, START, END)
+    plan = extractor(source, store, sink).plan(DATASET, START, END)
+    assert plan.units_new == 0
+    assert store.summary(DATASET)[UnitStatus.COMPLETED] == 3
