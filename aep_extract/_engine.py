@@ -32,7 +32,7 @@ from .sources.base import AepSource
 
 logger = logging.getLogger(__name__)
 
-_Result = Union[list[FileRef], FileCopy, None]
+_Result = Union[list[FileRef], tuple[FileCopy, bool], None]
 _IDLE_POLL_SECONDS = 5.0
 T = TypeVar("T")
 
@@ -152,10 +152,24 @@ class Engine:
     def _submit_next_task(self) -> bool:
         for job in self.jobs.values():
             if job.active and job.todo and not self.stop_event.is_set():
-                kind, offset, file = job.todo.popleft()
-                key = self.layout.file_key(job.lease.unit, file)
-                task = self._copy if kind == "copy" else self._recall
-                self._submit(job, kind, offset, task, job.lease.unit, offset, file, key)
+                offset, file = job.todo.popleft()
+                try:
+                    key = self.layout.file_key(job.lease.unit, file)
+                except AepExtractError as exc:
+                    self._note_error(job, exc)
+                    continue
+                recorded = offset <= job.lease.checkpoint.last_processed_offset
+                self._submit(
+                    job,
+                    "file",
+                    offset,
+                    self._fetch,
+                    job.lease.unit,
+                    offset,
+                    file,
+                    key,
+                    recorded,
+                )
                 return True
         return False
 
@@ -213,15 +227,14 @@ class Engine:
             logger.info("unit %s: %d files", job.unit_id, len(job.files))
         elif kind == "manifest":
             self._finish(job)
-        elif result is None:  # recall found the file missing: copy it again
-            job.todo.appendleft(("copy", offset, job.files[offset]))
         else:
-            assert isinstance(result, FileCopy)
-            job.copies[offset] = result
-            if kind == "copy":
-                job.fresh[offset] = result.size
+            assert isinstance(result, tuple)
+            copy, fresh = result
+            job.copies[offset] = copy
+            if fresh:
+                job.fresh[offset] = copy.size
                 self.counters.files_copied += 1
-                self.counters.bytes_copied += result.size
+                self.counters.bytes_copied += copy.size
             else:
                 self.counters.files_skipped += 1
             self._advance(job)
@@ -345,6 +358,23 @@ class Engine:
 
     # -- tasks (run on the scheduler's threads) --------------------------------------
 
+    def _fetch(
+        self, unit: WorkUnit, offset: int, file: FileRef, key: str, recorded: bool
+    ) -> tuple[FileCopy, bool]:
+        """Make sure one file is in the sink; True when this call copied it.
+
+        An object already at its key with the listed size was written whole by an
+        earlier run (objects appear only when complete): it is checksummed from the
+        sink for the manifest instead of being downloaded again.
+        """
+        info = self.sink.stat(key)
+        if info is not None and info.size == file.length:
+            logger.debug("%s already in the sink", key)
+            return _file_copy(offset, file, key, self.sink.sha256(key)), False
+        if recorded:
+            logger.warning("%s is recorded as copied but missing; copying again", key)
+        return self._copy(unit, offset, file, key), True
+
     def _copy(self, unit: WorkUnit, offset: int, file: FileRef, key: str) -> FileCopy:
         digest = hashlib.sha256()
         size = 0
@@ -365,19 +395,6 @@ class Engine:
                 )
         logger.debug("copied %s (%d bytes) to %s", file.name, size, key)
         return _file_copy(offset, file, key, digest.hexdigest())
-
-    def _recall(
-        self, unit: WorkUnit, offset: int, file: FileRef, key: str
-    ) -> Optional[FileCopy]:
-        info = self.sink.stat(key)
-        if info is None or info.size != file.length:
-            logger.warning(
-                "unit %s: %s missing or wrong size in sink; recopying",
-                unit.unit_id,
-                key,
-            )
-            return None
-        return _file_copy(offset, file, key, self.sink.sha256(key))
 
     def _write_manifest(self, job: UnitJob) -> None:
         unit = job.lease.unit

@@ -21,7 +21,7 @@ class UnitJob:
     lease: Lease
     files: dict[int, FileRef] = attrs.field(factory=dict)
     listed: bool = False
-    todo: deque[tuple[str, int, FileRef]] = attrs.field(factory=deque)
+    todo: deque[tuple[int, FileRef]] = attrs.field(factory=deque)
     copies: dict[int, FileCopy] = attrs.field(factory=dict)
     fresh: dict[int, int] = attrs.field(factory=dict)
     """Offsets copied by this run, with their sizes (for the unit's done counters)."""
@@ -36,18 +36,11 @@ class UnitJob:
         return self.lease.unit.unit_id
 
     def load(self, files: list[FileRef]) -> None:
-        """Take the batch listing: queue every file of the unit's range.
-
-        Files at or below LastProcessedOffset are already in the sink: they are only
-        recalled (checksummed) for the manifest; the rest are copied.
-        """
+        """Take the batch listing: queue every file of the unit's range."""
         unit = self.lease.unit
-        done_up_to = self.lease.checkpoint.last_processed_offset
         self.files = {o: f for o, f in enumerate(files) if unit.covers(o)}
         self.listed = True
-        for offset, file in self.files.items():
-            kind = "recall" if offset <= done_up_to else "copy"
-            self.todo.append((kind, offset, file))
+        self.todo.extend(self.files.items())
 
     @property
     def first_offset(self) -> int:

@@ -7,7 +7,7 @@ Use :class:`FakeAepPlatform` directly, or the ``fake_aep`` pytest fixture by add
 from __future__ import annotations
 
 from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
-from ._fake_http import FakeRequest, FakeResponse
+from ._fake_http import FakeRequest
 from .fake_platform import FakeAepPlatform, Fault, FaultResponse
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "FakeDataSetFile",
     "FakeFile",
     "FakeRequest",
-    "FakeResponse",
     "Fault",
     "FaultResponse",
 ]

@@ -117,12 +117,12 @@ def parse_range(header: str, total: int) -> Optional[tuple[int, int]]:
             raise unsatisfiable
         return max(0, total - suffix), total - 1
     first = int(first_text)
-    last = int(last_text) if last_text else total - 1
-    if last < first:
-        return None
+    if last_text and int(last_text) < first:
+        return None  # an invalid range is ignored too
     if first >= total:
         raise unsatisfiable
-    return first, min(last, total - 1)
+    last = min(int(last_text), total - 1) if last_text else total - 1
+    return first, last
 
 
 def file_response(request: FakeRequest, file: FakeFile) -> FakeResponse:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,7 +61,8 @@ class FakeResponse:
         return cls(status, {"Content-Type": content_type}, body)
 
 
-Dispatch = Callable[[FakeRequest], FakeResponse]
+Dispatch = Callable[[FakeRequest, str], FakeResponse]
+"""Answers a request; the second argument is the server's base URL."""
 
 
 class FakeHttpServer(ThreadingHTTPServer):
@@ -104,6 +106,12 @@ class FakeHttpServer(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
         self.server_close()
         self._thread.join(timeout=5)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a connection's failure (a client reset, say) instead of printing it."""
+        logger.debug(
+            "fake AEP: connection from %s: %r", client_address, sys.exc_info()[1]
+        )
 
     def track(self, connection: socket.socket, alive: bool) -> None:
         """Register (``alive``) or forget an open connection."""
@@ -161,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = FakeResponse(411, {"Connection": "close"})
         else:
             try:
-                response = self.server.dispatch(request)
+                response = self.server.dispatch(request, self.server.url)
             except Exception:
                 logger.exception("fake AEP failed on %s %s", self.command, self.path)
                 response = FakeResponse.json(500, {"title": "Internal Server Error"})

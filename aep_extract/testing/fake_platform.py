@@ -14,19 +14,16 @@ it exactly as it would to Adobe::
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, ClassVar, Optional
-from urllib.parse import parse_qs
 
 from ..config import DEFAULT_SCOPES
 from . import _fake_generate as gen
-from ._fake_api import Problem
 from ._fake_data import FakeBatch, FakeFile
+from ._fake_gateway import IMS_TOKEN_PATH, FakeGateway
 from ._fake_http import FakeHttpServer, FakeRequest, FakeResponse
 from ._fake_routes import FakeServices
 
@@ -37,16 +34,7 @@ FaultResponse = tuple[int, Mapping[str, str], bytes]
 Fault = Callable[[FakeRequest], Optional[FaultResponse]]
 """A fault hook: return a response to send, or None to let the request through."""
 
-IMS_TOKEN_PATH = "/ims/token/v3"
 EXPORTABLE = ("success", "active")
-
-
-def _gateway_error(status: int, code: str, message: str) -> FakeResponse:
-    return FakeResponse.json(status, {"error_code": code, "message": message})
-
-
-def _ims_error(status: int, error: str, description: str) -> FakeResponse:
-    return FakeResponse.json(status, {"error": error, "error_description": description})
 
 
 class FakeAepPlatform:
@@ -90,15 +78,15 @@ class FakeAepPlatform:
         scopes: str = DEFAULT_SCOPES,
     ) -> None:
         self._services = FakeServices(datasets, batches, org_id=org_id, sandbox=sandbox)
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.org_id = org_id
-        self.sandbox = sandbox
-        self.token_ttl = token_ttl
+        self._gateway = FakeGateway(
+            client_id=client_id,
+            client_secret=client_secret,
+            org_id=org_id,
+            sandbox=sandbox,
+            token_ttl=token_ttl,
+        )
         self.scopes = scopes
         self._lock = threading.Lock()
-        self._tokens: dict[str, float] = {}
-        self._tokens_issued = 0
         self._requests: list[FakeRequest] = []
         self._faults: list[Fault] = []
         self._server: Optional[FakeHttpServer] = None
@@ -229,6 +217,33 @@ class FakeAepPlatform:
             f"batches={len(self.batches)})"
         )
 
+    # -- credentials ---------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        """The valid client id, also the required ``x-api-key``."""
+        return self._gateway.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The valid client secret."""
+        return self._gateway.client_secret
+
+    @property
+    def org_id(self) -> str:
+        """The required ``x-gw-ims-org-id``."""
+        return self._gateway.org_id
+
+    @property
+    def sandbox(self) -> str:
+        """The required ``x-sandbox-name``."""
+        return self._gateway.sandbox
+
+    @property
+    def token_ttl(self) -> int:
+        """Lifetime of issued tokens in seconds."""
+        return self._gateway.token_ttl
+
     # -- what clients need -----------------------------------------------------------
 
     @property
@@ -257,7 +272,7 @@ class FakeAepPlatform:
     def auth_headers(self) -> dict[str, str]:
         """Valid platform headers with a freshly issued token (counts as issued)."""
         return {
-            "Authorization": f"Bearer {self._issue_token()}",
+            "Authorization": f"Bearer {self._gateway.issue_token()}",
             "x-api-key": self.client_id,
             "x-gw-ims-org-id": self.org_id,
             "x-sandbox-name": self.sandbox,
@@ -316,13 +331,11 @@ class FakeAepPlatform:
     @property
     def tokens_issued(self) -> int:
         """Number of tokens issued so far."""
-        with self._lock:
-            return self._tokens_issued
+        return self._gateway.tokens_issued
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far: their next platform call gets 401."""
-        with self._lock:
-            self._tokens.clear()
+        self._gateway.expire_tokens()
 
     def add_fault(self, fault: Fault) -> None:
         """Register a fault hook, consulted (in order) before any routing.
@@ -344,7 +357,7 @@ class FakeAepPlatform:
         with self._lock:
             self._requests.append(request)
 
-    def _dispatch(self, request: FakeRequest) -> FakeResponse:
+    def _dispatch(self, request: FakeRequest, base_url: str) -> FakeResponse:
         with self._lock:
             faults = list(self._faults)
         for fault in faults:
@@ -353,69 +366,9 @@ class FakeAepPlatform:
                 status, headers, body = answer
                 return FakeResponse(status, dict(headers), body)
         if request.path == IMS_TOKEN_PATH:
-            return self._ims_token(request)
-        response = self._gateway(request) or self._services.dispatch(request, self.url)
+            return self._gateway.token_endpoint(request)
+        response = self._gateway.check(request) or self._services.dispatch(
+            request, base_url
+        )
         headers = {**response.headers, "x-request-id": str(uuid.uuid4())}
         return FakeResponse(response.status, headers, response.body)
-
-    def _issue_token(self) -> str:
-        token = secrets.token_urlsafe(32)
-        with self._lock:
-            self._tokens[token] = time.monotonic() + self.token_ttl
-            self._tokens_issued += 1
-        return token
-
-    def _token_valid(self, token: str) -> bool:
-        with self._lock:
-            expiry = self._tokens.get(token)
-        return expiry is not None and time.monotonic() < expiry
-
-    def _ims_token(self, request: FakeRequest) -> FakeResponse:
-        if request.method != "POST":
-            return _ims_error(405, "invalid_request", "method not allowed")
-        form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-        params = {**request.query, **{key: values[-1] for key, values in form.items()}}
-        grant_type = params.get("grant_type")
-        if not grant_type:
-            return _ims_error(400, "invalid_request", "missing grant_type parameter")
-        if grant_type != "client_credentials":
-            return _ims_error(400, "unsupported_grant_type", "invalid grant_type")
-        if not params.get("client_id"):
-            return _ims_error(400, "invalid_request", "missing client_id parameter")
-        if params["client_id"] != self.client_id:
-            return _ims_error(400, "invalid_client", "invalid client_id parameter")
-        if params.get("client_secret") != self.client_secret:
-            return _ims_error(401, "invalid_client", "invalid client_secret parameter")
-        if not params.get("scope"):
-            return _ims_error(400, "invalid_scope", "missing scope parameter")
-        body = {
-            "access_token": self._issue_token(),
-            "token_type": "bearer",
-            "expires_in": self.token_ttl,
-        }
-        return FakeResponse.json(200, body)
-
-    def _gateway(self, request: FakeRequest) -> Optional[FakeResponse]:
-        """The gateway's header checks (aep-api.md §4.1); None when all pass."""
-        headers = request.headers
-        authorization = headers.get("Authorization", "").strip()
-        if not authorization:
-            return _gateway_error(403, "403010", "Oauth token is missing")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not self._token_valid(token.strip()):
-            return _gateway_error(401, "401013", "Oauth token is not valid")
-        api_key = headers.get("x-api-key")
-        if not api_key:
-            return _gateway_error(403, "403000", "Api Key is required")
-        if api_key != self.client_id:
-            return _gateway_error(403, "403003", "Api Key is invalid")
-        org = headers.get("x-gw-ims-org-id")
-        if not org:
-            return _gateway_error(400, "400003", "Missing header x-gw-ims-org-id")
-        if org != self.org_id:
-            return _gateway_error(403, "403025", "Profile is not valid")
-        sandbox = headers.get("x-sandbox-name")
-        if sandbox != self.sandbox:
-            detail = f"Sandbox {sandbox!r} does not exist or is not accessible"
-            return Problem(403, detail).response("SBX", sandbox or "")
-        return None

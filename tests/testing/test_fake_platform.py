@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from aep_extract.config import AepConfig
 from aep_extract.models import parse_timestamp, to_epoch_ms
 from aep_extract.testing import (
     FakeAepPlatform,
@@ -48,12 +49,6 @@ def demo() -> Iterator[FakeAepPlatform]:
         yield platform
 
 
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as http:
-        yield http
-
-
 def get(
     platform: FakeAepPlatform, path: str, http: Any = requests, **kwargs: Any
 ) -> requests.Response:
@@ -64,7 +59,9 @@ def get(
     return response
 
 
-def batch(batch_id: str, created: int, *, status: str = "success", **kw: Any):
+def batch(
+    batch_id: str, created: int, *, status: str = "success", **kw: Any
+) -> FakeBatch:
     files = kw.pop("files", [FakeDataSetFile(f"{batch_id}-1", [FakeFile("f", b"x")])])
     return FakeBatch(batch_id, kw.pop("dataset", DS), status, created, files, **kw)
 
@@ -764,7 +761,7 @@ def test_expected_files(demo: FakeAepPlatform) -> None:
         keys = [(leaf, f.name) for bb, leaf, f in expected if bb is b]
         assert keys == sorted(keys)
     assert all(b.dataset_id == DS for b, _, _ in expected)
-    assert {b.created_ms for b, _, _ in expected} <= set(range(start, end))
+    assert all(start <= b.created_ms < end for b, _, _ in expected)
     failed = demo.expected_files(DS, start, end, statuses=("failed",))
     assert failed == []  # a failed batch's files are under /failed, not dataset files
     assert demo.expected_files(DS, start, start) == []
@@ -864,28 +861,17 @@ def test_lifecycle() -> None:
         assert env["AEP_ORG_ID"] == "FAKEORG@AdobeOrg"
         assert env["AEP_SANDBOX"] == "prod"
         assert env["AEP_SCOPES"]
+        config = AepConfig.from_env(env)
+        assert (config.platform_url, config.ims_url) == (url, url)
         with requests.Session() as http:  # a kept-alive connection is closed by stop
             assert get(platform, f"{CATALOG}/dataSets/{DS}", http).status_code == 200
             platform.stop()
             with pytest.raises(requests.ConnectionError):
-                get(platform_at(url), f"{CATALOG}/dataSets/{DS}", http)
+                http.get(f"{url}{CATALOG}/dataSets/{DS}", timeout=10)
     finally:
         platform.stop()
     assert not platform.running
     platform.stop()  # idempotent
-
-
-def platform_at(url: str) -> Any:
-    """A stand-in exposing ``url`` and ``auth_headers`` of a stopped platform."""
-
-    class Stopped:
-        def __init__(self) -> None:
-            self.url = url
-
-        def auth_headers(self) -> dict[str, str]:
-            return {}
-
-    return Stopped()
 
 
 def test_custom_credentials() -> None:
@@ -909,3 +895,14 @@ def test_pytest_plugin_fixtures(
     assert os.environ["AEP_PLATFORM_URL"] == fake_aep.url == fake_aep_env["AEP_IMS_URL"]
     assert FakeAepPlatform.DEMO_DATASET_ID in fake_aep.dataset_ids
     assert get(fake_aep, f"{CATALOG}/dataSets/{DS}").status_code == 200
+
+
+def test_public_names() -> None:
+    import aep_extract.testing as kit
+
+    assert sorted(kit.__all__) == sorted(set(kit.__all__))
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None
+    assert {"FakeAepPlatform", "FakeBatch", "FakeDataSetFile", "FakeFile"} <= set(
+        kit.__all__
+    )

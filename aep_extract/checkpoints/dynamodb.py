@@ -1,0 +1,539 @@
+"""A checkpoint store in a DynamoDB table, shared by any number of hosts.
+
+One item per work unit, keyed by ``BatchID`` (partition) and ``OffsetRange`` (sort; a
+whole batch is ``"0-*"``), with the seed's attributes plus lease and progress fields
+(see :mod:`._dynamodb_items`). The global secondary index ``DatasetID-Status-index``
+lists a dataset's units by status.
+
+Every write is a conditional ``PutItem``: registration only creates absent items
+(``attribute_not_exists``), and every later write is a compare-and-swap on
+``Version``. Throttling, 5xx answers and connection failures are retried here with
+exponential backoff and jitter (botocore's own retries are switched off on clients
+this module creates, so there is one policy); every other botocore error becomes a
+:class:`~aep_extract.errors.CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
+
+import boto3
+import tenacity
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from ..config import RetryConfig
+from ..errors import CheckpointConflict, CheckpointError
+from ..models import Checkpoint, UnitStatus
+from . import _dynamodb_items as items
+from .base import CheckpointStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.literals import KeyTypeType
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        GlobalSecondaryIndexTypeDef,
+        KeySchemaElementTypeDef,
+        QueryInputTypeDef,
+        TableDescriptionTypeDef,
+        WaiterConfigTypeDef,
+    )
+
+    from ._dynamodb_items import Item
+
+__all__ = ["GSI_NAME", "DynamoDBCheckpointStore"]
+
+logger = logging.getLogger(__name__)
+
+GSI_NAME = "DatasetID-Status-index"
+"""The global secondary index listing a dataset's units by status."""
+
+BATCH_GET_LIMIT = 100
+"""Keys per ``BatchGetItem`` request (DynamoDB's limit)."""
+
+_KEY_SCHEMA: tuple[tuple[str, KeyTypeType], ...] = (
+    (items.PARTITION_KEY, "HASH"),
+    (items.SORT_KEY, "RANGE"),
+)
+_GSI_KEY_SCHEMA: tuple[tuple[str, KeyTypeType], ...] = (
+    (items.DATASET, "HASH"),
+    (items.STATUS, "RANGE"),
+)
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",  # too many concurrent control-plane operations
+    }
+)
+"""Error codes that mean "try again later"; any 5xx status is retried as well."""
+
+_WAITER_CONFIG: WaiterConfigTypeDef = {"Delay": 2, "MaxAttempts": 150}
+"""Poll DescribeTable every 2 s for up to 5 minutes while a new table gets ACTIVE."""
+
+_T = TypeVar("_T")
+
+
+class _TransientError(CheckpointError):
+    """A throttle, 5xx or connection failure: retried before it reaches the caller."""
+
+
+class _ConditionFailed(CheckpointConflict):
+    """A conditional write lost; ``item`` is the stored item when DynamoDB sent it."""
+
+    def __init__(
+        self, message: str, item: Optional[dict[str, AttributeValueTypeDef]]
+    ) -> None:
+        super().__init__(message)
+        self.item = item
+
+
+class DynamoDBCheckpointStore(CheckpointStore):
+    """Checkpoints in a DynamoDB table: durable and shared by workers on many hosts.
+
+    The table has partition key ``BatchID`` and sort key ``OffsetRange`` (strings) and
+    a global secondary index ``DatasetID-Status-index`` (``DatasetID``, ``Status``,
+    projection ALL). :meth:`create_table` makes one with on-demand billing, or the
+    table can be provisioned beforehand (see the DynamoDB page of the docs).
+
+    The constructor calls ``DescribeTable`` once to fail early when the table is
+    missing or has another key schema.
+
+    Args:
+        table_name: the table.
+        client: a boto3 DynamoDB client to use as is (its own retry settings apply
+            on top of this store's).
+        session: a boto3 session to create the client from.
+        region_name: the region, when neither client nor session is given (default:
+            boto3's configuration chain).
+        endpoint_url: an endpoint override; by default boto3 honours
+            ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_ENDPOINT_URL``.
+        create_table: create the table (and wait until it is ACTIVE) if it is absent.
+        clock: epoch-seconds clock; defaults to :func:`time.time`.
+        retry: attempts and backoff for throttled and failed requests.
+        sleep: how to wait between attempts (inject a recorder in tests).
+
+    Raises:
+        CheckpointError: the table does not exist, has another schema, or AWS
+            cannot be reached.
+
+    Example:
+        >>> store = DynamoDBCheckpointStore(
+        ...     "aep-extract", region_name="eu-west-1", create_table=True
+        ... )  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Optional[DynamoDBClient] = None,
+        session: Optional[boto3.Session] = None,
+        region_name: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
+        create_table: bool = False,
+        clock: Optional[Callable[[], float]] = None,
+        retry: Optional[RetryConfig] = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if clock is not None:
+            self.clock = clock
+        self._table = table_name
+        self._retry = retry or RetryConfig()
+        self._retrying = self._build_retrying(sleep)
+        self._owns_client = client is None
+        if client is None:
+            with self._map_botocore_errors("create client"):
+                client = (session or boto3.Session(region_name=region_name)).client(
+                    "dynamodb",
+                    region_name=region_name,
+                    endpoint_url=endpoint_url,
+                    # One retry policy, ours: botocore's would multiply the attempts.
+                    # (botocore's "max_attempts" counts retries; 1 would mean two.)
+                    config=Config(
+                        retries={"total_max_attempts": 1, "mode": "standard"}
+                    ),
+                )
+        self._client = client
+        if create_table:
+            self.create_table()
+        self._check_table(self._describe())
+        logger.debug("opened %r", self)
+
+    @property
+    def table_name(self) -> str:
+        """The DynamoDB table."""
+        return self._table
+
+    @property
+    def region_name(self) -> str:
+        """The client's AWS region."""
+        return str(self._client.meta.region_name)
+
+    @property
+    def client(self) -> DynamoDBClient:
+        """The boto3 DynamoDB client in use."""
+        return self._client
+
+    def create_table(self) -> None:
+        """Create the table with on-demand billing and wait until it is ACTIVE.
+
+        Idempotent: an existing table is left as it is (and waited for if it is
+        still being created).
+
+        Raises:
+            CheckpointError: the table cannot be created (e.g. missing
+                ``dynamodb:CreateTable`` permission).
+        """
+        attributes = (items.PARTITION_KEY, items.SORT_KEY, items.DATASET, items.STATUS)
+        index: GlobalSecondaryIndexTypeDef = {
+            "IndexName": GSI_NAME,
+            "KeySchema": _key_schema(_GSI_KEY_SCHEMA),
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        try:
+            self._call(
+                "CreateTable",
+                lambda: self._client.create_table(
+                    TableName=self._table,
+                    BillingMode="PAY_PER_REQUEST",
+                    AttributeDefinitions=[
+                        {"AttributeName": name, "AttributeType": "S"}
+                        for name in attributes
+                    ],
+                    KeySchema=_key_schema(_KEY_SCHEMA),
+                    GlobalSecondaryIndexes=[index],
+                ),
+            )
+        except CheckpointError as exc:
+            if not _caused_by(exc, "ResourceInUseException"):
+                raise
+            logger.debug("table %s exists already", self._table)
+        else:
+            logger.info(
+                "created DynamoDB table %s in %s", self._table, self.region_name
+            )
+        with self._map_botocore_errors("wait for the table"):
+            self._client.get_waiter("table_exists").wait(
+                TableName=self._table, WaiterConfig=_WAITER_CONFIG
+            )
+
+    # -- primitives ---------------------------------------------------------------
+
+    def _insert(self, checkpoints: Sequence[Checkpoint]) -> int:
+        fresh: dict[tuple[str, str], Checkpoint] = {}
+        for cp in checkpoints:  # BatchGetItem refuses duplicate keys
+            fresh.setdefault((cp.unit.batch_id, cp.unit.offset_range), cp)
+        keys = list(fresh)
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            for known in self._existing(keys[start : start + BATCH_GET_LIMIT]):
+                del fresh[known]
+        inserted = 0
+        for cp in fresh.values():
+            # The read above saves the writes for known units; the condition is what
+            # guarantees that a unit registered meanwhile is never overwritten.
+            if self._put(items.to_item(cp), "attribute_not_exists(#b)", {}):
+                inserted += 1
+        logger.debug("registered %d of %d unit(s)", inserted, len(checkpoints))
+        return inserted
+
+    def _load(self, batch_id: str, offset_range: str) -> Optional[Checkpoint]:
+        response = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self._table,
+                Key=items.key(batch_id, offset_range),
+                ConsistentRead=True,
+            ),
+        )
+        item = response.get("Item")
+        return None if item is None else items.from_item(item)
+
+    def _replace(self, checkpoint: Checkpoint, expected_version: int) -> None:
+        written = self._put(
+            items.to_item(checkpoint),
+            "attribute_exists(#b) AND #v = :v",
+            {":v": {"N": str(expected_version)}},
+        )
+        if not written:
+            raise CheckpointConflict(
+                f"unit {checkpoint.unit_id}: version {expected_version} is not current"
+            )
+
+    def _scan(
+        self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
+    ) -> Iterator[Checkpoint]:
+        # GSI reads are eventually consistent: a unit may show its previous status
+        # for a moment. That is safe because every write is a compare-and-swap on
+        # Version (_replace): a claim based on a stale read simply loses.
+        if statuses is None:
+            yield from self._query(dataset_id, None)
+            return
+        for status in dict.fromkeys(UnitStatus(s) for s in statuses):
+            yield from self._query(dataset_id, status)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connections of a client this store created (not a caller's)."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> DynamoDBCheckpointStore:
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._table!r}, region={self.region_name!r})"
+
+    # -- requests -----------------------------------------------------------------
+
+    def _existing(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of at most 100 keys have an item (strongly consistent)."""
+        found: set[tuple[str, str]] = set()
+        pending: list[Item] = [items.key(*k) for k in keys]
+
+        def fetch() -> None:
+            nonlocal pending
+            response = self._client.batch_get_item(
+                RequestItems={
+                    self._table: {
+                        "Keys": pending,
+                        "ConsistentRead": True,
+                        "ProjectionExpression": "#b, #o",
+                        "ExpressionAttributeNames": {
+                            "#b": items.PARTITION_KEY,
+                            "#o": items.SORT_KEY,
+                        },
+                    }
+                }
+            )
+            for item in response.get("Responses", {}).get(self._table, []):
+                found.add((item[items.PARTITION_KEY]["S"], item[items.SORT_KEY]["S"]))
+            unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
+            pending = list(unprocessed["Keys"]) if unprocessed else []
+            if pending:
+                # Partial answers are DynamoDB's way of throttling a batch: back off.
+                raise _TransientError(
+                    f"{self!r}: BatchGetItem left {len(pending)} key(s) unprocessed"
+                )
+
+        self._call("BatchGetItem", fetch)
+        return found
+
+    def _put(
+        self,
+        item: Item,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+    ) -> bool:
+        """A conditional PutItem; False when the condition failed.
+
+        A retried write may find its own earlier attempt applied (the answer was lost
+        to a timeout or reset): when the stored item is the one we are writing, the
+        write counts as done rather than as a conflict.
+        """
+        names = {"#b": items.PARTITION_KEY}
+        if ":v" in values:
+            names["#v"] = "Version"
+        extra: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
+        try:
+            self._call(
+                "PutItem",
+                lambda: self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **extra,
+                ),
+            )
+        except _ConditionFailed as exc:
+            return exc.item is not None and items.from_item(exc.item) == (
+                items.from_item(item)
+            )
+        return True
+
+    def _query(
+        self, dataset_id: str, status: Optional[UnitStatus]
+    ) -> Iterator[Checkpoint]:
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "IndexName": GSI_NAME,
+            "KeyConditionExpression": "#d = :d",
+            "ExpressionAttributeNames": {"#d": items.DATASET},
+            "ExpressionAttributeValues": {":d": {"S": dataset_id}},
+        }
+        if status is not None:
+            request["KeyConditionExpression"] = "#d = :d AND #s = :s"
+            request["ExpressionAttributeNames"] = {
+                "#d": items.DATASET,
+                "#s": items.STATUS,
+            }
+            request["ExpressionAttributeValues"] = {
+                ":d": {"S": dataset_id},
+                ":s": {"S": status.value},
+            }
+        while True:
+            page = self._call("Query", lambda: self._client.query(**request))
+            for item in page.get("Items", []):
+                yield items.from_item(item)
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
+    def _describe(self) -> TableDescriptionTypeDef:
+        return self._call(
+            "DescribeTable", lambda: self._client.describe_table(TableName=self._table)
+        )["Table"]
+
+    def _check_table(self, table: TableDescriptionTypeDef) -> None:
+        """Refuse a table this store cannot use, with a message naming the fix."""
+        types = {
+            a["AttributeName"]: a["AttributeType"]
+            for a in table.get("AttributeDefinitions", [])
+        }
+        keys = tuple(
+            (k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])
+        )
+        if keys != _KEY_SCHEMA or any(types.get(n) != "S" for n, _ in _KEY_SCHEMA):
+            raise CheckpointError(
+                f"DynamoDB table {self._table} in {self.region_name} has key schema "
+                f"{_describe_keys(keys, types)}; this store needs "
+                f"{_describe_keys(_KEY_SCHEMA, {})} (both strings)"
+            )
+        for index in table.get("GlobalSecondaryIndexes", []):
+            if index.get("IndexName") != GSI_NAME:
+                continue
+            index_keys = tuple(
+                (k["AttributeName"], k["KeyType"]) for k in index.get("KeySchema", [])
+            )
+            projection = index.get("Projection", {}).get("ProjectionType")
+            if index_keys == _GSI_KEY_SCHEMA and projection == "ALL":
+                return
+            raise CheckpointError(
+                f"DynamoDB table {self._table}: index {GSI_NAME} has key schema "
+                f"{_describe_keys(index_keys, types)} and projection {projection}; "
+                f"this store needs {_describe_keys(_GSI_KEY_SCHEMA, {})} and ALL"
+            )
+        raise CheckpointError(
+            f"DynamoDB table {self._table} in {self.region_name} has no global "
+            f"secondary index {GSI_NAME} ({items.DATASET} HASH, {items.STATUS} "
+            "RANGE, projection ALL)"
+        )
+
+    # -- errors and retries -------------------------------------------------------
+
+    def _call(self, operation: str, request: Callable[[], _T]) -> _T:
+        """Send one request: mapped errors, transient failures retried."""
+
+        def attempt() -> _T:
+            logger.debug("%s %s", operation, self._table)
+            with self._map_botocore_errors(operation):
+                return request()
+
+        try:
+            # copy(): a Retrying keeps per-call state, and threads share the store.
+            return self._retrying.copy()(attempt)
+        except _TransientError as exc:
+            raise CheckpointError(
+                f"{exc} (gave up after {self._retry.attempts} attempt(s))"
+            ) from exc
+
+    @contextlib.contextmanager
+    def _map_botocore_errors(self, operation: str) -> Iterator[None]:
+        """Translate botocore errors, in one place, into CheckpointError subclasses."""
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            detail = error.get("Message", "")
+            message = f"{self._where()}: {operation} failed: {code}: {detail}"
+            if code == "ConditionalCheckFailedException":
+                stored = cast("Optional[Item]", exc.response.get("Item"))
+                raise _ConditionFailed(message, stored) from exc
+            if code in _RETRYABLE_CODES or status >= 500:
+                raise _TransientError(message) from exc
+            if code == "ResourceNotFoundException":
+                raise CheckpointError(
+                    f"DynamoDB table {self._table} does not exist in "
+                    f"{self._region_or_unknown()}; create it with create_table=True "
+                    f"or `--create-table` ({operation}: {code})"
+                ) from exc
+            raise CheckpointError(message) from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise _TransientError(
+                f"{self._where()}: {operation} failed: {exc}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise CheckpointError(
+                f"{self._where()}: {operation} failed: {exc}"
+            ) from exc
+
+    def _build_retrying(self, sleep: Callable[[float], None]) -> tenacity.Retrying:
+        config = self._retry
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            outcome = state.outcome
+            action = state.next_action
+            logger.warning(
+                "attempt %d of %d failed, retrying in %.2fs: %s",
+                state.attempt_number,
+                config.attempts,
+                action.sleep if action is not None else 0.0,
+                outcome.exception() if outcome is not None else None,
+            )
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_TransientError),
+            wait=tenacity.wait_random_exponential(
+                multiplier=config.initial_wait, max=config.max_wait
+            ),
+            stop=tenacity.stop_after_attempt(config.attempts),
+            sleep=sleep,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
+    def _where(self) -> str:
+        # Usable while __init__ is still building the client (repr needs it).
+        return f"DynamoDB table {self._table} ({self._region_or_unknown()})"
+
+    def _region_or_unknown(self) -> str:
+        client = getattr(self, "_client", None)
+        return str(client.meta.region_name) if client is not None else "unknown region"
+
+
+def _caused_by(exc: BaseException, code: str) -> bool:
+    """Whether a mapped error came from a ClientError with this error code."""
+    cause = exc.__cause__
+    return isinstance(cause, ClientError) and (
+        cause.response.get("Error", {}).get("Code") == code
+    )
+
+
+def _describe_keys(keys: Sequence[tuple[str, str]], types: Mapping[str, str]) -> str:
+    parts = [
+        f"{name} {kind}" + (f" ({types[name]})" if name in types else "")
+        for name, kind in keys
+    ]
+    return ", ".join(parts) or "(none)"
+
+
+def _key_schema(
+    pairs: Sequence[tuple[str, KeyTypeType]],
+) -> list[KeySchemaElementTypeDef]:
+    return [{"AttributeName": name, "KeyType": kind} for name, kind in pairs]

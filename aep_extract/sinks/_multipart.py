@@ -1,0 +1,308 @@
+"""One S3 object written through a bounded buffer: a single PUT or a multipart upload.
+
+Kept apart from :mod:`aep_extract.sinks.s3` so the part sizing and the upload state
+machine can be read (and tested) on their own. botocore errors are not handled here:
+every call runs inside the ``errors`` context manager the sink passes in, the one
+place where they become :class:`~aep_extract.errors.SinkError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import io
+import logging
+import math
+import zlib
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+
+from ..errors import ConfigError, SinkError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer  # exists only for type checkers
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import ChecksumAlgorithmType
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+MIN_PART_SIZE = 5 * MiB
+"""S3's smallest part (every part but the last)."""
+
+MAX_PART_SIZE = 5 * GiB
+"""S3's largest part."""
+
+MAX_PARTS = 10_000
+"""S3's largest part number."""
+
+DEFAULT_PART_SIZE = 8 * MiB
+"""Smallest part size the sink chooses by itself (the AWS CLI's default)."""
+
+DEFAULT_MEMORY_BUDGET = 64 * MiB
+"""Default ceiling of one writer's buffer, hence of the parts the sink chooses."""
+
+CHECKSUM_ALGORITHMS = ("SHA256", "CRC32", "CRC32C")
+"""Checksum algorithms the sink computes locally and S3 verifies."""
+
+ErrorMapper = Callable[[str, str], AbstractContextManager[None]]
+"""``errors(action, key)``: a context manager turning botocore errors into SinkError."""
+
+
+def choose_part_size(
+    size: Optional[int],
+    *,
+    part_size: Optional[int] = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> int:
+    """The part size for an object of ``size`` bytes (None: unknown).
+
+    An explicit ``part_size`` wins. Otherwise the smallest whole number of MiB that
+    fits the object in :data:`MAX_PARTS` parts, at least :data:`DEFAULT_PART_SIZE`
+    and at most ``memory_budget``. An unknown size gets the whole budget, the choice
+    that allows the largest object; the buffer still grows only as bytes arrive.
+
+    Raises:
+        SinkError: ``size`` is negative, or the object needs more than
+            :data:`MAX_PARTS` parts of the allowed size.
+    """
+    if size is not None and size < 0:
+        raise SinkError(f"object size must be >= 0, got {size}")
+    if part_size is not None:
+        if size is not None and math.ceil(size / part_size) > MAX_PARTS:
+            raise SinkError(
+                f"an object of {size} bytes needs more than {MAX_PARTS} parts of "
+                f"{part_size} bytes; raise part_size"
+            )
+        return part_size
+    ceiling = min(memory_budget, MAX_PART_SIZE)
+    if size is None:
+        return ceiling
+    needed = math.ceil(math.ceil(size / MAX_PARTS) / MiB) * MiB
+    if needed > ceiling:
+        limit = "memory_budget" if ceiling == memory_budget else "S3's part size limit"
+        raise SinkError(
+            f"an object of {size} bytes needs parts of at least {needed // MiB} MiB "
+            f"to fit in {MAX_PARTS} parts, above {limit} ({ceiling // MiB} MiB)"
+            + ("; raise memory_budget" if limit == "memory_budget" else "")
+        )
+    return min(max(DEFAULT_PART_SIZE, needed), ceiling)
+
+
+def checksum_function(algorithm: str) -> Callable[[ReadableBuffer], str]:
+    """The function giving the base64 checksum S3 expects for ``algorithm``.
+
+    Raises:
+        ConfigError: an unsupported algorithm, or CRC32C without ``awscrt``.
+    """
+    if algorithm == "SHA256":
+        return lambda data: _b64(hashlib.sha256(data).digest())
+    if algorithm == "CRC32":
+        return lambda data: _b64(zlib.crc32(data).to_bytes(4, "big"))
+    if algorithm == "CRC32C":
+        # No stdlib CRC32C; awscrt is what botocore itself uses for it.
+        try:
+            crt = importlib.import_module("awscrt.checksums")
+        except ImportError as exc:
+            raise ConfigError(
+                "checksum_algorithm='CRC32C' needs the awscrt package "
+                "(pip install 'botocore[crt]'); or use 'SHA256' or 'CRC32'"
+            ) from exc
+        crc32c = crt.crc32c
+        return lambda data: _b64(int(crc32c(data)).to_bytes(4, "big"))
+    raise ConfigError(
+        f"unsupported checksum_algorithm {algorithm!r}; "
+        f"expected one of {', '.join(CHECKSUM_ALGORITHMS)}"
+    )
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class S3ObjectWriter(io.RawIOBase):
+    """Writes one object, holding at most one part in memory.
+
+    Bytes collect in a buffer of ``part_size``. When the whole object fits in it,
+    :meth:`finish` stores it with one ``PutObject``. When more arrives, the full
+    buffer becomes part 1 of a multipart upload (created then, so an object that
+    fails early leaves no upload behind), and so on; :meth:`finish` sends the last
+    part and completes the upload, which makes the object visible atomically.
+    Every request carries the checksum of its bytes, computed here, so S3 rejects
+    bytes damaged on the way. :meth:`abort` drops the upload after a failure.
+
+    Not thread-safe: one writer belongs to one ``with`` block.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        *,
+        bucket: str,
+        key: str,
+        part_size: int,
+        checksum_algorithm: str,
+        object_args: Mapping[str, Any],
+        errors: ErrorMapper,
+        label: str,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._part_size = part_size
+        self._checksum = checksum_function(checksum_algorithm)
+        self._algorithm = cast("ChecksumAlgorithmType", checksum_algorithm)
+        self._checksum_param = f"Checksum{checksum_algorithm}"
+        self._object_args = dict(object_args)
+        self._errors = errors
+        self._label = label  # the sink-relative key, for messages
+        self._buffer = io.BytesIO()
+        self._upload_id: Optional[str] = None
+        self._parts: list[dict[str, Any]] = []
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self.closed:
+            raise ValueError("write to a finished S3 object writer")
+        remaining = memoryview(data).cast("B")
+        count = len(remaining)
+        while remaining:
+            # Upload a full buffer only once more bytes arrive: an object of exactly
+            # one part then goes as a single PUT, and the last part is never empty.
+            if self._buffer.tell() >= self._part_size:
+                self._upload_part()
+            room = self._part_size - self._buffer.tell()
+            self._buffer.write(remaining[:room])
+            remaining = remaining[room:]
+        self.written += count
+        return count
+
+    def tell(self) -> int:
+        return self.written
+
+    def finish(self, expected_size: Optional[int]) -> None:
+        """Store the object: one PUT, or the last part and CompleteMultipartUpload.
+
+        Raises:
+            SinkError: the byte count differs from ``expected_size``, or S3 refused.
+        """
+        if expected_size is not None and self.written != expected_size:
+            raise SinkError(
+                f"{self._label!r}: wrote {self.written} bytes, expected {expected_size}"
+            )
+        if self._upload_id is None:
+            self._put()
+        else:
+            if self._buffer.tell():
+                self._upload_part()
+            parts = cast("list[CompletedPartTypeDef]", self._parts)
+            with self._errors("complete the upload of", self._label):
+                self._client.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            self._upload_id = None
+            logger.debug("completed s3://%s/%s", self._bucket, self._key)
+        self.close()
+
+    def abort(self) -> None:
+        """Drop the multipart upload, if one was started; never raises SinkError.
+
+        Called while another error propagates, so a failed abort is logged, not
+        raised: the original error matters more, and the leftover upload is found by
+        ``S3Sink.abort_incomplete_uploads`` or a bucket lifecycle rule.
+        """
+        upload_id, self._upload_id = self._upload_id, None
+        self.close()
+        if upload_id is None:
+            return
+        try:
+            with self._errors("abort the upload of", self._label):
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=upload_id
+                )
+        except SinkError as exc:
+            logger.warning(
+                "could not abort upload %s of s3://%s/%s: %s",
+                upload_id,
+                self._bucket,
+                self._key,
+                exc,
+            )
+        else:
+            logger.debug(
+                "aborted upload %s of s3://%s/%s", upload_id, self._bucket, self._key
+            )
+
+    def close(self) -> None:
+        # Frees the buffer; never uploads: only finish() may make the object visible.
+        self._buffer = io.BytesIO()
+        super().close()
+
+    # -- requests -----------------------------------------------------------------
+
+    def _checksum_args(self) -> dict[str, Any]:
+        with self._buffer.getbuffer() as view:
+            value = self._checksum(view)
+        self._buffer.seek(0)
+        return {"ChecksumAlgorithm": self._algorithm, self._checksum_param: value}
+
+    def _put(self) -> None:
+        args = self._checksum_args()
+        with self._errors("write", self._label):
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=self._key,
+                Body=self._buffer,
+                **args,
+                **self._object_args,
+            )
+        logger.debug("put s3://%s/%s (%d bytes)", self._bucket, self._key, self.written)
+
+    def _upload_part(self) -> None:
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise SinkError(
+                f"{self._label!r}: more than {MAX_PARTS} parts of {self._part_size} "
+                "bytes; pass size= to open_write or raise part_size/memory_budget"
+            )
+        if self._upload_id is None:
+            with self._errors("start an upload of", self._label):
+                created = self._client.create_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    ChecksumAlgorithm=self._algorithm,
+                    **self._object_args,
+                )
+            self._upload_id = created["UploadId"]
+        args = self._checksum_args()
+        with self._errors("upload a part of", self._label):
+            answer = self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=self._buffer,
+                **args,
+            )
+        self._parts.append(
+            {
+                "PartNumber": number,
+                "ETag": answer["ETag"],
+                self._checksum_param: args[self._checksum_param],
+            }
+        )
+        # A fresh buffer, so the sent part's memory is released now.
+        self._buffer = io.BytesIO()
+        logger.debug("uploaded part %d of s3://%s/%s", number, self._bucket, self._key)

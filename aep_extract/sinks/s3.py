@@ -1,0 +1,587 @@
+"""The S3 sink: one object per key under ``s3://bucket/prefix``, visible when whole.
+
+Written on boto3's own calls rather than smart_open's S3 writer: the sink needs a
+single checksummed ``PutObject`` for small objects, a checksum on every part *and* in
+the ``CompleteMultipartUpload`` part list, and the same SSE/ACL/storage-class arguments
+on both paths. smart_open always starts a multipart upload and does not carry part
+checksums into the completion, so the few calls are clearer written out here
+(:mod:`._multipart`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import ConfigError, SinkError
+from ..layout import check_key
+from ..models import ObjectInfo
+from ._multipart import (
+    DEFAULT_MEMORY_BUDGET,
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    S3ObjectWriter,
+    checksum_function,
+    choose_part_size,
+)
+from .base import Sink
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer  # exists only for type checkers
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+
+__all__ = ["S3Sink", "choose_part_size"]
+
+logger = logging.getLogger(__name__)
+
+SSE_ALGORITHMS = ("AES256", "aws:kms")
+"""Server-side encryption the sink can request (``sse=``)."""
+
+DEFAULT_MAX_POOL_CONNECTIONS = 50
+"""HTTP connections of a client the sink builds: one per worker thread, with room."""
+
+DAY = timedelta(days=1)
+
+# Current S3 naming rules: 3-63 characters of a-z, 0-9, '.' and '-', starting and
+# ending with a letter or digit, no '..' and not shaped like an IP address.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# RFC 9110 token characters: what an x-amz-meta-* header name may hold.
+_METADATA_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
+
+
+class _NoSuchObject(SinkError):
+    """The key does not exist (or a bare 404 from HEAD); callers may turn it to None."""
+
+
+class _NoSuchUpload(SinkError):
+    """The multipart upload was completed or aborted by someone else."""
+
+
+class _AccessDenied(SinkError):
+    """403; for a missing key when the caller may not list it (see ``_head``)."""
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into bucket and prefix (slashes stripped).
+
+    The prefix is taken literally: no percent-decoding, and ``?``/``#`` are ordinary
+    key characters, as they are in S3.
+
+    Raises:
+        ConfigError: not an ``s3://`` URL, an invalid bucket name, or a prefix with
+            empty, ``.`` or ``..`` segments or control characters.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        raise ConfigError(f"not an S3 URL: {url!r}; expected s3://BUCKET/PREFIX")
+    bucket, _, prefix = rest.partition("/")
+    if (
+        not _BUCKET.match(bucket)
+        or ".." in bucket
+        or ".-" in bucket
+        or "-." in bucket
+        or _IP_ADDRESS.match(bucket)
+    ):
+        raise ConfigError(
+            f"S3 URL {url!r}: invalid bucket name {bucket!r} (3-63 characters of "
+            "a-z, 0-9, '.', '-', starting and ending with a letter or digit)"
+        )
+    prefix = prefix.strip("/")
+    if prefix:
+        try:
+            check_key(prefix)
+        except SinkError as exc:
+            raise ConfigError(f"S3 URL {url!r}: invalid prefix: {exc}") from None
+    return bucket, prefix
+
+
+class S3Sink(Sink):
+    """Stores each key as the S3 object ``prefix/key`` in ``bucket``.
+
+    An object of at most one part goes up in a single ``PutObject``; a larger one as
+    a multipart upload completed on a clean exit from :meth:`open_write` and aborted
+    on any error, so a key never shows a partial or empty object. Every request
+    carries a checksum of its bytes that S3 verifies. Memory: each open writer
+    buffers one part, so a sink used by N workers holds at most N parts.
+
+    Thread-safe: the boto3 client is shared; each writer belongs to one thread.
+
+    Args:
+        url: ``s3://bucket`` or ``s3://bucket/prefix``.
+        client: a boto3 S3 client to use as is (not closed by :meth:`close`).
+        session: a boto3 session to build the client from; default a new session on
+            boto3's credential chain. The client honours ``AWS_ENDPOINT_URL`` and
+            ``AWS_ENDPOINT_URL_S3`` unless ``endpoint_url`` is given.
+        region_name: region of the built client.
+        endpoint_url: endpoint of the built client (MinIO, moto, a VPC endpoint).
+        part_size: bytes per part, 5 MiB to 5 GiB; default chosen per object from
+            its size: at least 8 MiB, at most ``memory_budget``, never more than
+            10,000 parts.
+        memory_budget: the largest part the sink chooses by itself (bytes, >= 5 MiB).
+        checksum_algorithm: ``"SHA256"`` (default), ``"CRC32"`` or ``"CRC32C"``
+            (needs ``awscrt``).
+        sse: server-side encryption: ``"AES256"`` or ``"aws:kms"``; default the
+            bucket's default encryption.
+        kms_key_id: the KMS key (id, ARN or alias) for ``sse="aws:kms"``; default the
+            AWS-managed ``aws/s3`` key.
+        bucket_owner_full_control: send the ``bucket-owner-full-control`` ACL, for a
+            bucket owned by another account that still uses ACLs.
+        storage_class: e.g. ``"STANDARD_IA"``; default the bucket's (``STANDARD``).
+
+    Raises:
+        ConfigError: an invalid URL, option or combination of options.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: Optional[S3Client] = None,
+        session: Optional[boto3.Session] = None,
+        region_name: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
+        part_size: Optional[int] = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        checksum_algorithm: str = "SHA256",
+        sse: Optional[str] = None,
+        kms_key_id: Optional[str] = None,
+        bucket_owner_full_control: bool = False,
+        storage_class: Optional[str] = None,
+    ) -> None:
+        self._bucket, self._prefix = parse_s3_url(url)
+        self._root = f"{self._prefix}/" if self._prefix else ""
+        if part_size is not None and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ConfigError(
+                f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} "
+                f"bytes (5 MiB to 5 GiB), got {part_size}"
+            )
+        if memory_budget < MIN_PART_SIZE:
+            raise ConfigError(
+                f"memory_budget must be at least {MIN_PART_SIZE} bytes (5 MiB), "
+                f"got {memory_budget}"
+            )
+        self._part_size = part_size
+        self._memory_budget = memory_budget
+        self._checksum_algorithm = checksum_algorithm.upper()
+        checksum_function(self._checksum_algorithm)  # ConfigError if unusable
+        self._object_args = _object_args(
+            sse, kms_key_id, bucket_owner_full_control, storage_class
+        )
+        self._bucket_seen = False
+        self._owns_client = client is None
+        if client is not None:
+            if session is not None or region_name or endpoint_url:
+                raise ConfigError(
+                    "pass either client, or session/region_name/endpoint_url to "
+                    "build one, not both"
+                )
+            self._client = client
+        else:
+            self._client = _build_client(session, region_name, endpoint_url)
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name."""
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix without slashes at either end; empty for the bucket root."""
+        return self._prefix
+
+    @property
+    def url(self) -> str:
+        """``s3://bucket/prefix``, normalized."""
+        return f"s3://{self._bucket}/{self._prefix}".rstrip("/")
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 S3 client the sink calls."""
+        return self._client
+
+    def part_size_for(self, size: Optional[int]) -> int:
+        """The part size a write of ``size`` bytes (None: unknown) would use.
+
+        Raises:
+            SinkError: the object cannot fit in 10,000 parts of an allowed size.
+        """
+        return choose_part_size(
+            size, part_size=self._part_size, memory_budget=self._memory_budget
+        )
+
+    def open_write(
+        self,
+        key: str,
+        *,
+        size: Optional[int] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Open ``key`` for writing; the object appears only when the block succeeds.
+
+        ``metadata`` becomes the object's user metadata (``x-amz-meta-*``).
+
+        Raises:
+            UnsafeKeyError: the key would escape the prefix.
+            SinkError: S3 refused, the object cannot fit in 10,000 parts, metadata is
+                not ASCII, or ``size`` was given and a different number of bytes was
+                written. Any multipart upload is aborted first.
+        """
+        s3_key = self._s3_key(key)
+        object_args = dict(self._object_args)
+        if metadata:
+            object_args["Metadata"] = _checked_metadata(metadata)
+        writer = S3ObjectWriter(
+            self._client,
+            bucket=self._bucket,
+            key=s3_key,
+            part_size=self.part_size_for(size),
+            checksum_algorithm=self._checksum_algorithm,
+            object_args=object_args,
+            errors=self._map_botocore_errors,
+            label=key,
+        )
+        return self._write(writer, size)
+
+    def open_read(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Stream a stored object; its full-object checksum is verified when S3 has one.
+
+        Raises:
+            UnsafeKeyError: the key would escape the prefix.
+            SinkError: no such object, or S3 refused.
+        """
+        s3_key = self._s3_key(key)
+        with self._map_botocore_errors("read", key):
+            answer = self._client.get_object(
+                Bucket=self._bucket, Key=s3_key, ChecksumMode="ENABLED"
+            )
+        reader = _BodyReader(
+            answer["Body"], lambda: self._map_botocore_errors("read", key)
+        )
+        return cast("BinaryIO", reader)
+
+    def stat(self, key: str) -> Optional[ObjectInfo]:
+        """Size of a stored object (``HeadObject``), or None when there is none.
+
+        Raises:
+            UnsafeKeyError: the key would escape the prefix.
+            SinkError: the bucket does not exist, or S3 refused.
+        """
+        head = self._head(key, checksums=False)
+        return None if head is None else ObjectInfo(key=key, size=head["ContentLength"])
+
+    def sha256(self, key: str) -> str:
+        """Hex SHA-256 of a stored object.
+
+        An object stored in one ``PutObject`` with SHA-256 carries a full-object
+        checksum that S3 verified on arrival: it is returned without reading the
+        body. Other objects (multipart, other algorithms) are read back.
+
+        Raises:
+            SinkError: no such object, or S3 refused.
+        """
+        head = self._head(key, checksums=True)
+        if head is None:
+            raise SinkError(f"{self!r}: no object {key!r}")
+        stored = _full_object_sha256(head)
+        return stored if stored is not None else super().sha256(key)
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every stored key starting with ``prefix``, in S3's (lexicographic) order.
+
+        Lazy: pages are fetched as the iterator advances.
+
+        Raises:
+            SinkError: the bucket does not exist, or S3 refused (while iterating).
+        """
+        return self._list_keys(prefix)
+
+    def abort_incomplete_uploads(self, older_than: timedelta = DAY) -> int:
+        """Abort multipart uploads under the prefix begun more than ``older_than`` ago.
+
+        Uploads a crashed process left behind are invisible but billed. A writer
+        aborts its own upload on any error it sees, so these come only from killed
+        processes. Do not pass a short ``older_than`` while a run may be writing:
+        its uploads in progress would be aborted and their files fail.
+
+        Returns:
+            The number of uploads aborted.
+
+        Raises:
+            ConfigError: ``older_than`` is negative.
+            SinkError: the bucket does not exist, or S3 refused.
+        """
+        if older_than < timedelta(0):
+            raise ConfigError(f"older_than must not be negative, got {older_than}")
+        cutoff = _utcnow() - older_than
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=self._root))
+        aborted = 0
+        while True:
+            with self._map_botocore_errors("list incomplete uploads under", self._root):
+                page = next(pages, None)
+            if page is None:
+                break
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] > cutoff:
+                    continue
+                try:
+                    with self._map_botocore_errors(
+                        "abort the upload of", upload["Key"]
+                    ):
+                        self._client.abort_multipart_upload(
+                            Bucket=self._bucket,
+                            Key=upload["Key"],
+                            UploadId=upload["UploadId"],
+                        )
+                except _NoSuchUpload:
+                    continue  # completed or aborted meanwhile
+                aborted += 1
+                logger.debug(
+                    "aborted upload %s of s3://%s/%s started %s",
+                    upload["UploadId"],
+                    self._bucket,
+                    upload["Key"],
+                    upload["Initiated"],
+                )
+        logger.info("%r: aborted %d incomplete upload(s)", self, aborted)
+        return aborted
+
+    def close(self) -> None:
+        """Close the client if the sink built it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> S3Sink:
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _s3_key(self, key: str) -> str:
+        return self._root + check_key(key)
+
+    @contextlib.contextmanager
+    def _map_botocore_errors(
+        self, action: str, key: Optional[str] = None
+    ) -> Iterator[None]:
+        """The one place where botocore's errors become SinkError."""
+        what = action if key is None else f"{action} {key!r}"
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code == "NoSuchBucket":
+                raise SinkError(
+                    f"{self!r}: bucket {self._bucket!r} does not exist"
+                ) from exc
+            if code == "NoSuchUpload":
+                raise _NoSuchUpload(
+                    f"{self!r}: cannot {what}: the upload no longer exists "
+                    "(aborted by another process?)"
+                ) from exc
+            if code in _MISSING:
+                raise _NoSuchObject(f"{self!r}: no object {key!r}") from exc
+            if code in _DENIED:
+                raise _AccessDenied(
+                    f"{self!r}: access denied: cannot {what}; check the IAM and "
+                    "bucket policies"
+                ) from exc
+            detail = error.get("Message") or str(exc)
+            raise SinkError(f"{self!r}: cannot {what}: {code}: {detail}") from exc
+        except BotoCoreError as exc:
+            raise SinkError(f"{self!r}: cannot {what}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self, writer: S3ObjectWriter, size: Optional[int]) -> Iterator[BinaryIO]:
+        try:
+            yield cast("BinaryIO", writer)
+            writer.finish(size)
+        except BaseException:
+            # Also on KeyboardInterrupt: an abandoned upload is billed until aborted.
+            writer.abort()
+            raise
+
+    def _head(self, key: str, *, checksums: bool) -> Optional[HeadObjectOutputTypeDef]:
+        s3_key = self._s3_key(key)
+        extra: dict[str, Any] = {"ChecksumMode": "ENABLED"} if checksums else {}
+        try:
+            with self._map_botocore_errors("stat", key):
+                return self._client.head_object(
+                    Bucket=self._bucket, Key=s3_key, **extra
+                )
+        except _NoSuchObject:
+            # A HEAD answer has no body: a missing bucket is a bare 404 as well.
+            self._require_bucket()
+            return None
+        except _AccessDenied:
+            # S3 answers 403, not 404, for a missing key when the caller may not
+            # list it, which a prefix-conditioned s3:ListBucket grant can cause.
+            if self._listed(s3_key):
+                raise
+            return None
+
+    def _listed(self, s3_key: str) -> bool:
+        with self._map_botocore_errors("list", s3_key):
+            page = self._client.list_objects_v2(
+                Bucket=self._bucket, Prefix=s3_key, MaxKeys=1
+            )
+        self._bucket_seen = True
+        # A key sorts before every longer key it prefixes: if it exists it is first.
+        contents = page.get("Contents", [])
+        return bool(contents) and contents[0]["Key"] == s3_key
+
+    def _require_bucket(self) -> None:
+        if not self._bucket_seen:
+            self._listed(self._root)
+
+    def _list_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = iter(
+            paginator.paginate(Bucket=self._bucket, Prefix=self._root + prefix)
+        )
+        while True:
+            # Only the request runs inside the mapper, never the caller's loop body.
+            with self._map_botocore_errors("list keys under", prefix):
+                page = next(pages, None)
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self._root) :]
+
+
+class _BodyReader(io.RawIOBase):
+    """A GetObject body as a file; errors while streaming become SinkError."""
+
+    def __init__(
+        self,
+        body: StreamingBody,
+        errors: Callable[[], contextlib.AbstractContextManager[None]],
+    ) -> None:
+        super().__init__()
+        self._body = body
+        self._errors = errors
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: Optional[int] = -1, /) -> bytes:
+        if self.closed:
+            raise ValueError("read from a closed S3 object")
+        with self._errors():
+            return self._body.read(None if size is None or size < 0 else size)
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+def _build_client(
+    session: Optional[boto3.Session],
+    region_name: Optional[str],
+    endpoint_url: Optional[str],
+) -> S3Client:
+    # Client creation only reads configuration; a bad profile or region is the
+    # caller's configuration, hence ConfigError rather than SinkError.
+    try:
+        chosen = session if session is not None else boto3.session.Session()
+        return chosen.client(
+            "s3",
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            config=Config(
+                max_pool_connections=DEFAULT_MAX_POOL_CONNECTIONS,
+                user_agent_extra="aep-extract",
+            ),
+        )
+    except BotoCoreError as exc:
+        raise ConfigError(f"cannot create an S3 client: {exc}") from exc
+
+
+def _object_args(
+    sse: Optional[str],
+    kms_key_id: Optional[str],
+    bucket_owner_full_control: bool,
+    storage_class: Optional[str],
+) -> dict[str, Any]:
+    """Arguments shared by PutObject and CreateMultipartUpload."""
+    args: dict[str, Any] = {}
+    if sse is not None:
+        if sse not in SSE_ALGORITHMS:
+            raise ConfigError(
+                f"unsupported sse {sse!r}; expected one of {', '.join(SSE_ALGORITHMS)}"
+            )
+        args["ServerSideEncryption"] = sse
+    if kms_key_id is not None:
+        if sse != "aws:kms":
+            raise ConfigError("kms_key_id needs sse='aws:kms'")
+        args["SSEKMSKeyId"] = kms_key_id
+    if bucket_owner_full_control:
+        args["ACL"] = "bucket-owner-full-control"
+    if storage_class is not None:
+        if not storage_class:
+            raise ConfigError("storage_class must not be empty")
+        args["StorageClass"] = storage_class
+    return args
+
+
+def _checked_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    # HTTP headers carry metadata: anything but printable ASCII would fail in
+    # http.client with an error no mapper sees, so it is refused here.
+    for name, value in metadata.items():
+        if not _METADATA_NAME.match(name) or not all(" " <= ch <= "~" for ch in value):
+            raise SinkError(
+                f"metadata {name!r}: {value!r}: S3 metadata must be printable ASCII"
+            )
+    return dict(metadata)
+
+
+def _full_object_sha256(head: HeadObjectOutputTypeDef) -> Optional[str]:
+    """The hex SHA-256 S3 stored for a single-PUT object, or None."""
+    value = head.get("ChecksumSHA256")
+    # A multipart object's checksum is of its parts' checksums ("...-N"); its ETag
+    # also ends in "-N", which catches stores that omit the suffix on HEAD.
+    if (
+        not value
+        or "-" in value
+        or "-" in head.get("ETag", "")
+        or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT"
+    ):
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 32 else None
+
+
+def _utcnow() -> datetime:
+    """The current time; a function so tests can move it."""
+    return datetime.now(timezone.utc)

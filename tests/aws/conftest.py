@@ -1,0 +1,63 @@
+"""AWS fixtures: fake credentials, moto in-process, and moto as a real HTTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials so nothing can reach a real AWS account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                 "AWS_ENDPOINT_URL_DYNAMODB", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+@pytest.fixture
+def moto_in_process(aws_env: None) -> Iterator[boto3.Session]:
+    """moto's in-process mock: boto3 calls never leave the process."""
+    with mock_aws():
+        yield boto3.Session(region_name=REGION)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto as a real HTTP server on 127.0.0.1; yields its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_over_http(
+    aws_env: None, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[boto3.Session]:
+    """boto3 pointed at the moto server through ``AWS_ENDPOINT_URL``: bytes cross a
+    socket. The server's state is reset after each test."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    yield boto3.Session(region_name=REGION)
+    import requests
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+
+
+@pytest.fixture(params=["in_process", "over_http"])
+def aws(request: pytest.FixtureRequest) -> boto3.Session:
+    """Both flavours of moto, so every AWS test runs in-process and over HTTP."""
+    name = "moto_in_process" if request.param == "in_process" else "moto_over_http"
+    session: boto3.Session = request.getfixturevalue(name)
+    return session
