@@ -128,7 +128,13 @@ class Extractor:
             stop_event=self._stop,
         )
         report = engine.run(dataset_id)
-        logger.info("%s", report)
+        logger.info(
+            "dataset %s: run finished, %d files (%d bytes) copied, %d failure(s)",
+            dataset_id,
+            report.files_copied,
+            report.bytes_copied,
+            len(report.failures),
+        )
         return report
 
     def run(self, dataset_id: str, start: Moment, end: Moment) -> RunReport:

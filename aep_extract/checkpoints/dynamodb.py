@@ -167,7 +167,10 @@ class DynamoDBCheckpointStore(CheckpointStore):
         self._client = client
         if create_table:
             self.create_table()
-        self._check_table(self._describe())
+        table = self._describe()
+        self._check_table(table)
+        if table.get("TableStatus") == "CREATING":  # e.g. another worker's create
+            self._wait_until_active()
         logger.debug("opened %r", self)
 
     @property
@@ -223,6 +226,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
             logger.info(
                 "created DynamoDB table %s in %s", self._table, self.region_name
             )
+        self._wait_until_active()
+
+    def _wait_until_active(self) -> None:
         with self._map_botocore_errors("wait for the table"):
             self._client.get_waiter("table_exists").wait(
                 TableName=self._table, WaiterConfig=_WAITER_CONFIG

@@ -442,7 +442,7 @@ def test_writes_per_file_and_per_batch(store, clock, dataset):
     )
 
 
-def test_writes_of_a_whole_run_through_the_engine(aws, table, sleeps):
+def test_writes_of_a_whole_run_through_the_engine(aws, table):
     n_batches, n_files = 3, 5
     dataset = "ds-engine"
     batches = {
@@ -623,6 +623,14 @@ def test_missing_table_is_a_clear_error(aws, sleeps):
     )
     assert isinstance(info.value.__cause__, ClientError)
     assert sleeps == []
+
+
+def test_no_region_is_a_clear_error(monkeypatch, tmp_path):
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(CheckpointError, match="must specify a region"):
+        DynamoDBCheckpointStore("any-table")
 
 
 def test_create_table_is_idempotent(make_store, aws, table, dataset):

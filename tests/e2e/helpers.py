@@ -1,0 +1,49 @@
+"""Shared checks for end-to-end tests: the tree a correct extraction produces."""
+
+from __future__ import annotations
+
+import json
+
+from aep_extract import FileRef, KeyLayout, Sink, TimeWindow, WorkUnit
+from aep_extract.testing import FakeAepPlatform
+
+DATASET = FakeAepPlatform.DEMO_DATASET_ID
+START, END = FakeAepPlatform.DEMO_START, FakeAepPlatform.DEMO_END
+
+
+def expected_tree(
+    platform: FakeAepPlatform, start: str = START, end: str = END
+) -> dict[str, bytes]:
+    """Sink key -> bytes for every file of every exportable batch in the window."""
+    window = TimeWindow.parse(start, end)
+    layout = KeyLayout()
+    tree = {}
+    for batch, file_id, fake in platform.expected_files(
+        DATASET, window.start_ms, window.end_ms
+    ):
+        unit = WorkUnit(
+            dataset_id=DATASET,
+            batch_id=batch.batch_id,
+            batch_created_ms=batch.created_ms,
+        )
+        ref = FileRef(dataset_file_id=file_id, name=fake.name, length=fake.length)
+        tree[layout.file_key(unit, ref)] = fake.content
+    return tree
+
+
+def sink_tree(sink: Sink) -> dict[str, bytes]:
+    """Every data object of a sink (manifests, also split ones, left out)."""
+    return {
+        key: sink.read_bytes(key)
+        for key in sink.list_keys()
+        if "/_manifest." not in key
+    }
+
+
+def manifests(sink: Sink) -> dict[str, dict]:  # type: ignore[type-arg]
+    """Every manifest of a sink, parsed."""
+    return {
+        key: json.loads(sink.read_bytes(key))
+        for key in sink.list_keys()
+        if key.endswith("_manifest.json")
+    }
