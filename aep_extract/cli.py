@@ -7,14 +7,16 @@ Exit codes: 0 every unit Completed; 1 some unit Failed or left unfinished;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from . import __version__
-from .checkpoints import open_store
+from .checkpoints import CheckpointStore, open_store
 from .config import ExtractorConfig
 from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
 from .extractor import Extractor
@@ -55,16 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     _window_args(run)
     _sink_arg(run)
     _store_arg(run)
+    _split_arg(run)
     _work_args(run)
     plan = command("plan", "register the window's batches as Pending units")
     _window_args(plan)
     _store_arg(plan)
-    plan.add_argument(
-        "--files-per-unit",
-        type=int,
-        default=None,
-        help="split batches with more files into offset ranges",
-    )
+    _split_arg(plan)
     status = command("status", "show every unit of a dataset")
     _dataset_arg(status)
     _store_arg(status)
@@ -79,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="aep-extract-demo",
         help="where the demo writes its files and state",
     )
-    demo.add_argument("--workers", type=int, default=4)
+    demo.add_argument("--workers", type=_positive_int, default=4)
     return parser
 
 
@@ -111,18 +109,49 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="sqlite:///state.db, dynamodb://TABLE or memory://",
     )
+    parser.add_argument(
+        "--create-table",
+        action="store_true",
+        help="create the DynamoDB table (on-demand billing) if it does not exist",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _split_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--files-per-unit",
+        type=_positive_int,
+        default=None,
+        help="split batches with more files into offset ranges of this many files "
+        "(batches planned before keep their layout)",
+    )
 
 
 def _work_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--workers", type=int, default=8, help="files copied at once (default 8)"
+        "--workers",
+        type=_positive_int,
+        default=8,
+        help="files copied at once (default 8)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``aep-extract``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors (code 2)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     _configure_logging(args.verbose, args.quiet, default_info=args.command == "demo")
     handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
     try:
@@ -156,37 +185,63 @@ def _configure_logging(verbose: int, quiet: bool, *, default_info: bool) -> None
     )
 
 
-def _extractor(args: argparse.Namespace, source: AepSource, sink_url: str) -> Extractor:
-    if getattr(args, "workers", 1) < 1:
-        raise ConfigError("--workers must be at least 1")
+def _store(args: argparse.Namespace) -> CheckpointStore:
+    if args.store.startswith("dynamodb://"):
+        return open_store(args.store, create_table=args.create_table)
+    return open_store(args.store)
+
+
+def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
     return Extractor(
-        source,
-        store=open_store(args.store),
+        AepSource.from_env(),
+        store=_store(args),
         sink=open_sink(sink_url),
         scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),
-        config=ExtractorConfig(files_per_unit=getattr(args, "files_per_unit", None)),
+        config=ExtractorConfig(files_per_unit=args.files_per_unit),
     )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    with _extractor(args, AepSource.from_env(), args.sink) as extractor:
+    with _extractor(args, args.sink) as extractor, _stop_on_signals(extractor):
         report = extractor.run(args.dataset, args.start, args.end)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
 
 
+@contextlib.contextmanager
+def _stop_on_signals(extractor: Extractor) -> Iterator[None]:
+    """SIGTERM (ECS, Batch, Glue) and SIGINT stop claiming and give leases back."""
+
+    def stop(signum: int, _frame: object) -> None:
+        logger.warning("signal %d: finishing in-flight files, then stopping", signum)
+        extractor.stop()
+
+    previous = {
+        sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
-    if args.files_per_unit is not None and args.files_per_unit < 1:
-        raise ConfigError("--files-per-unit must be at least 1")
-    with _extractor(args, AepSource.from_env(), "memory://") as extractor:
+    with _extractor(args, "memory://") as extractor:
         print(extractor.plan(args.dataset, args.start, args.end))
     return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     status = DatasetStatus(
-        dataset_id=args.dataset, units=tuple(open_store(args.store).list(args.dataset))
+        dataset_id=args.dataset, units=tuple(_store(args).list(args.dataset))
     )
+    if not status.units:
+        print(
+            f"aep-extract: no units recorded for dataset {args.dataset}",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
     print(
         json.dumps(status.to_dict(), indent=2) if args.json else format_status(status)
     )
@@ -195,7 +250,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry_failed(args: argparse.Namespace) -> int:
-    moved = open_store(args.store).retry_failed(args.dataset, args.unit)
+    moved = _store(args).retry_failed(args.dataset, args.unit)
     print(f"{moved} unit(s) back to Pending")
     return EXIT_OK
 

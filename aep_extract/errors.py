@@ -6,8 +6,8 @@
     ├── ConfigError                 bad arguments, settings or window
     ├── SourceError                 anything from the AEP side
     │   ├── AuthError               token request refused (wrong id/secret/scope)
-    │   ├── NotFoundError           unknown dataset, batch or file (404)
     │   ├── ApiError(status)        an HTTP answer the client cannot use
+    │   │   ├── NotFoundError       unknown dataset, batch or file (404)
     │   │   ├── ThrottledError      429; retryable, carries ``retry_after``
     │   │   └── ServerError         5xx; retryable
     │   ├── TransientNetworkError   connection reset, timeout; retryable
@@ -17,7 +17,7 @@
     │   └── CheckpointConflict      a conditional write lost (lease taken over)
     ├── SinkError                   the sink failed
     │   └── UnsafeKeyError          a name from the API would escape its prefix
-    └── ExtractionFailed            some units failed; ``failures`` lists them
+    └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
 
 Retryable errors (``RETRYABLE``) are retried by the source's retry policy before they
 reach the caller.
@@ -121,7 +121,7 @@ class UnsafeKeyError(SinkError):
 
 
 class ExtractionFailed(AepExtractError):
-    """Raised when some units failed; ``failures`` maps unit id to error text."""
+    """Some units failed; ``failures`` lists ``(unit_id, error)`` pairs."""
 
     def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
         self.failures = list(failures)

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection
 from datetime import datetime
 from typing import Optional, Union
@@ -83,7 +83,8 @@ class Extractor:
     def plan(self, dataset_id: str, start: Moment, end: Moment) -> PlanResult:
         """Discover the dataset's batches created in ``[start, end)`` and register
         one Pending unit per exportable batch (or per offset range, see
-        ``ExtractorConfig.files_per_unit``). Units already registered keep their state.
+        ``ExtractorConfig.files_per_unit``). Units already registered keep their
+        state, and a batch already planned keeps its unit layout.
 
         Raises:
             ConfigError: a naive or reversed window, or an empty dataset id.
@@ -99,7 +100,16 @@ class Extractor:
         skipped = Counter(
             b.status for b in batches if b.status not in EXPORTABLE_BATCH_STATUSES
         )
-        units = [unit for batch in exportable for unit in self._units_of(batch)]
+        # A batch keeps the unit layout it was first planned with, even if
+        # files_per_unit changed since: two layouts would copy its files twice.
+        known: dict[str, list[WorkUnit]] = defaultdict(list)
+        for cp in self.store.list(dataset_id):
+            known[cp.unit.batch_id].append(cp.unit)
+        units = [
+            unit
+            for batch in exportable
+            for unit in known.get(batch.batch_id) or self._units_of(batch)
+        ]
         new = self.store.register(units)
         result = PlanResult(
             dataset_id=dataset_id,

@@ -134,7 +134,7 @@ class FileRef:
 
     @property
     def sort_key(self) -> tuple[str, str]:
-        """The deterministic order of a batch's files: dataSetFileId, then name."""
+        """Deterministic order of a batch's files (dataSetFileId, then name)."""
         return (self.dataset_file_id, self.name)
 
 
@@ -158,13 +158,13 @@ class WorkUnit:
 
     @property
     def offset_range(self) -> str:
-        """The OffsetRange attribute: ``"0-*"`` for a whole batch, else ``"a-b"``."""
+        """The OffsetRange attribute, ``"0-*"`` for a whole batch, else ``"a-b"``."""
         end = "*" if self.last_offset is None else str(self.last_offset)
         return f"{self.first_offset}-{end}"
 
     @property
     def unit_id(self) -> str:
-        """Stable identifier: the batch id, plus the range for a split batch."""
+        """Stable identifier, the batch id plus the range for a split batch."""
         if self.offset_range == WHOLE_BATCH:
             return self.batch_id
         return f"{self.batch_id}#{self.offset_range}"

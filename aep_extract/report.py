@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from .errors import ExtractionFailed
 from .models import Checkpoint, TimeWindow, UnitStatus
 
 
@@ -59,9 +60,12 @@ class RunReport:
     Attributes:
         units: every unit of the dataset by status, read from the store at the end.
         units_completed: units this run completed.
-        files_copied, bytes_copied: what this run wrote to the sink.
+        files_copied: files this run wrote to the sink.
+        bytes_copied: bytes this run wrote to the sink.
         files_skipped: files found already copied by an earlier run.
-        requests, retries, throttled: the source's counters during this run.
+        requests: requests the source sent during this run.
+        retries: requests the source retried during this run.
+        throttled: 429 answers the source received during this run.
         failures: ``(unit_id, error)`` for every unit attempt that failed in this run.
         stopped: the run was asked to stop before the work was done.
     """
@@ -83,6 +87,25 @@ class RunReport:
     def ok(self) -> bool:
         """Every unit of the dataset is Completed."""
         return sum(self.units.values()) == self.units.get(UnitStatus.COMPLETED, 0)
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`~aep_extract.errors.ExtractionFailed` unless :attr:`ok`.
+
+        Handy at the end of a Glue job or a notebook cell: the job fails loudly
+        while every copied file and all progress stay recorded for the rerun.
+        """
+        if not self.ok:
+            failures = list(self.failures) or [
+                (self.dataset_id, f"units left unfinished: {self._unfinished()}")
+            ]
+            raise ExtractionFailed(failures)
+
+    def _unfinished(self) -> str:
+        return ", ".join(
+            f"{n} {s.value}"
+            for s, n in self.units.items()
+            if n and s is not UnitStatus.COMPLETED
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form."""

@@ -6,11 +6,16 @@ are errors) and ``sphinx-build -b doctest docs docs/_build/doctest``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aep_extract
+
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
 
 project = "aep_extract"
 author = "aep_extract developers"
-copyright = "aep_extract developers"  # noqa: A001 - Sphinx's name for the setting
+copyright = "aep_extract developers"
 version = aep_extract.__version__
 release = aep_extract.__version__
 
@@ -33,11 +38,9 @@ html_title = f"aep_extract {release}"
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": True}
-autodoc_class_signature = "separated"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-napoleon_use_ivar = True
+napoleon_use_ivar = False
 napoleon_attr_annotations = True
 
 # -- nitpicky ----------------------------------------------------------------------
@@ -48,35 +51,52 @@ napoleon_attr_annotations = True
 nitpicky = True
 nitpick_ignore = [
     # Standard library types in signatures and docstrings.
-    ("py:class", "abc.ABC"),
+    ("py:class", "collections.abc.Collection"),
+    ("py:class", "collections.abc.Iterable"),
+    ("py:class", "collections.abc.Iterator"),
+    ("py:class", "collections.abc.Mapping"),
+    ("py:class", "collections.abc.Sequence"),
     ("py:class", "concurrent.futures._base.Future"),
     ("py:class", "concurrent.futures.Future"),
+    ("py:class", "concurrent.futures.ThreadPoolExecutor"),
     ("py:class", "contextlib.AbstractContextManager"),
     ("py:class", "datetime.datetime"),
     ("py:class", "datetime.timedelta"),
-    ("py:class", "enum.Enum"),
     ("py:class", "os.PathLike"),
-    ("py:class", "types.TracebackType"),
-    ("py:class", "typing.BinaryIO"),
     ("py:func", "os.replace"),
-    ("py:func", "tempfile.mkstemp"),
     ("py:func", "time.time"),
-    ("py:class", "concurrent.futures.ThreadPoolExecutor"),
-    # Third-party types accepted by constructors.
-    ("py:class", "requests.Session"),
+    # Third-party types in signatures.
     ("py:class", "boto3.Session"),
-    ("py:class", "boto3.session.Session"),
-    ("py:class", "pytest.MonkeyPatch"),
-    ("py:class", "_pytest.monkeypatch.MonkeyPatch"),
+    ("py:class", "requests.sessions.Session"),
+    ("py:class", "requests.structures.CaseInsensitiveDict"),
 ]
 nitpick_ignore_regex = [
     # Stub-only boto3 client types, imported under TYPE_CHECKING.
     ("py:class", r"(mypy_boto3_\w+\.)?(S3Client|DynamoDBClient)"),
+    # The TypeVar of Scheduler.submit's signature.
+    ("py:class", r"aep_extract\.schedulers\.\w+\.T"),
 ]
 
-# -- doctest -----------------------------------------------------------------------
 
-doctest_global_setup = """
-import os
-import tempfile
-"""
+def _readable_defaults(
+    app: object,
+    what: str,
+    name: str,
+    obj: object,
+    options: object,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str | None, str | None]:
+    """Show a ``time.sleep`` default by name.
+
+    Its repr, ``<built-in function sleep>``, is not Python: Sphinx would fail to parse
+    the whole signature and print it raw. (``autodoc_preserve_defaults`` would fix this
+    but shows attrs defaults as ``attr_dict['name'].default``.)
+    """
+    if signature:
+        signature = signature.replace("<built-in function sleep>", "time.sleep")
+    return signature, return_annotation
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("autodoc-process-signature", _readable_defaults)

@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import io
 import logging
-import math
 import zlib
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -63,18 +62,18 @@ def choose_part_size(
     """The part size for an object of ``size`` bytes (None: unknown).
 
     An explicit ``part_size`` wins. Otherwise the smallest whole number of MiB that
-    fits the object in :data:`MAX_PARTS` parts, at least :data:`DEFAULT_PART_SIZE`
-    and at most ``memory_budget``. An unknown size gets the whole budget, the choice
+    fits the object in 10,000 parts (S3's limit), at least 8 MiB and at most
+    ``memory_budget``. An unknown size gets the whole budget, the choice
     that allows the largest object; the buffer still grows only as bytes arrive.
 
     Raises:
-        SinkError: ``size`` is negative, or the object needs more than
-            :data:`MAX_PARTS` parts of the allowed size.
+        SinkError: ``size`` is negative, or the object needs more than 10,000
+            parts of the allowed size.
     """
     if size is not None and size < 0:
         raise SinkError(f"object size must be >= 0, got {size}")
     if part_size is not None:
-        if size is not None and math.ceil(size / part_size) > MAX_PARTS:
+        if size is not None and _ceil_div(size, part_size) > MAX_PARTS:
             raise SinkError(
                 f"an object of {size} bytes needs more than {MAX_PARTS} parts of "
                 f"{part_size} bytes; raise part_size"
@@ -83,7 +82,7 @@ def choose_part_size(
     ceiling = min(memory_budget, MAX_PART_SIZE)
     if size is None:
         return ceiling
-    needed = math.ceil(math.ceil(size / MAX_PARTS) / MiB) * MiB
+    needed = _ceil_div(_ceil_div(size, MAX_PARTS), MiB) * MiB
     if needed > ceiling:
         limit = "memory_budget" if ceiling == memory_budget else "S3's part size limit"
         raise SinkError(
@@ -92,6 +91,11 @@ def choose_part_size(
             + ("; raise memory_budget" if limit == "memory_budget" else "")
         )
     return min(max(DEFAULT_PART_SIZE, needed), ceiling)
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    # Integer arithmetic: a float quotient loses exactness for sizes near 2**53.
+    return -(-numerator // denominator)
 
 
 def checksum_function(algorithm: str) -> Callable[[ReadableBuffer], str]:

@@ -10,14 +10,11 @@ checksums into the completion, so the few calls are clearer written out here
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import logging
-import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, cast
 
 import boto3
 from botocore.config import Config
@@ -34,32 +31,29 @@ from ._multipart import (
     checksum_function,
     choose_part_size,
 )
+from ._s3_support import (
+    SSE_ALGORITHMS,
+    BodyReader,
+    checked_metadata,
+    full_object_sha256,
+    object_args,
+    parse_s3_url,
+)
 from .base import Sink
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer  # exists only for type checkers
-    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
 
-__all__ = ["S3Sink", "choose_part_size"]
+__all__ = ["SSE_ALGORITHMS", "S3Sink", "choose_part_size", "parse_s3_url"]
 
 logger = logging.getLogger(__name__)
-
-SSE_ALGORITHMS = ("AES256", "aws:kms")
-"""Server-side encryption the sink can request (``sse=``)."""
 
 DEFAULT_MAX_POOL_CONNECTIONS = 50
 """HTTP connections of a client the sink builds: one per worker thread, with room."""
 
 DAY = timedelta(days=1)
 
-# Current S3 naming rules: 3-63 characters of a-z, 0-9, '.' and '-', starting and
-# ending with a letter or digit, no '..' and not shaped like an IP address.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-# RFC 9110 token characters: what an x-amz-meta-* header name may hold.
-_METADATA_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
@@ -74,40 +68,6 @@ class _NoSuchUpload(SinkError):
 
 class _AccessDenied(SinkError):
     """403; for a missing key when the caller may not list it (see ``_head``)."""
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """Split ``s3://bucket/prefix`` into bucket and prefix (slashes stripped).
-
-    The prefix is taken literally: no percent-decoding, and ``?``/``#`` are ordinary
-    key characters, as they are in S3.
-
-    Raises:
-        ConfigError: not an ``s3://`` URL, an invalid bucket name, or a prefix with
-            empty, ``.`` or ``..`` segments or control characters.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() != "s3":
-        raise ConfigError(f"not an S3 URL: {url!r}; expected s3://BUCKET/PREFIX")
-    bucket, _, prefix = rest.partition("/")
-    if (
-        not _BUCKET.match(bucket)
-        or ".." in bucket
-        or ".-" in bucket
-        or "-." in bucket
-        or _IP_ADDRESS.match(bucket)
-    ):
-        raise ConfigError(
-            f"S3 URL {url!r}: invalid bucket name {bucket!r} (3-63 characters of "
-            "a-z, 0-9, '.', '-', starting and ending with a letter or digit)"
-        )
-    prefix = prefix.strip("/")
-    if prefix:
-        try:
-            check_key(prefix)
-        except SinkError as exc:
-            raise ConfigError(f"S3 URL {url!r}: invalid prefix: {exc}") from None
-    return bucket, prefix
 
 
 class S3Sink(Sink):
@@ -179,7 +139,7 @@ class S3Sink(Sink):
         self._memory_budget = memory_budget
         self._checksum_algorithm = checksum_algorithm.upper()
         checksum_function(self._checksum_algorithm)  # ConfigError if unusable
-        self._object_args = _object_args(
+        self._object_args = object_args(
             sse, kms_key_id, bucket_owner_full_control, storage_class
         )
         self._bucket_seen = False
@@ -242,16 +202,16 @@ class S3Sink(Sink):
                 written. Any multipart upload is aborted first.
         """
         s3_key = self._s3_key(key)
-        object_args = dict(self._object_args)
+        args = dict(self._object_args)
         if metadata:
-            object_args["Metadata"] = _checked_metadata(metadata)
+            args["Metadata"] = checked_metadata(metadata)
         writer = S3ObjectWriter(
             self._client,
             bucket=self._bucket,
             key=s3_key,
             part_size=self.part_size_for(size),
             checksum_algorithm=self._checksum_algorithm,
-            object_args=object_args,
+            object_args=args,
             errors=self._map_botocore_errors,
             label=key,
         )
@@ -269,7 +229,7 @@ class S3Sink(Sink):
             answer = self._client.get_object(
                 Bucket=self._bucket, Key=s3_key, ChecksumMode="ENABLED"
             )
-        reader = _BodyReader(
+        reader = BodyReader(
             answer["Body"], lambda: self._map_botocore_errors("read", key)
         )
         return cast("BinaryIO", reader)
@@ -297,7 +257,7 @@ class S3Sink(Sink):
         head = self._head(key, checksums=True)
         if head is None:
             raise SinkError(f"{self!r}: no object {key!r}")
-        stored = _full_object_sha256(head)
+        stored = full_object_sha256(head)
         return stored if stored is not None else super().sha256(key)
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
@@ -467,42 +427,6 @@ class S3Sink(Sink):
                 yield item["Key"][len(self._root) :]
 
 
-class _BodyReader(io.RawIOBase):
-    """A GetObject body as a file; errors while streaming become SinkError."""
-
-    def __init__(
-        self,
-        body: StreamingBody,
-        errors: Callable[[], contextlib.AbstractContextManager[None]],
-    ) -> None:
-        super().__init__()
-        self._body = body
-        self._errors = errors
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: Optional[int] = -1, /) -> bytes:
-        if self.closed:
-            raise ValueError("read from a closed S3 object")
-        with self._errors():
-            return self._body.read(None if size is None or size < 0 else size)
-
-    def readall(self) -> bytes:
-        return self.read()
-
-    def readinto(self, buffer: WriteableBuffer, /) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
-
-
 def _build_client(
     session: Optional[boto3.Session],
     region_name: Optional[str],
@@ -523,63 +447,6 @@ def _build_client(
         )
     except BotoCoreError as exc:
         raise ConfigError(f"cannot create an S3 client: {exc}") from exc
-
-
-def _object_args(
-    sse: Optional[str],
-    kms_key_id: Optional[str],
-    bucket_owner_full_control: bool,
-    storage_class: Optional[str],
-) -> dict[str, Any]:
-    """Arguments shared by PutObject and CreateMultipartUpload."""
-    args: dict[str, Any] = {}
-    if sse is not None:
-        if sse not in SSE_ALGORITHMS:
-            raise ConfigError(
-                f"unsupported sse {sse!r}; expected one of {', '.join(SSE_ALGORITHMS)}"
-            )
-        args["ServerSideEncryption"] = sse
-    if kms_key_id is not None:
-        if sse != "aws:kms":
-            raise ConfigError("kms_key_id needs sse='aws:kms'")
-        args["SSEKMSKeyId"] = kms_key_id
-    if bucket_owner_full_control:
-        args["ACL"] = "bucket-owner-full-control"
-    if storage_class is not None:
-        if not storage_class:
-            raise ConfigError("storage_class must not be empty")
-        args["StorageClass"] = storage_class
-    return args
-
-
-def _checked_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    # HTTP headers carry metadata: anything but printable ASCII would fail in
-    # http.client with an error no mapper sees, so it is refused here.
-    for name, value in metadata.items():
-        if not _METADATA_NAME.match(name) or not all(" " <= ch <= "~" for ch in value):
-            raise SinkError(
-                f"metadata {name!r}: {value!r}: S3 metadata must be printable ASCII"
-            )
-    return dict(metadata)
-
-
-def _full_object_sha256(head: HeadObjectOutputTypeDef) -> Optional[str]:
-    """The hex SHA-256 S3 stored for a single-PUT object, or None."""
-    value = head.get("ChecksumSHA256")
-    # A multipart object's checksum is of its parts' checksums ("...-N"); its ETag
-    # also ends in "-N", which catches stores that omit the suffix on HEAD.
-    if (
-        not value
-        or "-" in value
-        or "-" in head.get("ETag", "")
-        or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT"
-    ):
-        return None
-    try:
-        digest = base64.b64decode(value, validate=True)
-    except ValueError:
-        return None
-    return digest.hex() if len(digest) == 32 else None
 
 
 def _utcnow() -> datetime:

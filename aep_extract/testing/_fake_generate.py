@@ -88,7 +88,12 @@ class _Generator:
     def file(self, name: str, size: int | None = None) -> FakeFile:
         if size is None:
             size = self.rng.randint(1, self.max_file_size)
-        return FakeFile(name, self.rng.randbytes(size))
+        # randbytes takes at most 2**31 bits at once: build large files in pieces.
+        step = 64 * 1024 * 1024
+        pieces = [
+            self.rng.randbytes(min(step, size - at)) for at in range(0, size, step)
+        ]
+        return FakeFile(name, b"".join(pieces))
 
     def leaf(self, dataset_file_id: str, count: int | None = None) -> FakeDataSetFile:
         count = self.files_per_dataset_file if count is None else count

@@ -509,7 +509,7 @@ class SinkContract:
     """What every :class:`~aep_extract.sinks.base.Sink` must do.
 
     Supply a function-scoped ``sink`` fixture. The sink must implement
-    :meth:`~aep_extract.sinks.base.Sink.list_keys`.
+    :meth:`~aep_extract.Sink.list_keys`.
     """
 
     @pytest.fixture

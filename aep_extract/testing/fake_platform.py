@@ -248,7 +248,7 @@ class FakeAepPlatform:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``: both the IMS and the platform base URL.
+        """Base URL of both IMS and the platform, ``http://127.0.0.1:PORT``.
 
         Raises:
             RuntimeError: not started.

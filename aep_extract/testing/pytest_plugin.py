@@ -16,7 +16,8 @@ from .fake_platform import FakeAepPlatform
 
 @pytest.fixture
 def fake_aep() -> Iterator[FakeAepPlatform]:
-    """A started :meth:`FakeAepPlatform.generate` platform (seed 7), stopped after."""
+    """A started :meth:`~aep_extract.testing.FakeAepPlatform.generate` platform
+    (seed 7), stopped after the test."""
     with FakeAepPlatform.generate() as platform:
         yield platform
 

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 
 from aep_extract.errors import ConfigError, SinkError, UnsafeKeyError
-from aep_extract.sinks import _multipart, open_sink, s3
+from aep_extract.sinks import _multipart, _s3_support, open_sink, s3
 from aep_extract.sinks.s3 import S3Sink, choose_part_size
 from aep_extract.testing.contracts import SinkContract
 
@@ -388,7 +388,7 @@ def test_streaming_errors_become_sink_errors(sink):
         def close(self) -> None:
             pass
 
-    reader = s3._BodyReader(
+    reader = _s3_support.BodyReader(
         cast("StreamingBody", BrokenBody()),
         lambda: sink._map_botocore_errors("read", "k"),
     )

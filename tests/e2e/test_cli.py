@@ -98,7 +98,7 @@ def test_plan_registers_pending_units(fake_aep_env, paths, capsys):
         ({"--start": "yesterday"}, "not an ISO 8601 timestamp"),
         ({"--dataset": "unknown-dataset"}, "unknown-dataset"),
         ({"--store": "postgres://x"}, "postgres"),
-        ({"--workers": "0"}, "--workers"),
+        ({"--workers": "0"}, "is not at least 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(fake_aep_env, paths, capsys, change, message):
@@ -130,15 +130,13 @@ def test_missing_credentials_exit_2(paths, capsys, monkeypatch):
 
 
 def test_usage_error_exits_2(capsys):
-    assert main_exit(["run", "--dataset", DATASET]) == 2
+    assert main(["run", "--dataset", DATASET]) == 2
     assert "required" in capsys.readouterr().err
 
 
-def main_exit(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+def test_status_of_unknown_dataset_exits_1(paths, capsys):
+    assert main(["status", "--dataset", "typo", "--store", paths["store"]]) == 1
+    assert "no units recorded for dataset typo" in capsys.readouterr().err
 
 
 def test_demo_twice_as_a_subprocess(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import defaultdict
+from typing import ClassVar
 
 from aep_extract import (
     Extractor,
@@ -82,7 +83,7 @@ def test_second_run_downloads_nothing(fake_aep, tmp_path):
 class RecordingSQLiteStore(SQLiteCheckpointStore):
     """Keeps every LastProcessedOffset written, per unit."""
 
-    offsets: dict[str, list[int]] = defaultdict(list)
+    offsets: ClassVar[dict[str, list[int]]] = defaultdict(list)
 
     def _replace(self, checkpoint, expected_version):
         super()._replace(checkpoint, expected_version)
@@ -112,7 +113,8 @@ def test_interrupted_run_resumes_to_the_same_tree(fake_aep, tmp_path):
         scheduler=ThreadPoolScheduler(3),
     )
     first = extractor.run(DATASET, START, END)
-    assert first.stopped and not first.ok
+    assert first.stopped
+    assert not first.ok
     assert store.summary(DATASET)[UnitStatus.IN_PROGRESS] == 0
     partial = sink_tree(sink)
     assert 0 < len(partial) < len(expected_tree(fake_aep))
@@ -131,7 +133,7 @@ def test_interrupted_run_resumes_to_the_same_tree(fake_aep, tmp_path):
 
 def test_transient_refusal_is_retried_within_the_run(fake_aep, tmp_path):
     """A file download refused once (403) fails its unit's first attempt only."""
-    refused = []
+    refused: list[str] = []
 
     def refuse_once(request):
         if "path" in request.query and not refused:

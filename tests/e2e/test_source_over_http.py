@@ -181,7 +181,7 @@ def test_zero_byte_file_needs_no_download(fake_aep):
         if f.length == 0
     ]
     assert empty
-    batch, leaf, fake = empty[0]
+    batch, _, fake = empty[0]
     ref = next(f for f in source.list_files(batch.batch_id) if f.name == fake.name)
     assert ref.length == 0
     fake_aep.clear_requests()

@@ -23,7 +23,7 @@ from aep_extract import (
     UnitStatus,
     WorkUnit,
 )
-from aep_extract.errors import ConfigError, InvalidResponse
+from aep_extract.errors import ConfigError, ExtractionFailed, InvalidResponse
 
 from ._memory_source import MemorySource
 
@@ -244,3 +244,27 @@ def test_registration_never_resets_progress(source):
     plan = extractor(source, store, sink).plan(DATASET, START, END)
     assert plan.units_new == 0
     assert store.summary(DATASET)[UnitStatus.COMPLETED] == 3
+
+
+def test_replanning_keeps_a_batch_unit_layout(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    extractor(source, store, sink, files_per_unit=2).plan(DATASET, START, END)
+    split = sorted(cp.unit_id for cp in store.list(DATASET))
+    plan = extractor(source, store, sink).plan(DATASET, START, END)
+    assert plan.units_new == 0
+    assert sorted(cp.unit_id for cp in store.list(DATASET)) == split
+    report = extractor(source, store, sink).execute(DATASET)
+    assert report.files_copied == 15
+
+
+def test_raise_for_failures_names_the_failed_units(source):
+    def broken(file: FileRef) -> None:
+        raise InvalidResponse("bad bytes")
+
+    source.on_read = broken
+    report = extractor(
+        source, MemoryCheckpointStore(), MemorySink(), unit_attempts=1
+    ).run(DATASET, START, END)
+    with pytest.raises(ExtractionFailed, match="3 unit") as caught:
+        report.raise_for_failures()
+    assert {unit for unit, _ in caught.value.failures} == {"batch0", "batch1", "batch2"}
