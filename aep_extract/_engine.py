@@ -37,6 +37,10 @@ _IDLE_POLL_SECONDS = 5.0
 T = TypeVar("T")
 
 
+class CopyAborted(Exception):
+    """A copy was interrupted by ``Extractor.stop(abort=True)``; nothing is kept."""
+
+
 def describe(exc: BaseException) -> str:
     """One line naming an error's type and message, for the store and the report."""
     return f"{type(exc).__name__}: {exc}"
@@ -64,6 +68,8 @@ class Engine:
         config: ExtractorConfig,
         owner: str,
         stop_event: threading.Event,
+        abort_event: threading.Event,
+        deadline: Optional[float] = None,
     ) -> None:
         self.source = source
         self.store = store
@@ -72,6 +78,8 @@ class Engine:
         self.config = config
         self.owner = owner
         self.stop_event = stop_event
+        self.abort_event = abort_event
+        self.deadline = deadline
         self.layout = KeyLayout(
             file_template=config.key_template,
             manifest_template=config.manifest_template,
@@ -93,7 +101,7 @@ class Engine:
                 if not self.in_flight:
                     if self.jobs:
                         continue  # jobs became ready to finish: loop once more
-                    if self.stop_event.is_set() or not self._await_others(dataset_id):
+                    if self._stopping() or not self._await_others(dataset_id):
                         break
                     continue
                 done, _ = wait(
@@ -124,6 +132,17 @@ class Engine:
             stopped=self.stop_event.is_set(),
         )
 
+    def _stopping(self) -> bool:
+        """A stop was asked for, or the deadline (time.monotonic) has passed."""
+        if (
+            not self.stop_event.is_set()
+            and self.deadline is not None
+            and time.monotonic() >= self.deadline
+        ):
+            logger.warning("deadline reached: finishing in-flight files, then stopping")
+            self.stop_event.set()
+        return self.stop_event.is_set()
+
     def _fill(self, dataset_id: str) -> None:
         """Submit tasks up to the scheduler's width; claim units when out of tasks."""
         self._settle_jobs()
@@ -131,7 +150,7 @@ class Engine:
         while len(self.in_flight) < capacity:
             if self._submit_next_task():
                 continue
-            if self.stop_event.is_set() or not self.may_claim:
+            if self._stopping() or not self.may_claim:
                 return
             if len(self.jobs) >= capacity:
                 return
@@ -151,7 +170,7 @@ class Engine:
 
     def _submit_next_task(self) -> bool:
         for job in self.jobs.values():
-            if job.active and job.todo and not self.stop_event.is_set():
+            if job.active and job.todo and not self._stopping():
                 offset, file = job.todo.popleft()
                 try:
                     key = self.layout.file_key(job.lease.unit, file)
@@ -212,6 +231,9 @@ class Engine:
         job.in_flight -= 1
         try:
             result = future.result()
+        except CopyAborted:
+            job.todo.clear()  # the unit is released once nothing is in flight
+            return
         except AepExtractError as exc:
             self._note_error(job, exc)
             return
@@ -277,7 +299,7 @@ class Engine:
             elif job.finished_copying:
                 job.manifest_started = True
                 self._submit(job, "manifest", -1, self._write_manifest, job)
-            elif self.stop_event.is_set():
+            elif self._stopping():
                 self._release(job)
 
     def _finish(self, job: UnitJob) -> None:
@@ -385,6 +407,8 @@ class Engine:
         }
         with self.sink.open_write(key, size=file.length, metadata=metadata) as out:
             for chunk in self.source.read_file(file):
+                if self.abort_event.is_set():
+                    raise CopyAborted(f"{key}: copy aborted by a stop")
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)

@@ -19,8 +19,8 @@ from . import __version__
 from .checkpoints import CheckpointStore, open_store
 from .config import ExtractorConfig
 from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
-from .extractor import Extractor
-from .models import UnitStatus
+from .extractor import Deadline, Extractor
+from .models import UnitStatus, parse_timestamp
 from .report import DatasetStatus
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
@@ -116,6 +116,17 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _deadline(text: str) -> Deadline:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or give seconds)") from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -142,6 +153,13 @@ def _work_args(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=8,
         help="files copied at once (default 8)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=_deadline,
+        default=None,
+        help="stop starting new work after this many seconds, or at this ISO 8601 "
+        "time; set it before a Glue or Lambda timeout",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -203,18 +221,30 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     with _extractor(args, args.sink) as extractor, _stop_on_signals(extractor):
-        report = extractor.run(args.dataset, args.start, args.end)
+        report = extractor.run(
+            args.dataset, args.start, args.end, deadline=args.deadline
+        )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
 
 
 @contextlib.contextmanager
 def _stop_on_signals(extractor: Extractor) -> Iterator[None]:
-    """SIGTERM (ECS, Batch, Glue) and SIGINT stop claiming and give leases back."""
+    """SIGTERM (ECS, Batch, Glue) or SIGINT stops claiming and gives leases back;
+    a second one aborts the files in flight."""
+
+    signals = []
 
     def stop(signum: int, _frame: object) -> None:
-        logger.warning("signal %d: finishing in-flight files, then stopping", signum)
-        extractor.stop()
+        signals.append(signum)
+        if len(signals) == 1:
+            logger.warning(
+                "signal %d: finishing in-flight files, then stopping", signum
+            )
+            extractor.stop()
+        else:
+            logger.warning("signal %d again: aborting in-flight files", signum)
+            extractor.stop(abort=True)
 
     previous = {
         sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)

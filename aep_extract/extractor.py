@@ -6,10 +6,11 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional, Union
 
 from ._engine import Engine
@@ -27,6 +28,21 @@ logger = logging.getLogger(__name__)
 
 Moment = Union[str, datetime]
 """A window bound: an aware datetime or an ISO 8601 string with an offset or ``Z``."""
+
+Deadline = Union[float, datetime]
+"""Seconds from now, or an aware datetime."""
+
+
+def _monotonic_deadline(deadline: Optional[Deadline]) -> Optional[float]:
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        if deadline.tzinfo is None:
+            raise ConfigError("deadline must be a timezone-aware datetime")
+        seconds = (deadline - datetime.now(timezone.utc)).total_seconds()
+    else:
+        seconds = float(deadline)
+    return time.monotonic() + seconds
 
 
 def default_owner() -> str:
@@ -73,6 +89,7 @@ class Extractor:
         self.config = config or ExtractorConfig()
         self.owner = owner or default_owner()
         self._stop = threading.Event()
+        self._abort = threading.Event()
 
     def __repr__(self) -> str:
         return (
@@ -122,11 +139,20 @@ class Extractor:
         logger.info("%s", result)
         return result
 
-    def execute(self, dataset_id: str) -> RunReport:
+    def execute(
+        self, dataset_id: str, *, deadline: Optional[Deadline] = None
+    ) -> RunReport:
         """Work on the dataset's units until each is Completed or Failed.
 
         Units held by other live workers are waited for; units whose lease expired
-        are taken over. :meth:`stop` ends the run early, leaving work resumable.
+        are taken over. :meth:`stop` or the ``deadline`` end the run early, leaving
+        the work resumable by the next run.
+
+        Args:
+            dataset_id: the dataset whose planned units to work on.
+            deadline: seconds from now, or an aware datetime, after which no new
+                unit or file is started; in-flight files finish and leases are
+                given back. Set it a few minutes before a Glue or Lambda timeout.
         """
         engine = Engine(
             source=self.source,
@@ -136,8 +162,14 @@ class Extractor:
             config=self.config,
             owner=self.owner,
             stop_event=self._stop,
+            abort_event=self._abort,
+            deadline=_monotonic_deadline(deadline),
         )
-        report = engine.run(dataset_id)
+        try:
+            report = engine.run(dataset_id)
+        finally:
+            self._stop.clear()
+            self._abort.clear()
         logger.info(
             "dataset %s: run finished, %d files (%d bytes) copied, %d failure(s)",
             dataset_id,
@@ -147,10 +179,19 @@ class Extractor:
         )
         return report
 
-    def run(self, dataset_id: str, start: Moment, end: Moment) -> RunReport:
+    def run(
+        self,
+        dataset_id: str,
+        start: Moment,
+        end: Moment,
+        *,
+        deadline: Optional[Deadline] = None,
+    ) -> RunReport:
         """:meth:`plan` then :meth:`execute`: the whole job, safe to rerun."""
+        limit = _monotonic_deadline(deadline)
         self.plan(dataset_id, start, end)
-        return self.execute(dataset_id)
+        remaining = None if limit is None else max(0.0, limit - time.monotonic())
+        return self.execute(dataset_id, deadline=remaining)
 
     def status(self, dataset_id: str) -> DatasetStatus:
         """Every unit of the dataset with its status, progress and last error."""
@@ -168,10 +209,13 @@ class Extractor:
         """
         return self.store.retry_failed(dataset_id, unit_ids)
 
-    def stop(self) -> None:
-        """Ask a running :meth:`execute` to stop claiming, finish in-flight files
-        and give its leases back. Safe to call from another thread or a signal
-        handler."""
+    def stop(self, *, abort: bool = False) -> None:
+        """Ask a running :meth:`execute` to stop: no new unit or file is started,
+        in-flight files finish (or, with ``abort``, are dropped without leaving
+        anything in the sink) and leases are given back. Safe to call from another
+        thread or a signal handler."""
+        if abort:
+            self._abort.set()
         self._stop.set()
 
     def close(self) -> None:

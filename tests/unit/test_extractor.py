@@ -268,3 +268,36 @@ def test_raise_for_failures_names_the_failed_units(source):
     with pytest.raises(ExtractionFailed, match="3 unit") as caught:
         report.raise_for_failures()
     assert {unit for unit, _ in caught.value.failures} == {"batch0", "batch1", "batch2"}
+
+
+def test_deadline_passed_starts_nothing(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    report = extractor(source, store, sink).run(DATASET, START, END, deadline=0)
+    assert report.stopped
+    assert report.files_copied == 0
+    assert store.summary(DATASET)[UnitStatus.PENDING] == 3
+    assert source.reads == []
+
+
+def test_abort_drops_the_file_in_flight_and_releases(source):
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    ex = extractor(source, store, sink)
+    calls = []
+
+    def abort_on_third(file: FileRef) -> None:
+        calls.append(file)
+        if len(calls) == 3:
+            ex.stop(abort=True)
+
+    source.on_read = abort_on_third
+    report = ex.run(DATASET, START, END)
+    assert report.stopped
+    assert report.files_copied == 2
+    assert len(data_objects(sink)) == 2  # the aborted third file left nothing
+    assert store.summary(DATASET)[UnitStatus.PENDING] == 3
+    released = store.get("batch0")
+    assert released is not None
+    assert released.attempts == 0  # a stop is not a failed attempt
+    source.on_read = None
+    assert extractor(source, store, sink).run(DATASET, START, END).ok
+    assert data_objects(sink) == expected_tree(source)
