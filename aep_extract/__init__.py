@@ -9,7 +9,9 @@ The public surface::
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from .checkpoints import (
     CheckpointStore,
@@ -54,7 +56,24 @@ from .schedulers import Scheduler, SerialScheduler, ThreadPoolScheduler
 from .sinks import LocalSink, MemorySink, Sink, open_sink
 from .sources import AepSource, HttpAepSource
 
+if TYPE_CHECKING:
+    from .checkpoints.dynamodb import DynamoDBCheckpointStore
+    from .sinks.s3 import S3Sink
+
 __version__ = "0.1.0"
+
+# The AWS defaults import boto3, which costs a Lambda cold start; load them on use.
+_LAZY = {
+    "DynamoDBCheckpointStore": ".checkpoints.dynamodb",
+    "S3Sink": ".sinks.s3",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AepConfig",
@@ -69,6 +88,7 @@ __all__ = [
     "CheckpointStore",
     "ConfigError",
     "DatasetStatus",
+    "DynamoDBCheckpointStore",
     "ExtractionFailed",
     "Extractor",
     "ExtractorConfig",
@@ -87,6 +107,7 @@ __all__ = [
     "PlanResult",
     "RetryConfig",
     "RunReport",
+    "S3Sink",
     "SQLiteCheckpointStore",
     "Scheduler",
     "SerialScheduler",

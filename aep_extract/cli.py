@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo writes its files and state",
     )
     demo.add_argument("--workers", type=_positive_int, default=4)
+    demo.add_argument(
+        "--faults",
+        metavar="SPEC",
+        default=None,
+        help="faults for the fake platform to inject, e.g. "
+        "'429=0.1,reset=0.05,5xx=0.05,truncate=0.05' (see the testing docs)",
+    )
     return parser
 
 
@@ -288,7 +295,7 @@ def _cmd_retry_failed(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.dir, workers=args.workers)
+    return run_demo(args.dir, workers=args.workers, faults=args.faults)
 
 
 def format_status(status: DatasetStatus) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import attrs
 from attrs import validators as v
@@ -27,6 +28,11 @@ DEFAULT_TOKEN_REFRESH_MARGIN = 300.0
 DEFAULT_RETRY_ATTEMPTS = 8
 DEFAULT_RETRY_INITIAL_WAIT = 0.5
 DEFAULT_RETRY_MAX_WAIT = 60.0
+
+DEFAULT_MAX_REQUESTS_PER_SECOND = 50.0
+"""Ceiling of the adaptive request rate when ``max_requests_per_second`` is None."""
+DEFAULT_MAX_IN_FLIGHT = 16
+"""Platform requests open at once per source; a download counts until it is read."""
 
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_UNIT_ATTEMPTS = 3
@@ -53,11 +59,59 @@ class RetryConfig:
     max_wait: float = attrs.field(default=DEFAULT_RETRY_MAX_WAIT, validator=v.ge(0))
 
 
+def _positive_rate(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{attribute.name} must be a positive number of requests per second, "
+            f"got {value!r}"
+        )
+
+
+def _positive_int(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{attribute.name} must be an integer of 1 or more, got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class AepConfig:
     """Where and how to reach AEP. The secret never appears in the repr.
 
     Use :meth:`from_env` to read the ``AEP_*`` environment variables.
+
+    Attributes:
+        client_id: the OAuth Server-to-Server credential's client id (also the API
+            key).
+        client_secret: its secret; never shown in the repr, logs or errors.
+        org_id: the IMS organization id (``...@AdobeOrg``).
+        scopes: the scopes requested with the token.
+        sandbox: the sandbox name sent as ``x-sandbox-name``.
+        platform_url: base URL of the platform gateway.
+        ims_url: base URL of Adobe IMS.
+        chunk_size: bytes asked for by one ``Range`` request.
+        connect_timeout: seconds to wait for a connection.
+        read_timeout: seconds to wait for the next bytes of an answer.
+        token_refresh_margin: seconds before expiry at which a token is replaced.
+        verify_tls: check TLS certificates (leave on outside tests).
+        retry: attempts and backoff of failed requests.
+        max_requests_per_second: ceiling of the request rate to the platform. The
+            rate starts there, is halved by every round of 429 (or 503) answers and
+            creeps back up while requests succeed (see :doc:`/concepts`). None means
+            50 (``DEFAULT_MAX_REQUESTS_PER_SECOND``). Env: ``AEP_MAX_RPS``.
+        max_in_flight: platform requests open at once (a download counts until its
+            ranged response has been read). Env: ``AEP_MAX_IN_FLIGHT``.
     """
 
     client_id: str = attrs.field(validator=v.min_len(1))
@@ -77,13 +131,25 @@ class AepConfig:
     )
     verify_tls: bool = True
     retry: RetryConfig = attrs.field(factory=RetryConfig)
+    max_requests_per_second: Optional[float] = attrs.field(
+        default=None, validator=_positive_rate
+    )
+    max_in_flight: int = attrs.field(
+        default=DEFAULT_MAX_IN_FLIGHT, validator=_positive_int
+    )
 
     @classmethod
     def from_env(
         cls, env: Optional[Mapping[str, str]] = None, **overrides: object
     ) -> AepConfig:
         """Read ``AEP_CLIENT_ID``, ``AEP_CLIENT_SECRET``, ``AEP_ORG_ID`` (required),
-        ``AEP_SCOPES``, ``AEP_SANDBOX``, ``AEP_PLATFORM_URL``, ``AEP_IMS_URL``.
+        ``AEP_SCOPES``, ``AEP_SANDBOX``, ``AEP_PLATFORM_URL``, ``AEP_IMS_URL``,
+        ``AEP_MAX_RPS`` and ``AEP_MAX_IN_FLIGHT``.
+
+        Args:
+            env: the variables to read (``os.environ`` by default); empty values
+                count as unset.
+            **overrides: field values that win over the environment.
 
         Raises:
             ConfigError: a required variable is missing or a value is invalid.
@@ -105,11 +171,33 @@ class AepConfig:
             "platform_url": env.get("AEP_PLATFORM_URL") or DEFAULT_PLATFORM_URL,
             "ims_url": env.get("AEP_IMS_URL") or DEFAULT_IMS_URL,
         }
+        max_rps = env.get("AEP_MAX_RPS", "").strip()
+        if max_rps:
+            values["max_requests_per_second"] = _env_number(
+                "AEP_MAX_RPS", max_rps, float, "a positive number"
+            )
+        max_in_flight = env.get("AEP_MAX_IN_FLIGHT", "").strip()
+        if max_in_flight:
+            values["max_in_flight"] = _env_number(
+                "AEP_MAX_IN_FLIGHT", max_in_flight, int, "an integer of 1 or more"
+            )
         values.update(overrides)
         try:
             return cls(**values)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid AEP configuration: {exc}") from None
+
+
+def _env_number(
+    name: str, text: str, kind: Callable[[str], float], wanted: str
+) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be {wanted}, got {text!r}")
+    return value
 
 
 @attrs.frozen(kw_only=True)

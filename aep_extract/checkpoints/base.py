@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import attrs
 
@@ -31,6 +31,9 @@ _CLAIM_CANDIDATES = 16
 
 MAX_ERROR_LENGTH = 2000
 """Recorded error text is cut to this many characters."""
+
+
+_Self = TypeVar("_Self", bound="CheckpointStore")
 
 
 class CheckpointStore(abc.ABC):
@@ -240,7 +243,7 @@ class CheckpointStore(abc.ABC):
     def close(self) -> None:
         """Release resources (optional override)."""
 
-    def __enter__(self) -> CheckpointStore:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(

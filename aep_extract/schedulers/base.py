@@ -10,6 +10,9 @@ from typing import Any, Callable, Optional, TypeVar
 T = TypeVar("T")
 
 
+_Self = TypeVar("_Self", bound="Scheduler")
+
+
 class Scheduler(abc.ABC):
     """Runs tasks and hands back futures.
 
@@ -29,7 +32,7 @@ class Scheduler(abc.ABC):
     def shutdown(self, *, cancel: bool = False) -> None:
         """Stop accepting tasks; with ``cancel``, drop those not yet started."""
 
-    def __enter__(self) -> Scheduler:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(

@@ -7,11 +7,14 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Optional, TypeVar
 
 from ..models import ObjectInfo
 
 READ_CHUNK = 1024 * 1024
+
+
+_Self = TypeVar("_Self", bound="Sink")
 
 
 class Sink(abc.ABC):
@@ -76,7 +79,7 @@ class Sink(abc.ABC):
     def close(self) -> None:
         """Release resources (optional override)."""
 
-    def __enter__(self) -> Sink:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(

@@ -218,17 +218,15 @@ class S3Sink(Sink):
         return self._write(writer, size)
 
     def open_read(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        """Stream a stored object; its full-object checksum is verified when S3 has one.
+        """Stream a stored object.
 
         Raises:
             UnsafeKeyError: the key would escape the prefix.
-            SinkError: no such object, or S3 refused.
+            SinkError: no such object, or S3 refused (also while streaming).
         """
         s3_key = self._s3_key(key)
         with self._map_botocore_errors("read", key):
-            answer = self._client.get_object(
-                Bucket=self._bucket, Key=s3_key, ChecksumMode="ENABLED"
-            )
+            answer = self._client.get_object(Bucket=self._bucket, Key=s3_key)
         reader = BodyReader(
             answer["Body"], lambda: self._map_botocore_errors("read", key)
         )
@@ -325,9 +323,6 @@ class S3Sink(Sink):
         """Close the client if the sink built it."""
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> S3Sink:
-        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -440,13 +435,26 @@ def _build_client(
             "s3",
             region_name=region_name,
             endpoint_url=endpoint_url,
-            config=Config(
-                max_pool_connections=DEFAULT_MAX_POOL_CONNECTIONS,
-                user_agent_extra="aep-extract",
-            ),
+            config=_client_config(),
         )
     except BotoCoreError as exc:
         raise ConfigError(f"cannot create an S3 client: {exc}") from exc
+
+
+def _client_config() -> Config:
+    config = Config(
+        max_pool_connections=DEFAULT_MAX_POOL_CONNECTIONS,
+        user_agent_extra="aep-extract",
+    )
+    # Reads are not checksum-validated by botocore (its default since 1.36): a
+    # multipart object's checksum is a checksum of part checksums, which cannot be
+    # checked on read, and some S3-compatible stores (moto before 5.2 among them)
+    # send it without its "-N" marker, so botocore would reject intact objects.
+    # S3 verified every byte on upload, and TLS protects the read.
+    try:
+        return config.merge(Config(response_checksum_validation="when_required"))
+    except TypeError:  # pragma: no cover - botocore < 1.36 never validates unasked
+        return config
 
 
 def _utcnow() -> datetime:

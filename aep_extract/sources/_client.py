@@ -1,24 +1,35 @@
-"""Authenticated, retried, counted requests to the AEP platform gateway.
+"""Authenticated, rate-limited, retried, counted requests to the AEP platform.
 
 :class:`PlatformClient` is the plumbing under :class:`~.http.HttpAepSource`: it adds
 the token and platform headers, timeouts and TLS settings to every request, renews the
 token once on a 401, maps failures to the error tree and keeps the counters.
+
+Every platform request holds a permit of the source's
+:class:`~aep_extract._ratelimit.AdaptiveRateLimiter` from just before it is sent until
+its answer has been read (a streamed download: until its ``with`` block ends), and
+reports back: 429 and 503 cut the rate (and a ``Retry-After`` pauses every thread),
+other answers below 400 let it recover. IMS token requests are not limited: IMS is
+another service with its own limits, a token is fetched about once a day, and a
+platform cooldown must not hold up a token refresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .._retry import build_retrying
-from ..errors import ApiError
+from .._ratelimit import AdaptiveRateLimiter, Permit
+from .._retry import build_retrying, parse_retry_after
+from ..config import DEFAULT_MAX_REQUESTS_PER_SECOND
+from ..errors import ApiError, ThrottledError
 from ._auth import ImsTokenProvider
 from ._http_errors import check_response, describe, map_requests_errors, parse_json
 
@@ -39,9 +50,10 @@ class PlatformClient:
     """Sends requests to ``config.platform_url`` on behalf of one source.
 
     Args:
-        config: credentials, endpoints, timeouts, TLS and retry settings.
+        config: credentials, endpoints, timeouts, TLS, retry and rate settings.
         session: the session to use; None makes one that :meth:`close` closes.
-        sleep: how retries wait.
+        sleep: how retries and the rate limiter wait.
+        clock: monotonic seconds of the rate limiter.
     """
 
     def __init__(
@@ -49,6 +61,7 @@ class PlatformClient:
         config: AepConfig,
         session: Optional[requests.Session],
         sleep: Callable[[float], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._owns_session = session is None
@@ -56,6 +69,13 @@ class PlatformClient:
         self.auth = ImsTokenProvider(config, self._session)
         self._retrying = build_retrying(
             config.retry, sleep=sleep, on_retry=self._on_retry
+        )
+        self.limiter = AdaptiveRateLimiter(
+            config.max_requests_per_second or DEFAULT_MAX_REQUESTS_PER_SECOND,
+            max_in_flight=config.max_in_flight,
+            max_cooldown=config.retry.max_wait,
+            clock=clock,
+            sleep=sleep,
         )
         self.base_url = config.platform_url.rstrip("/")
         self._platform_headers = {
@@ -90,25 +110,59 @@ class PlatformClient:
         params: Optional[Mapping[str, str]] = None,
         *,
         headers: Optional[Mapping[str, str]] = None,
-        stream: bool = False,
     ) -> requests.Response:
-        """One authenticated request (not retried); on 401 one more with a new token.
+        """One authenticated request (not retried), its body read before it returns.
+
+        On a 401 it is sent once more with a new token.
 
         Raises:
             ApiError: (or a subclass) for any status of 400 or more.
             TransientNetworkError: the connection failed.
         """
+        permit, response = self._exchange(method, url, params, headers, stream=False)
+        permit.release()
+        return response
+
+    @contextlib.contextmanager
+    def stream(
+        self, method: str, url: str, *, headers: Optional[Mapping[str, str]] = None
+    ) -> Iterator[requests.Response]:
+        """Like :meth:`request`, but the body is read inside the ``with`` block.
+
+        The response is closed, and its rate-limiter permit released, when the block
+        ends.
+        """
+        permit, response = self._exchange(method, url, None, headers, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+            permit.release()
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        params: Optional[Mapping[str, str]],
+        headers: Optional[Mapping[str, str]],
+        stream: bool,
+    ) -> tuple[Permit, requests.Response]:
         token = self.auth.token()
-        response = self._send(method, url, token, params, headers, stream)
+        permit, response = self._send(method, url, token, params, headers, stream)
         if response.status_code == 401:
             # The token expired or was revoked early: fetch a new one, once.
             response.close()
+            permit.release()
+            logger.info("%s -> 401: fetching a new token", describe(method, url))
             self.auth.invalidate(token)
             token = self.auth.token()
-            response = self._send(method, url, token, params, headers, stream)
+            permit, response = self._send(method, url, token, params, headers, stream)
         try:
             check_response(response, method)
         except ApiError as exc:
+            permit.release()
+            _hide(token, exc)
+            self._feedback(permit, exc, response)
             if exc.status != 401:
                 raise
             raise ApiError(
@@ -118,7 +172,23 @@ class PlatformClient:
                 url=exc.url,
                 request_id=exc.request_id,
             ) from None
-        return response
+        except BaseException:
+            response.close()
+            permit.release()
+            raise
+        self.limiter.succeeded(permit)
+        return permit, response
+
+    def _feedback(
+        self, permit: Permit, exc: ApiError, response: requests.Response
+    ) -> None:
+        """Tell the rate limiter about a 429 or a 503 (other errors say nothing)."""
+        if isinstance(exc, ThrottledError):
+            # The very value the retry policy waits: the cooldown ends as it wakes.
+            self.limiter.throttled(permit, exc.retry_after)
+        elif exc.status == 503:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            self.limiter.throttled(permit, retry_after)
 
     def _send(
         self,
@@ -128,24 +198,29 @@ class PlatformClient:
         params: Optional[Mapping[str, str]],
         headers: Optional[Mapping[str, str]],
         stream: bool,
-    ) -> requests.Response:
+    ) -> tuple[Permit, requests.Response]:
         all_headers = {
             "Accept": "application/json",
             **self._platform_headers,
             "Authorization": f"Bearer {token}",
             **(headers or {}),
         }
+        permit = self.limiter.acquire()
         started = time.monotonic()
-        with map_requests_errors(method, url):
-            response = self._session.request(
-                method,
-                url,
-                params=params,
-                headers=all_headers,
-                timeout=(self.config.connect_timeout, self.config.read_timeout),
-                verify=self.config.verify_tls,
-                stream=stream,
-            )
+        try:
+            with map_requests_errors(method, url):
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=all_headers,
+                    timeout=(self.config.connect_timeout, self.config.read_timeout),
+                    verify=self.config.verify_tls,
+                    stream=stream,
+                )
+        except BaseException:
+            permit.release()
+            raise
         self.bump("requests")
         if response.status_code == 429:
             self.bump("throttled")
@@ -155,7 +230,7 @@ class PlatformClient:
             response.status_code,
             time.monotonic() - started,
         )
-        return response
+        return permit, response
 
     def on_platform(self, url: str) -> str:
         """``url`` moved onto the configured platform origin if it points elsewhere.
@@ -186,6 +261,14 @@ class PlatformClient:
         """Close the session if we made it."""
         if self._owns_session:
             self._session.close()
+
+
+def _hide(token: str, exc: ApiError) -> None:
+    """Blank the token out of an error's text: Adobe never quotes it, but a proxy
+    echoing request headers into its error body would."""
+    exc.args = tuple(
+        arg.replace(token, "***") if isinstance(arg, str) else arg for arg in exc.args
+    )
 
 
 def _new_session() -> requests.Session:

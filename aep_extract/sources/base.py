@@ -5,12 +5,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ..models import Batch, FileRef, TimeWindow
 
 if TYPE_CHECKING:
     from .http import HttpAepSource
+
+
+_Self = TypeVar("_Self", bound="AepSource")
 
 
 class AepSource(abc.ABC):
@@ -72,7 +75,7 @@ class AepSource(abc.ABC):
     def close(self) -> None:
         """Release resources (optional override)."""
 
-    def __enter__(self) -> AepSource:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(

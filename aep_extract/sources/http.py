@@ -1,10 +1,11 @@
 """The default source: AEP Catalog and Data Access over HTTP with ``requests``.
 
 Every request carries the IMS token and the platform headers, has connect/read
-timeouts, goes through the one retry policy (:mod:`aep_extract._retry`) and has its
-failures mapped to the error tree in one place (:mod:`._http_errors`). Files are read
-in ``Range`` requests of ``chunk_size`` bytes; a failed request resumes from the last
-byte handed to the caller.
+timeouts, goes through the one retry policy (:mod:`aep_extract._retry`) and the
+source's rate limiter (:mod:`aep_extract._ratelimit`), and has its failures mapped to
+the error tree in one place (:mod:`._http_errors`). Files are read in ``Range``
+requests of ``chunk_size`` bytes; a failed request resumes from the last byte handed
+to the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote, urljoin
 
 import requests
 
+from .._ratelimit import AdaptiveRateLimiter
 from ..config import AepConfig
 from ..errors import (
     RETRYABLE,
@@ -47,13 +49,19 @@ PIECE_SIZE = 1024 * 1024
 class HttpAepSource(AepSource):
     """Reads batches, file listings and bytes from AEP's Catalog and Data Access APIs.
 
-    Thread-safe: one instance serves every worker thread.
+    Thread-safe: one instance serves every worker thread, and its rate limiter
+    (``config.max_requests_per_second``, ``config.max_in_flight``) bounds them all.
+    Each source has its own limiter: to share one budget between several extractors
+    in a process, give them the same source.
 
     Args:
-        config: credentials, endpoints, chunk size, timeouts and retry policy.
+        config: credentials, endpoints, chunk size, timeouts, retry policy and rate
+            limits.
         session: a ``requests.Session`` to use (for proxies or custom adapters); it is
             left open by :meth:`close`. By default the source makes and owns one.
-        sleep: how retries wait (inject a recorder in tests).
+        sleep: how retries and the rate limiter wait (inject a recorder in tests).
+        clock: monotonic seconds of the rate limiter (default
+            ``time.monotonic``; inject one that ``sleep`` advances in tests).
     """
 
     def __init__(
@@ -62,9 +70,12 @@ class HttpAepSource(AepSource):
         *,
         session: Optional[requests.Session] = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self.config = config
-        self._client = PlatformClient(config, session, sleep)
+        self._client = PlatformClient(
+            config, session, sleep, time.monotonic if clock is None else clock
+        )
         self._base = self._client.base_url
 
     @classmethod
@@ -75,15 +86,18 @@ class HttpAepSource(AepSource):
 
         Args:
             env: the variables to read.
-            **options: ``session`` and ``sleep`` go to the constructor; anything else
-                overrides an :class:`~aep_extract.config.AepConfig` field.
+            **options: ``session``, ``sleep`` and ``clock`` go to the constructor;
+                anything else overrides an :class:`~aep_extract.config.AepConfig`
+                field.
 
         Raises:
             ConfigError: a required variable is missing or a value is invalid.
         """
         session = options.pop("session", None)
         sleep = options.pop("sleep", time.sleep)
-        return cls(AepConfig.from_env(env, **options), session=session, sleep=sleep)
+        clock = options.pop("clock", None)
+        config = AepConfig.from_env(env, **options)
+        return cls(config, session=session, sleep=sleep, clock=clock)
 
     # -- Catalog -----------------------------------------------------------------
 
@@ -283,9 +297,10 @@ class HttpAepSource(AepSource):
         last = min(pos + self.config.chunk_size, file.length) - 1
         # identity: a compressed range would not match Content-Range's byte counts.
         headers = {"Range": f"bytes={pos}-{last}", "Accept-Encoding": "identity"}
-        response = self._client.request("GET", url, headers=headers, stream=True)
-        where = describe("GET", response.url)
-        try:
+        # The rate limiter's in-flight slot is held until the range is read (or
+        # this generator is closed).
+        with self._client.stream("GET", url, headers=headers) as response:
+            where = describe("GET", response.url)
             expected = parsing.announced_bytes(
                 response.status_code, response.headers, pos, file, where
             )
@@ -299,12 +314,15 @@ class HttpAepSource(AepSource):
                     received += len(piece)
                     self._client.bump("bytes", len(piece))
                     yield piece
-            if received < expected:
-                raise IncompleteDownload(
-                    f"{where}: body ended after {received} of {expected} bytes"
-                )
-        finally:
-            response.close()
+        if received < expected:
+            raise IncompleteDownload(
+                f"{where}: body ended after {received} of {expected} bytes"
+            )
+
+    @property
+    def rate_limiter(self) -> AdaptiveRateLimiter:
+        """The limiter every request of this source goes through (for inspection)."""
+        return self._client.limiter
 
     def counters(self) -> Mapping[str, int]:
         """Totals so far: ``requests`` sent, ``retries``, ``throttled`` (429 answers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
 from ._fake_http import FakeRequest
 from .fake_platform import FakeAepPlatform, Fault, FaultResponse
+from .faults import FaultPlan, FaultRule
 
 __all__ = [
     "FakeAepPlatform",
@@ -17,5 +18,7 @@ __all__ = [
     "FakeFile",
     "FakeRequest",
     "Fault",
+    "FaultPlan",
     "FaultResponse",
+    "FaultRule",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
@@ -39,6 +39,12 @@ _CONTENT_TYPES = {
     ".csv": "application/csv",
 }
 CREATED_CLIENT = "acp_foundation_push"
+
+Entry = Optional[tuple[str, dict[str, Any]]]
+"""A Catalog listing entry ``(id, object)``; None stands for a batch the listing
+gained that the fake has no data for (it takes a place but is never served)."""
+Reorder = Callable[[list[tuple[str, dict[str, Any]]]], Sequence[Entry]]
+"""Changes the ordered Catalog batch listing before a page is cut (fault injection)."""
 
 
 class Problem(Exception):
@@ -269,13 +275,20 @@ def data_page(
 
 
 def catalog_page(
-    query: Mapping[str, str], objects: Iterable[tuple[str, dict[str, Any]]]
+    query: Mapping[str, str],
+    objects: Iterable[tuple[str, dict[str, Any]]],
+    reorder: Optional[Reorder] = None,
 ) -> FakeResponse:
-    """One Catalog page: ordered, cut by ``start``/``limit`` and ``properties``."""
+    """One Catalog page: ordered, cut by ``start``/``limit`` and ``properties``.
+
+    ``reorder`` (fault injection) changes the ordered listing before the page is cut;
+    its None entries stand for batches without data and are left out of the page.
+    """
     limit = _int_param(query, "limit", 20, 1, 100)
     start = _int_param(query, "start", 0, 0, None)
     ordered = order_objects(list(objects), query.get("orderBy"))
-    page = ordered[start : start + limit]
+    entries = reorder(ordered) if reorder is not None else ordered
+    page = [entry for entry in entries[start : start + limit] if entry is not None]
     return FakeResponse.json(200, {key: select(obj, query) for key, obj in page})
 
 

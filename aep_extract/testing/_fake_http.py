@@ -6,19 +6,32 @@ import contextlib
 import json
 import logging
 import socket
+import struct
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 from requests.structures import CaseInsensitiveDict
 
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = termios = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
+_RESET_DRAIN_SECONDS = 1.0
+"""Longest wait for the client to acknowledge the bytes sent before a reset."""
+_RESET_GRACE_SECONDS = 0.02
+"""Then this long for it to read them."""
+_SIOCOUTQ = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
 JSON_TYPE = "application/json;charset=utf-8"
 
 
@@ -45,12 +58,32 @@ class FakeRequest:
 
 
 @attrs.frozen
+class Delivery:
+    """How a body is sent when not simply whole: cut short, or slowly.
+
+    Attributes:
+        stop_after: send only this many body bytes (``Content-Length`` still
+            announces the whole body), then end the connection; None sends it all.
+        reset: end the connection with a TCP reset (RST) rather than a clean close.
+        pieces: send the body in this many writes ...
+        delay: ... with this many seconds between them.
+    """
+
+    stop_after: Optional[int] = None
+    reset: bool = False
+    pieces: int = 1
+    delay: float = 0.0
+
+
+@attrs.frozen
 class FakeResponse:
-    """A response to send: status, headers and a body (bytes or a zero-copy view)."""
+    """A response to send: status, headers and a body (bytes or a zero-copy view);
+    ``delivery`` makes the server send the body faultily."""
 
     status: int
     headers: Mapping[str, str] = attrs.field(factory=dict)
     body: Union[bytes, memoryview] = b""
+    delivery: Optional[Delivery] = None
 
     @classmethod
     def json(
@@ -80,6 +113,7 @@ class FakeHttpServer(ThreadingHTTPServer):
         self.record = record
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.stopping = threading.Event()
         self._thread = threading.Thread(
             target=self.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -98,6 +132,7 @@ class FakeHttpServer(ThreadingHTTPServer):
 
     def close(self) -> None:
         """Stop serving, end open connections and release the port."""
+        self.stopping.set()  # ends slow bodies' pauses
         self.shutdown()
         with self._lock:
             connections = list(self._connections)
@@ -188,10 +223,59 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
             if self.command != "HEAD":
-                view = memoryview(response.body)
-                for offset in range(0, len(view), _CHUNK):
-                    self.wfile.write(view[offset : offset + _CHUNK])
+                self._write_body(memoryview(response.body), response.delivery)
             self.wfile.flush()
         except OSError as exc:  # the client went away; nothing left to answer
             logger.debug("fake AEP: connection lost: %s", exc)
             self.close_connection = True
+
+    def _write_body(self, view: memoryview, delivery: Optional[Delivery]) -> None:
+        if delivery is None:
+            for offset in range(0, len(view), _CHUNK):
+                self.wfile.write(view[offset : offset + _CHUNK])
+            return
+        if delivery.stop_after is not None:
+            view = view[: delivery.stop_after]
+        pieces = max(1, min(delivery.pieces, len(view)))
+        bounds = [len(view) * index // pieces for index in range(pieces + 1)]
+        for index in range(pieces):
+            if index and self.server.stopping.wait(delivery.delay):
+                break  # the server is stopping: give up the slow body
+            piece = view[bounds[index] : bounds[index + 1]]
+            for offset in range(0, len(piece), _CHUNK):
+                self.wfile.write(piece[offset : offset + _CHUNK])
+            self.wfile.flush()
+        if delivery.stop_after is None:
+            return
+        self.close_connection = True  # a clean close (FIN) ends a truncated body
+        if delivery.reset:
+            self._reset()
+
+    def _reset(self) -> None:
+        """Abort the connection: with SO_LINGER 0, close sends a TCP reset (RST).
+
+        An RST discards data still queued on either side, so first let the client
+        take what was sent: the part of the body really arrives before the reset.
+        """
+        deadline = time.monotonic() + _RESET_DRAIN_SECONDS
+        while _unsent(self.connection) and time.monotonic() < deadline:
+            if self.server.stopping.wait(0.005):
+                break
+        self.server.stopping.wait(_RESET_GRACE_SECONDS)
+        self.connection.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        # rfile shares the socket; the descriptor closes only when both are closed.
+        self.rfile.close()
+        self.connection.close()
+
+
+def _unsent(connection: socket.socket) -> int:
+    """Bytes the kernel has not yet had acknowledged (0 where it cannot tell)."""
+    if _SIOCOUTQ is None or fcntl is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(connection.fileno(), _SIOCOUTQ, struct.pack("i", 0))
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 from . import _fake_api as api
+from ._fake_api import Reorder
 from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
 from ._fake_http import FakeRequest, FakeResponse
 
@@ -68,8 +69,13 @@ class FakeServices:
                     raise ValueError(f"duplicate dataSetFileId {node.dataset_file_id}")
                 self.node_by_id[node.dataset_file_id] = (batch, node)
 
-    def dispatch(self, request: FakeRequest, base_url: str) -> FakeResponse:
-        """Answer a platform call (the gateway checks are done by the caller)."""
+    def dispatch(
+        self, request: FakeRequest, base_url: str, reorder: Optional[Reorder] = None
+    ) -> FakeResponse:
+        """Answer a platform call (the gateway checks are done by the caller).
+
+        ``reorder`` changes the Catalog batch listing (fault injection).
+        """
         parts = request.path.strip("/").split("/")
         service, rest = "/" + "/".join(parts[:3]), parts[3:]
         code = "DAS" if service == api.EXPORT else "CAT"
@@ -77,16 +83,19 @@ class FakeServices:
             if request.method not in ("GET", "HEAD"):
                 raise api.Problem(405, "Method not allowed", {"Allow": "GET, HEAD"})
             if service == api.CATALOG:
-                return self._catalog(request, rest)
+                return self._catalog(request, rest, reorder)
             if service == api.EXPORT:
                 return self._export(request, rest, base_url)
             raise api.Problem(404, f"No route for {request.path}")
         except api.Problem as problem:
             return problem.response(code, self.sandbox)
 
-    def _catalog(self, request: FakeRequest, rest: list[str]) -> FakeResponse:
+    def _catalog(
+        self, request: FakeRequest, rest: list[str], reorder: Optional[Reorder]
+    ) -> FakeResponse:
         if rest == ["batches"]:
-            return api.catalog_page(request.query, self._batch_objects(request.query))
+            objects = self._batch_objects(request.query)
+            return api.catalog_page(request.query, objects, reorder)
         if rest == ["dataSets"]:
             objects = [(key, self._dataset(key)) for key in self.datasets]
             return api.catalog_page(request.query, objects)

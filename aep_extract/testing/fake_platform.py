@@ -22,10 +22,13 @@ from typing import Any, Callable, ClassVar, Optional
 
 from ..config import DEFAULT_SCOPES
 from . import _fake_generate as gen
+from ._fake_api import Reorder
 from ._fake_data import FakeBatch, FakeFile
+from ._fake_faults import FaultInjector
 from ._fake_gateway import IMS_TOKEN_PATH, FakeGateway
 from ._fake_http import FakeHttpServer, FakeRequest, FakeResponse
 from ._fake_routes import FakeServices
+from .faults import FAULT_KINDS, FaultPlan
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class FakeAepPlatform:
         sandbox: the required ``x-sandbox-name``.
         token_ttl: lifetime of an issued token in seconds (``expires_in``).
         scopes: the ``AEP_SCOPES`` value of :meth:`env`.
+        faults: a fault plan to run from the start (see :meth:`set_faults`).
 
     Raises:
         ValueError: a batch of an unknown dataset, or duplicate batch or
@@ -76,6 +80,7 @@ class FakeAepPlatform:
         sandbox: str = "prod",
         token_ttl: int = 86399,
         scopes: str = DEFAULT_SCOPES,
+        faults: Optional[FaultPlan] = None,
     ) -> None:
         self._services = FakeServices(datasets, batches, org_id=org_id, sandbox=sandbox)
         self._gateway = FakeGateway(
@@ -89,7 +94,10 @@ class FakeAepPlatform:
         self._lock = threading.Lock()
         self._requests: list[FakeRequest] = []
         self._faults: list[Fault] = []
+        self._injector: Optional[FaultInjector] = None
+        self._served = dict.fromkeys(FAULT_KINDS, 0)
         self._server: Optional[FakeHttpServer] = None
+        self.set_faults(faults)
 
     @classmethod
     def generate(
@@ -111,6 +119,7 @@ class FakeAepPlatform:
         org_id: str = "FAKEORG@AdobeOrg",
         sandbox: str = "prod",
         token_ttl: int = 86399,
+        faults: Optional[FaultPlan] = None,
     ) -> FakeAepPlatform:
         """A deterministic demo platform: the same seed gives the same ids and bytes.
 
@@ -143,6 +152,7 @@ class FakeAepPlatform:
             org_id: see the class arguments.
             sandbox: see the class arguments.
             token_ttl: see the class arguments.
+            faults: see the class arguments.
 
         Raises:
             ValueError: counts or sizes out of range, or a window too short.
@@ -168,6 +178,7 @@ class FakeAepPlatform:
             org_id=org_id,
             sandbox=sandbox,
             token_ttl=token_ttl,
+            faults=faults,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -347,9 +358,44 @@ class FakeAepPlatform:
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
-        """Remove every fault hook."""
+        """Remove every fault hook and the fault plan."""
         with self._lock:
             self._faults.clear()
+        self.set_faults(None)
+
+    def set_faults(self, plan: Optional[FaultPlan]) -> None:
+        """Run ``plan`` from now on, in place of the current one (None: no plan).
+
+        Fault hooks (:meth:`add_fault`) are consulted first; a request they let
+        through meets the plan. See :mod:`aep_extract.testing.faults`.
+        """
+        injector = (
+            FaultInjector(plan, sandbox=self.sandbox) if plan is not None else None
+        )
+        with self._lock:
+            old, self._injector = self._injector, injector
+            if old is not None:
+                for kind, count in old.served.items():
+                    self._served[kind] += count
+
+    @property
+    def fault_plan(self) -> Optional[FaultPlan]:
+        """The fault plan in force, if any."""
+        injector = self._injector
+        return injector.plan if injector is not None else None
+
+    @property
+    def faults_served(self) -> dict[str, int]:
+        """Faults the fault plans served since the platform was made, by kind.
+
+        Every kind of :data:`~aep_extract.testing.faults.FAULT_KINDS` is a key.
+        """
+        with self._lock:
+            served, injector = dict(self._served), self._injector
+        if injector is not None:
+            for kind, count in injector.served.items():
+                served[kind] += count
+        return served
 
     # -- serving ---------------------------------------------------------------------
 
@@ -359,16 +405,27 @@ class FakeAepPlatform:
 
     def _dispatch(self, request: FakeRequest, base_url: str) -> FakeResponse:
         with self._lock:
-            faults = list(self._faults)
+            faults, injector = list(self._faults), self._injector
         for fault in faults:
             answer = fault(request)
             if answer is not None:
                 status, headers, body = answer
                 return FakeResponse(status, dict(headers), body)
+
+        def serve(reorder: Optional[Reorder]) -> FakeResponse:
+            return self._serve(request, base_url, reorder)
+
+        if injector is None:
+            return serve(None)
+        return injector.handle(request, serve, self._gateway.expire_tokens)
+
+    def _serve(
+        self, request: FakeRequest, base_url: str, reorder: Optional[Reorder]
+    ) -> FakeResponse:
         if request.path == IMS_TOKEN_PATH:
             return self._gateway.token_endpoint(request)
         response = self._gateway.check(request) or self._services.dispatch(
-            request, base_url
+            request, base_url, reorder
         )
         headers = {**response.headers, "x-request-id": str(uuid.uuid4())}
         return FakeResponse(response.status, headers, response.body)

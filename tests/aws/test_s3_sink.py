@@ -232,6 +232,19 @@ def test_sha256_of_a_multipart_object_reads_it_back(sink):
     assert calls.names() == ["GetObject"]
 
 
+def test_reads_do_not_ask_for_checksum_validation(sink):
+    # A multipart object's composite checksum cannot be checked on read.
+    headers: list[dict[str, Any]] = []
+    sink.client.meta.events.register(
+        "before-call.s3.GetObject",
+        lambda params, **kwargs: headers.append(dict(params["headers"])),
+    )
+    write_in_chunks(sink, "big.bin", payload(PART + 1))
+    assert sink.read_bytes("big.bin") == payload(PART + 1)
+    assert len(headers) == 1
+    assert "x-amz-checksum-mode" not in {name.lower() for name in headers[0]}
+
+
 def test_sha256_of_a_missing_object_fails(sink):
     with pytest.raises(SinkError, match="no object"):
         sink.sha256("missing")
@@ -737,3 +750,48 @@ def test_object_keys_are_prefixed(sink, client, bucket):
     assert [o["Key"] for o in listed] == [
         "root/ds/date=2024-01-02/batch=b1/f1/part-0.parquet"
     ]
+
+
+# -- with the engine ------------------------------------------------------------------
+
+
+def test_extractor_copies_a_dataset_into_s3_once(aws, bucket, fake_aep, tmp_path):
+    from aep_extract import (
+        Extractor,
+        HttpAepSource,
+        SQLiteCheckpointStore,
+        ThreadPoolScheduler,
+    )
+    from tests.e2e.helpers import DATASET, END, START, expected_tree, manifests
+
+    def extract(sink: S3Sink) -> Any:
+        with Extractor(
+            HttpAepSource.from_env(fake_aep.env()),
+            store=SQLiteCheckpointStore(tmp_path / "state.db"),
+            sink=sink,
+            scheduler=ThreadPoolScheduler(4),
+        ) as extractor:
+            return extractor.run(DATASET, START, END)
+
+    sink = S3Sink(f"s3://{bucket}/aep", session=aws)
+    report = extract(sink)
+    assert report.ok, str(report)
+    expected = expected_tree(fake_aep)
+    stored = {
+        key: sink.read_bytes(key)
+        for key in sink.list_keys()
+        if "/_manifest." not in key
+    }
+    assert stored == expected
+    assert manifests(sink)
+    some_key = next(iter(expected))
+    head = aws.client("s3").head_object(Bucket=bucket, Key=f"aep/{some_key}")
+    assert set(head["Metadata"]) == {
+        "aep-dataset-id",
+        "aep-batch-id",
+        "aep-dataset-file-id",
+    }
+
+    calls = Recorder(sink.client, "PutObject", "CreateMultipartUpload")
+    assert extract(sink).ok
+    assert calls.calls == []  # a rerun writes nothing again

@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import re
+import threading
+import types
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Callable, Optional
@@ -26,6 +28,7 @@ from aep_extract.errors import (
     NotFoundError,
     ServerError,
     SourceError,
+    ThrottledError,
 )
 from aep_extract.models import FileRef, TimeWindow
 from aep_extract.sources.http import HttpAepSource
@@ -37,6 +40,21 @@ EXPORT = f"{PLATFORM}/data/foundation/export"
 SECRET = "p8e-SuperSecretValue-123"
 DATASET = "ds-1"
 WINDOW = TimeWindow.parse("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")
+
+
+class FakeTime:
+    """A monotonic clock that only ``sleep`` moves; every wait lands in ``waits``."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self.waits = waits
+        self.now = 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 def make_source(waits: list[float], **overrides: Any) -> HttpAepSource:
@@ -52,7 +70,8 @@ def make_source(waits: list[float], **overrides: Any) -> HttpAepSource:
         "retry": RetryConfig(attempts=3, initial_wait=0.5, max_wait=60.0),
     }
     values.update(overrides)
-    return HttpAepSource(AepConfig(**values), sleep=waits.append)
+    time = FakeTime(waits)
+    return HttpAepSource(AepConfig(**values), sleep=time.sleep, clock=time.monotonic)
 
 
 @pytest.fixture
@@ -903,3 +922,126 @@ def test_pieces_are_at_most_one_mebibyte(rsps, waits):
     assert sum(sizes) == len(content)
     assert max(sizes) <= 1024 * 1024
     assert len(platform_calls(rsps)) == 1
+
+
+# -- rate limiting ------------------------------------------------------------------
+
+
+def test_every_permit_is_given_back_after_answers_and_errors(rsps, waits):
+    source = small_chunks(rsps, waits)
+    serve_file(rsps, FileServer())
+    rsps.get(f"{CATALOG}/dataSets/{DATASET}", json={DATASET: {}})
+    rsps.get(f"{CATALOG}/dataSets/gone", status=404)
+    rsps.get(f"{CATALOG}/dataSets/down", body=requests.ConnectionError("refused"))
+    source.get_dataset(DATASET)
+    assert b"".join(source.read_file(ref())) == CONTENT
+    with pytest.raises(NotFoundError):
+        source.get_dataset("gone")
+    with pytest.raises(SourceError):
+        source.get_dataset("down")
+    assert source.rate_limiter.in_flight == 0
+
+
+def test_a_download_holds_its_slot_until_its_range_is_read_or_closed(rsps, waits):
+    source = small_chunks(rsps, waits, chunk_size=20)
+    serve_file(rsps, FileServer())
+    pieces = source.read_file(ref())
+    assert isinstance(pieces, types.GeneratorType)
+    assert len(next(pieces)) == 20  # suspended in the middle of the first range
+    assert source.rate_limiter.in_flight == 1
+    pieces.close()
+    assert source.rate_limiter.in_flight == 0
+
+
+def test_a_401_refresh_gives_back_both_slots(rsps, waits, caplog):
+    issue_tokens(rsps, "tok-1", "tok-2")
+    source = make_source(waits)
+    url = f"{CATALOG}/dataSets/{DATASET}"
+    rsps.get(url, status=401, json={"message": "Oauth token is not valid"})
+    rsps.get(url, json={DATASET: {}})
+    with caplog.at_level(logging.INFO, logger="aep_extract.sources"):
+        source.get_dataset(DATASET)
+    assert source.rate_limiter.in_flight == 0
+    assert "-> 401: fetching a new token" in caplog.text
+
+
+def test_a_429_cuts_the_rate_and_other_errors_do_not(rsps, source):
+    url = f"{CATALOG}/dataSets/{DATASET}"
+    rsps.get(url, status=500)
+    rsps.get(url, status=502)
+    rsps.get(url, json={DATASET: {}})
+    source.get_dataset(DATASET)
+    assert source.rate_limiter.rate == 50.0
+    rsps.get(f"{CATALOG}/dataSets/x", status=429)
+    rsps.get(f"{CATALOG}/dataSets/x", json={"x": {}})
+    source.get_dataset("x")
+    assert source.rate_limiter.rate == pytest.approx(25.0 + 1 / 25)  # cut, then one
+    assert source.counters()["throttled"] == 1  # success
+
+
+def test_a_503_with_retry_after_cuts_the_rate_and_pauses(rsps, source, waits):
+    url = f"{CATALOG}/dataSets/{DATASET}"
+    rsps.get(url, status=503, headers={"Retry-After": "10"})
+    rsps.get(url, json={DATASET: {}})
+    source.get_dataset(DATASET)
+    # The retry's own backoff (at most 0.5 s), then the rest of the pause.
+    backoff, rest = waits
+    assert backoff <= 0.5
+    assert backoff + rest == pytest.approx(10.0)
+    assert source.rate_limiter.rate < 50.0
+    assert source.counters()["throttled"] == 0  # only 429s count as throttled
+
+
+def test_retry_after_holds_the_next_request_of_any_kind(rsps, waits):
+    issue_tokens(rsps, "tok-1")
+    source = make_source(waits, retry=RetryConfig(attempts=1))
+    rsps.get(f"{CATALOG}/dataSets/a", status=429, headers={"Retry-After": "7"})
+    rsps.get(f"{CATALOG}/dataSets/b", json={"b": {}})
+    with pytest.raises(ThrottledError):
+        source.get_dataset("a")  # no retry left: this request waits no more
+    assert waits == []
+    source.get_dataset("b")  # another request, but the pause holds it too
+    assert waits == [7.0]
+
+
+def test_token_requests_are_not_held_by_a_pause(rsps, waits):
+    clock = FakeTime(waits)
+    times: dict[str, float] = {}
+
+    def token(request):
+        times["token"] = clock.now
+        return 200, {}, json.dumps({"access_token": "tok-1", "expires_in": 86399})
+
+    def dataset(request):
+        times["platform"] = clock.now
+        return 200, {}, json.dumps({DATASET: {}})
+
+    rsps.add_callback(responses.POST, f"{IMS}/ims/token/v3", token)
+    rsps.add_callback(responses.GET, f"{CATALOG}/dataSets/{DATASET}", dataset)
+    config = make_source([]).config
+    source = HttpAepSource(config, sleep=clock.sleep, clock=clock.monotonic)
+    source.rate_limiter.pause(20.0)
+    source.get_dataset(DATASET)
+    assert times == {"token": 1000.0, "platform": 1020.0}
+
+
+def test_max_in_flight_bounds_platform_requests(rsps, waits):
+    issue_tokens(rsps, "tok-1")
+    source = make_source(waits, chunk_size=10, max_in_flight=1)
+    serve_file(rsps, FileServer())
+    rsps.get(f"{CATALOG}/dataSets/{DATASET}", json={DATASET: {}})
+    pieces = source.read_file(ref())
+    assert isinstance(pieces, types.GeneratorType)
+    next(pieces)  # the only slot is held by this suspended download
+    answers: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(source.get_dataset(DATASET))
+    )
+    thread.start()
+    thread.join(0.05)
+    assert answers == []  # blocked: nothing was sent
+    assert len(platform_calls(rsps)) == 1
+    pieces.close()
+    thread.join(10)
+    assert answers == [{}]
+    assert source.rate_limiter.in_flight == 0

@@ -66,6 +66,18 @@ def test_parse_retry_after_http_date():
     assert parse_retry_after(later, now=NOW) == pytest.approx(90.0)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sat, 01 Jun 2024 12:01:30 GMT",  # IMF-fixdate, what servers send
+        "Saturday, 01-Jun-24 12:01:30 GMT",  # obsolete RFC 850 form
+        "Sat Jun  1 12:01:30 2024",  # obsolete asctime form
+    ],
+)
+def test_parse_retry_after_accepts_every_http_date_form(value):
+    assert parse_retry_after(value, now=NOW) == pytest.approx(90.0)
+
+
 def test_parse_retry_after_date_in_the_past_is_zero():
     earlier = format_datetime(NOW - timedelta(hours=1), usegmt=True)
     assert parse_retry_after(earlier, now=NOW) == 0.0

@@ -1,0 +1,305 @@
+"""Runs a :class:`~.faults.FaultPlan` on the fake platform's requests (thread-safe)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+import attrs
+
+from . import _fake_api as api
+from ._fake_api import Entry, Reorder
+from ._fake_gateway import IMS_TOKEN_PATH
+from ._fake_http import Delivery, FakeRequest, FakeResponse
+from .faults import FAULT_KINDS, SERVER_ERRORS, FaultPlan, FaultRule
+
+logger = logging.getLogger(__name__)
+
+SLOW_PIECES = 4
+"""A ``slow`` body is sent in this many pieces."""
+DEFAULT_SLOW_DELAY = 0.05
+"""Seconds between the pieces of a ``slow`` body when the rule names no ``delay``."""
+
+_ANSWERS = frozenset({"429", "5xx", "rate"})
+_BODIES = frozenset({"reset", "truncate", "slow", "cut"})
+_BATCHES_PATH = f"{api.CATALOG}/batches"
+_PROBLEM = "application/problem+json;charset=utf-8"
+_TITLES = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+Serve = Callable[[Optional[Reorder]], FakeResponse]
+"""Answers the request as the platform would, with the listing changed by a Reorder."""
+
+
+def route_of(request: FakeRequest) -> Optional[str]:
+    """The route kind of a request (see :data:`~.faults.ROUTES`); None for others."""
+    if request.path == IMS_TOKEN_PATH:
+        return "token"
+    if request.path.startswith(api.CATALOG + "/"):
+        return "catalog"
+    if request.path.startswith(api.EXPORT + "/"):
+        return "download" if "path" in request.query else "listing"
+    return None
+
+
+def request_key(request: FakeRequest) -> str:
+    """What identifies "the same request" for the plan's decisions."""
+    query = "&".join(f"{k}={v}" for k, v in sorted(request.query.items()))
+    return f"{request.method} {request.path}?{query} {request.headers.get('Range', '')}"
+
+
+@attrs.define
+class _Ticket:
+    """One request's identity for the decisions: route, key and occurrence."""
+
+    route: str
+    key: str
+    occurrence: int
+
+
+class FaultInjector:
+    """Decides, per request, which of a plan's faults to serve, and counts them.
+
+    Args:
+        plan: the plan.
+        sandbox: the sandbox named in problem-details bodies.
+        clock: monotonic seconds (for the ``rate`` limiter).
+    """
+
+    def __init__(
+        self,
+        plan: FaultPlan,
+        *,
+        sandbox: str = "prod",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self._sandbox = sandbox
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._patterns = [
+            re.compile(rule.match) if rule.match is not None else None
+            for rule in plan.rules
+        ]
+        self._seen: collections.Counter[str] = collections.Counter()
+        self._served = dict.fromkeys(FAULT_KINDS, 0)
+        self._by_rule = [0] * len(plan.rules)
+        self._admitted: dict[int, collections.deque[float]] = {}
+        self._listings: dict[str, list[str]] = {}
+
+    @property
+    def served(self) -> dict[str, int]:
+        """Faults served so far, by kind (every kind present)."""
+        with self._lock:
+            return dict(self._served)
+
+    def handle(
+        self, request: FakeRequest, serve: Serve, revoke: Callable[[], None]
+    ) -> FakeResponse:
+        """Answer ``request``: with a fault, or by ``serve`` with faults applied.
+
+        ``revoke`` invalidates every token (for ``token_expiry``).
+        """
+        route = route_of(request)
+        if route is None:
+            return serve(None)
+        key = request_key(request)
+        with self._lock:
+            ticket = _Ticket(route, key, self._seen[key])
+            self._seen[key] += 1
+            answer, expire, reorder = self._before(request, ticket)
+        if answer is not None:
+            return answer
+        if expire:
+            revoke()
+        response = serve(reorder)
+        with self._lock:
+            return self._after(request, ticket, response)
+
+    # -- decisions (under the lock) ------------------------------------------------
+
+    def _applies(self, index: int, request: FakeRequest, ticket: _Ticket) -> bool:
+        rule = self.plan.rules[index]
+        if ticket.route not in rule.scope:
+            return False
+        pattern = self._patterns[index]
+        if pattern is not None and not pattern.search(request.path):
+            return False
+        limit = self.plan.max_faults
+        if limit is not None and sum(self._served.values()) >= limit:
+            return False
+        return rule.max_faults is None or self._by_rule[index] < rule.max_faults
+
+    def _fires(self, index: int, ticket: _Ticket) -> bool:
+        probability = self.plan.rules[index].probability
+        chance = self.plan.chance(index, ticket.key, ticket.occurrence)
+        return chance < probability
+
+    def _count(self, index: int) -> None:
+        self._served[self.plan.rules[index].kind] += 1
+        self._by_rule[index] += 1
+
+    def _before(
+        self, request: FakeRequest, ticket: _Ticket
+    ) -> tuple[Optional[FakeResponse], bool, Optional[Reorder]]:
+        expire = False
+        listing = self._listing_key(request)
+        for index, rule in enumerate(self.plan.rules):
+            if rule.kind in _BODIES or not self._applies(index, request, ticket):
+                continue
+            if rule.kind == "rate":
+                answer = self._limit(index, rule)
+                if answer is not None:
+                    self._count(index)
+                    return answer, False, None
+            elif not self._fires(index, ticket):
+                continue
+            elif rule.kind in _ANSWERS:
+                self._count(index)
+                return self._answer(index, rule, ticket), False, None
+            elif rule.kind == "token_expiry" and not expire:
+                self._count(index)
+                expire = True
+            elif rule.kind == "listing_change" and listing and listing[1] > 0:
+                # Only between the pages of one listing: start > 0.
+                self._count(index)
+                change = self._change(index, rule, ticket)
+                self._listings.setdefault(listing[0], []).append(change)
+        return None, expire, self._reorder(listing)
+
+    def _answer(self, index: int, rule: FaultRule, ticket: _Ticket) -> FakeResponse:
+        if rule.kind == "429":
+            headers = {"x-request-id": str(uuid.uuid4())}
+            if rule.retry_after is not None:
+                headers["Retry-After"] = f"{rule.retry_after:g}"
+            return _throttled(headers)
+        status = rule.status
+        if status is None:
+            pick = self.plan.chance(index, ticket.key, ticket.occurrence, "status")
+            status = SERVER_ERRORS[int(pick * len(SERVER_ERRORS))]
+        if ticket.route == "token":  # IMS has its own error shape
+            body: dict[str, Any] = {
+                "error": "server_error",
+                "error_description": f"{_TITLES[status]} (injected fault)",
+            }
+            return FakeResponse.json(status, body)
+        service = "CAT" if ticket.route == "catalog" else "DAS"
+        body = {
+            "type": f"https://ns.adobe.com/aep/errors/{service}-1500-{status}",
+            "title": _TITLES[status],
+            "status": status,
+            "detail": f"{_TITLES[status]} (injected fault)",
+            "report": {"tenantInfo": {"sandboxName": self._sandbox}},
+        }
+        response = FakeResponse.json(status, body, _PROBLEM)
+        headers = {**response.headers, "x-request-id": str(uuid.uuid4())}
+        return FakeResponse(status, headers, response.body)
+
+    def _limit(self, index: int, rule: FaultRule) -> Optional[FakeResponse]:
+        """The ``rate`` limiter: a sliding one-second window of admitted requests."""
+        assert rule.per_second is not None
+        now = self._clock()
+        window = self._admitted.setdefault(index, collections.deque())
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) < rule.per_second:
+            window.append(now)
+            return None
+        wait = max(1, math.ceil(1.0 - (now - window[0])))
+        return _throttled({"Retry-After": str(wait), "x-request-id": str(uuid.uuid4())})
+
+    # -- listing changes ---------------------------------------------------------
+
+    @staticmethod
+    def _listing_key(request: FakeRequest) -> Optional[tuple[str, int]]:
+        """``(listing identity, start)`` of a Catalog batch listing page, else None."""
+        if request.method != "GET" or request.path != _BATCHES_PATH:
+            return None
+        try:
+            start = int(request.query.get("start", "0"))
+        except ValueError:
+            return None
+        rest = sorted((k, v) for k, v in request.query.items() if k != "start")
+        return json.dumps(rest), start
+
+    def _change(self, index: int, rule: FaultRule, ticket: _Ticket) -> str:
+        if rule.change is not None:
+            return rule.change
+        pick = self.plan.chance(index, ticket.key, ticket.occurrence, "change")
+        return "insert" if pick < 0.5 else "move"
+
+    def _reorder(self, listing: Optional[tuple[str, int]]) -> Optional[Reorder]:
+        if listing is None:
+            return None
+        key, start = listing
+        if start <= 0:
+            self._listings.pop(key, None)  # a new listing begins
+            return None
+        changes = tuple(self._listings.get(key, ()))
+        if not changes:
+            return None
+
+        def reorder(ordered: list[tuple[str, dict[str, Any]]]) -> list[Entry]:
+            entries: list[Entry] = list(ordered)
+            for change in changes:
+                if change == "insert":
+                    entries.insert(0, None)
+                else:
+                    first = next((i for i, e in enumerate(entries) if e), None)
+                    if first is not None:
+                        entries.append(entries.pop(first))
+            return entries
+
+        return reorder
+
+    # -- bodies ------------------------------------------------------------------
+
+    def _after(
+        self, request: FakeRequest, ticket: _Ticket, response: FakeResponse
+    ) -> FakeResponse:
+        size = len(response.body)
+        if request.method == "HEAD" or not 200 <= response.status < 300 or not size:
+            return response
+        for index, rule in enumerate(self.plan.rules):
+            if rule.kind not in _BODIES or not self._applies(index, request, ticket):
+                continue
+            delivery = self._delivery(rule, size)
+            if delivery is None or not self._fires(index, ticket):
+                continue
+            self._count(index)
+            return attrs.evolve(response, delivery=delivery)
+        return response
+
+    @staticmethod
+    def _delivery(rule: FaultRule, size: int) -> Optional[Delivery]:
+        """How ``rule`` sends a body of ``size`` bytes; None if it does not apply."""
+        if rule.kind == "slow":
+            if size < 2:
+                return None
+            delay = DEFAULT_SLOW_DELAY if rule.delay is None else rule.delay
+            return Delivery(pieces=SLOW_PIECES, delay=delay)
+        if rule.kind == "cut":
+            assert rule.after_bytes is not None
+            if size <= rule.after_bytes:
+                return None
+            return Delivery(stop_after=rule.after_bytes)
+        sent = size // 2 if rule.after_bytes is None else rule.after_bytes
+        return Delivery(stop_after=min(sent, size - 1), reset=rule.kind == "reset")
+
+
+def _throttled(headers: dict[str, str]) -> FakeResponse:
+    """A 429 in the gateway's error shape (aep-api.md §4.1)."""
+    body = {"error_code": "429001", "message": "Too many requests"}
+    response = FakeResponse.json(429, body)
+    return FakeResponse(429, {**response.headers, **headers}, response.body)
