@@ -3,8 +3,8 @@
 Starts :class:`~aep_extract.testing.FakeAepPlatform` on 127.0.0.1, extracts its sample
 dataset into ``DIR/data`` with a SQLite store at ``DIR/state.db``, then checks every
 copied file against the platform's own content. A second run copies nothing new.
-With ``--faults`` the platform injects faults (:mod:`aep_extract.testing.faults`) and
-the summary says how many of each it served.
+With ``--faults`` the platform injects faults (a
+:class:`~aep_extract.testing.FaultPlan`) and the summary says how many it served.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ class S3ObjectWriter(io.RawIOBase):
 
         Called while another error propagates, so a failed abort is logged, not
         raised: the original error matters more, and the leftover upload is found by
-        ``S3Sink.abort_incomplete_uploads`` or a bucket lifecycle rule.
+        ``S3Sink.cleanup_incomplete`` or a bucket lifecycle rule.
         """
         upload_id, self._upload_id = self._upload_id, None
         self.close()

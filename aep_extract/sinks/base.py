@@ -6,6 +6,7 @@ import abc
 import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from types import TracebackType
 from typing import BinaryIO, Optional, TypeVar
 
@@ -55,6 +56,17 @@ class Sink(abc.ABC):
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key that starts with ``prefix`` (optional override)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
+
+    def cleanup_incomplete(
+        self, prefix: str = "", older_than: timedelta = timedelta(days=1)
+    ) -> int:
+        """Remove what writers killed mid-write left under ``prefix`` (temporary
+        files, incomplete multipart uploads) begun more than ``older_than`` ago.
+
+        Optional override; the default has nothing to clean. Returns how many
+        leftovers were removed.
+        """
+        return 0
 
     def write_bytes(
         self, key: str, data: bytes, *, metadata: Optional[Mapping[str, str]] = None

@@ -7,8 +7,10 @@ import errno
 import io
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from stat import S_ISREG
 from typing import TYPE_CHECKING, BinaryIO, Optional, Union, cast
 
@@ -115,28 +117,50 @@ class LocalSink(Sink):
             UnsafeKeyError: the directory part of ``prefix`` would escape the root.
             SinkError: a directory cannot be listed.
         """
+        keys = [key for key, _ in self._walk(prefix) if not _is_temp(key)]
+        return iter(sorted(keys))
+
+    def cleanup_incomplete(
+        self, prefix: str = "", older_than: timedelta = timedelta(days=1)
+    ) -> int:
+        """Delete temporary files under ``prefix`` older than ``older_than``: what
+        a writer killed mid-write (``kill -9``, power loss) left behind.
+
+        Returns:
+            How many were deleted.
+        """
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for key, path in self._walk(prefix):
+            if not _is_temp(key):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # its writer finished
+                if os.stat(path).st_mtime <= cutoff:
+                    os.unlink(path)
+                    removed += 1
+                    logger.info("removed incomplete write %s", path)
+        return removed
+
+    def _walk(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """``(key, path)`` of every file whose key starts with ``prefix``."""
         directory = prefix.rpartition("/")[0]
         if directory:
             check_key(directory)
-        base = os.path.join(self._root, *directory.split("/")) if directory else ""
-        keys: list[str] = []
+        top = os.path.join(self._root, *directory.split("/")) if directory else ""
+        top = top or self._root
 
         def fail(exc: OSError) -> None:
             raise SinkError(f"{self!r}: cannot list {prefix!r}: {exc}") from exc
 
-        top = base or self._root
         if not os.path.isdir(top):
-            return iter(())
+            return
         for dirpath, _dirnames, filenames in os.walk(top, onerror=fail):
             relative = os.path.relpath(dirpath, self._root)
             parts = [] if relative == os.curdir else relative.split(os.sep)
             for name in filenames:
-                if _is_temp(name):
-                    continue
                 key = "/".join([*parts, name])
                 if key.startswith(prefix):
-                    keys.append(key)
-        return iter(sorted(keys))
+                    yield key, os.path.join(dirpath, name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._root!r})"
@@ -145,7 +169,7 @@ class LocalSink(Sink):
 
     def _path(self, key: str) -> str:
         check_key(key)
-        if _is_temp(key.rpartition("/")[2]):
+        if _is_temp(key):
             raise UnsafeKeyError(
                 f"unsafe key {key!r}: names like '.*{TEMP_SUFFIX}' are reserved "
                 "for temporary files"
@@ -216,7 +240,8 @@ class _GuardedWriter(io.RawIOBase):
         return self.written
 
 
-def _is_temp(name: str) -> bool:
+def _is_temp(key: str) -> bool:
+    name = key.rpartition("/")[2]
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 

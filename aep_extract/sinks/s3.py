@@ -268,8 +268,9 @@ class S3Sink(Sink):
         """
         return self._list_keys(prefix)
 
-    def abort_incomplete_uploads(self, older_than: timedelta = DAY) -> int:
-        """Abort multipart uploads under the prefix begun more than ``older_than`` ago.
+    def cleanup_incomplete(self, prefix: str = "", older_than: timedelta = DAY) -> int:
+        """Abort multipart uploads under the sink's prefix (and ``prefix`` below it)
+        begun more than ``older_than`` ago.
 
         Uploads a crashed process left behind are invisible but billed. A writer
         aborts its own upload on any error it sees, so these come only from killed
@@ -286,11 +287,12 @@ class S3Sink(Sink):
         if older_than < timedelta(0):
             raise ConfigError(f"older_than must not be negative, got {older_than}")
         cutoff = _utcnow() - older_than
+        root = self._root + prefix
         paginator = self._client.get_paginator("list_multipart_uploads")
-        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=self._root))
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=root))
         aborted = 0
         while True:
-            with self._map_botocore_errors("list incomplete uploads under", self._root):
+            with self._map_botocore_errors("list incomplete uploads under", root):
                 page = next(pages, None)
             if page is None:
                 break

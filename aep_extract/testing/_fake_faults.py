@@ -10,6 +10,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import attrs
@@ -40,6 +41,73 @@ _TITLES = {
 
 Serve = Callable[[Optional[Reorder]], FakeResponse]
 """Answers the request as the platform would, with the listing changed by a Reorder."""
+Hook = Callable[[FakeRequest], Optional[tuple[int, Mapping[str, str], bytes]]]
+"""A fault hook: ``(status, headers, body)`` to answer with, or None."""
+
+
+class FaultControl:
+    """A platform's faults: hooks first, then the plan in force (thread-safe).
+
+    Counts of faults served add up across plans.
+    """
+
+    def __init__(self, *, sandbox: str) -> None:
+        self._sandbox = sandbox
+        self._lock = threading.Lock()
+        self._hooks: list[Hook] = []
+        self._injector: Optional[FaultInjector] = None
+        self._served = dict.fromkeys(FAULT_KINDS, 0)
+
+    def add_hook(self, hook: Hook) -> None:
+        """Consult ``hook`` after those added before."""
+        with self._lock:
+            self._hooks.append(hook)
+
+    def clear(self) -> None:
+        """Remove every hook and the plan."""
+        with self._lock:
+            self._hooks.clear()
+        self.set_plan(None)
+
+    def set_plan(self, plan: Optional[FaultPlan]) -> None:
+        """Run ``plan`` from now on (None: no plan)."""
+        injector = None if plan is None else FaultInjector(plan, sandbox=self._sandbox)
+        with self._lock:
+            old, self._injector = self._injector, injector
+            if old is not None:
+                for kind, count in old.served.items():
+                    self._served[kind] += count
+
+    @property
+    def plan(self) -> Optional[FaultPlan]:
+        """The plan in force."""
+        injector = self._injector
+        return None if injector is None else injector.plan
+
+    @property
+    def served(self) -> dict[str, int]:
+        """Faults the plans served, by kind."""
+        with self._lock:
+            served, injector = dict(self._served), self._injector
+        if injector is not None:
+            for kind, count in injector.served.items():
+                served[kind] += count
+        return served
+
+    def handle(
+        self, request: FakeRequest, serve: Serve, revoke: Callable[[], None]
+    ) -> FakeResponse:
+        """Answer ``request`` through the hooks, the plan and ``serve``."""
+        with self._lock:
+            hooks, injector = list(self._hooks), self._injector
+        for hook in hooks:
+            answer = hook(request)
+            if answer is not None:
+                status, headers, body = answer
+                return FakeResponse(status, dict(headers), body)
+        if injector is None:
+            return serve(None)
+        return injector.handle(request, serve, revoke)
 
 
 def route_of(request: FakeRequest) -> Optional[str]:
@@ -119,10 +187,10 @@ class FaultInjector:
             ticket = _Ticket(route, key, self._seen[key])
             self._seen[key] += 1
             answer, expire, reorder = self._before(request, ticket)
-        if answer is not None:
-            return answer
         if expire:
             revoke()
+        if answer is not None:
+            return answer
         response = serve(reorder)
         with self._lock:
             return self._after(request, ticket, response)
@@ -162,12 +230,12 @@ class FaultInjector:
                 answer = self._limit(index, rule)
                 if answer is not None:
                     self._count(index)
-                    return answer, False, None
+                    return answer, expire, None
             elif not self._fires(index, ticket):
                 continue
             elif rule.kind in _ANSWERS:
                 self._count(index)
-                return self._answer(index, rule, ticket), False, None
+                return self._answer(index, rule, ticket), expire, None
             elif rule.kind == "token_expiry" and not expire:
                 self._count(index)
                 expire = True

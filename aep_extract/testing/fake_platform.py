@@ -24,11 +24,11 @@ from ..config import DEFAULT_SCOPES
 from . import _fake_generate as gen
 from ._fake_api import Reorder
 from ._fake_data import FakeBatch, FakeFile
-from ._fake_faults import FaultInjector
+from ._fake_faults import FaultControl
 from ._fake_gateway import IMS_TOKEN_PATH, FakeGateway
 from ._fake_http import FakeHttpServer, FakeRequest, FakeResponse
 from ._fake_routes import FakeServices
-from .faults import FAULT_KINDS, FaultPlan
+from .faults import FaultPlan
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +93,9 @@ class FakeAepPlatform:
         self.scopes = scopes
         self._lock = threading.Lock()
         self._requests: list[FakeRequest] = []
-        self._faults: list[Fault] = []
-        self._injector: Optional[FaultInjector] = None
-        self._served = dict.fromkeys(FAULT_KINDS, 0)
+        self._faults = FaultControl(sandbox=sandbox)
         self._server: Optional[FakeHttpServer] = None
-        self.set_faults(faults)
+        self._faults.set_plan(faults)
 
     @classmethod
     def generate(
@@ -354,35 +352,24 @@ class FakeAepPlatform:
         The first hook that returns ``(status, headers, body)`` answers the request;
         hooks returning None let it through. Hooks run on server threads.
         """
-        with self._lock:
-            self._faults.append(fault)
+        self._faults.add_hook(fault)
 
     def clear_faults(self) -> None:
         """Remove every fault hook and the fault plan."""
-        with self._lock:
-            self._faults.clear()
-        self.set_faults(None)
+        self._faults.clear()
 
     def set_faults(self, plan: Optional[FaultPlan]) -> None:
         """Run ``plan`` from now on, in place of the current one (None: no plan).
 
         Fault hooks (:meth:`add_fault`) are consulted first; a request they let
-        through meets the plan. See :mod:`aep_extract.testing.faults`.
+        through meets the plan. See :class:`~aep_extract.testing.FaultPlan`.
         """
-        injector = (
-            FaultInjector(plan, sandbox=self.sandbox) if plan is not None else None
-        )
-        with self._lock:
-            old, self._injector = self._injector, injector
-            if old is not None:
-                for kind, count in old.served.items():
-                    self._served[kind] += count
+        self._faults.set_plan(plan)
 
     @property
     def fault_plan(self) -> Optional[FaultPlan]:
         """The fault plan in force, if any."""
-        injector = self._injector
-        return injector.plan if injector is not None else None
+        return self._faults.plan
 
     @property
     def faults_served(self) -> dict[str, int]:
@@ -390,12 +377,7 @@ class FakeAepPlatform:
 
         Every kind of :data:`~aep_extract.testing.faults.FAULT_KINDS` is a key.
         """
-        with self._lock:
-            served, injector = dict(self._served), self._injector
-        if injector is not None:
-            for kind, count in injector.served.items():
-                served[kind] += count
-        return served
+        return self._faults.served
 
     # -- serving ---------------------------------------------------------------------
 
@@ -404,20 +386,10 @@ class FakeAepPlatform:
             self._requests.append(request)
 
     def _dispatch(self, request: FakeRequest, base_url: str) -> FakeResponse:
-        with self._lock:
-            faults, injector = list(self._faults), self._injector
-        for fault in faults:
-            answer = fault(request)
-            if answer is not None:
-                status, headers, body = answer
-                return FakeResponse(status, dict(headers), body)
-
         def serve(reorder: Optional[Reorder]) -> FakeResponse:
             return self._serve(request, base_url, reorder)
 
-        if injector is None:
-            return serve(None)
-        return injector.handle(request, serve, self._gateway.expire_tokens)
+        return self._faults.handle(request, serve, self._gateway.expire_tokens)
 
     def _serve(
         self, request: FakeRequest, base_url: str, reorder: Optional[Reorder]

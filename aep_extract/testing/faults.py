@@ -32,7 +32,14 @@ from typing import Any, Optional, Union
 
 import attrs
 
-__all__ = ["FAULT_KINDS", "ROUTES", "SERVER_ERRORS", "FaultPlan", "FaultRule"]
+__all__ = [
+    "FAULT_KINDS",
+    "LISTING_CHANGES",
+    "ROUTES",
+    "SERVER_ERRORS",
+    "FaultPlan",
+    "FaultRule",
+]
 
 FAULT_KINDS = (
     "429",
@@ -45,11 +52,11 @@ FAULT_KINDS = (
     "cut",
     "listing_change",
 )
-"""Every fault kind, in the order :attr:`FakeAepPlatform.faults_served
-<aep_extract.testing.FakeAepPlatform.faults_served>` lists them."""
+"""Every fault kind, in the order in which ``FakeAepPlatform.faults_served`` lists
+them."""
 ROUTES = ("token", "catalog", "listing", "download")
-"""Route kinds a rule can be scoped to: the IMS token endpoint, Catalog calls, Data
-Access listings, and file downloads (Data Access calls with a ``path``)."""
+"""Route kinds a rule can be scoped to, in order the IMS token endpoint, Catalog calls,
+Data Access listings and file downloads (Data Access calls with a ``path``)."""
 SERVER_ERRORS = (500, 502, 503, 504)
 """Statuses a ``5xx`` rule answers with."""
 LISTING_CHANGES = ("insert", "move")
@@ -88,21 +95,26 @@ def _routes(value: Union[str, Iterable[str], None]) -> Optional[tuple[str, ...]]
     return tuple(route for route in ROUTES if route in names)
 
 
-def _in(choices: tuple[Any, ...], what: str) -> Any:
+def _in(choices: tuple[Any, ...], what: str, *, optional: bool = True) -> Any:
     def check(_: Any, __: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and value not in choices:
+        if (value is not None or not optional) and value not in choices:
             expected = ", ".join(str(choice) for choice in choices)
             raise ValueError(f"unknown {what} {value!r} (expected one of {expected})")
 
     return check
 
 
-def _at_least(low: float, what: str, *, above: bool = False) -> Any:
+def _at_least(
+    low: float, what: str, *, above: bool = False, whole: bool = False
+) -> Any:
+    kinds = (int,) if whole else (int, float)
+
     def check(_: Any, __: attrs.Attribute[Any], value: Any) -> None:
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{what} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            number = "a whole number" if whole else "a number"
+            raise ValueError(f"{what} must be {number}, got {value!r}")
         if not math.isfinite(value) or value < low or (above and value == low):
             bound = f"more than {low:g}" if above else f"at least {low:g}"
             raise ValueError(f"{what} must be {bound}, got {value!r}")
@@ -122,12 +134,13 @@ class FaultRule:
     """One kind of fault, where it applies and how often.
 
     Args:
-        kind: one of :data:`FAULT_KINDS`:
+        kind: one of :data:`~aep_extract.testing.faults.FAULT_KINDS`:
 
             - ``"429"``: answer 429 Too Many Requests, with a ``Retry-After`` header
               when ``retry_after`` is set;
-            - ``"5xx"``: answer ``status`` (one of :data:`SERVER_ERRORS`; None picks
-              one per fault) with a problem-details body;
+            - ``"5xx"``: answer ``status`` (one of
+              :data:`~aep_extract.testing.faults.SERVER_ERRORS`; None picks one per
+              fault) with a problem-details body;
             - ``"reset"``: send the headers and ``after_bytes`` of the body (None:
               half), then reset the connection (TCP RST);
             - ``"truncate"``: the same, but end with a clean close, so the body is
@@ -149,10 +162,10 @@ class FaultRule:
 
         probability: chance in ``[0, 1]`` that the rule fires on a request it
             applies to.
-        routes: route kinds (:data:`ROUTES`) it applies to, as a sequence or a
-            string like ``"catalog+listing"``; None for the kind's default: every
-            route, but ``token_expiry`` (platform routes), ``cut`` (downloads) and
-            ``listing_change`` (Catalog).
+        routes: route kinds (:data:`~aep_extract.testing.faults.ROUTES`) it
+            applies to, as a sequence or a string like ``"catalog+listing"``; None
+            for the kind's default: every route, but ``token_expiry`` (platform
+            routes), ``cut`` (downloads) and ``listing_change`` (Catalog).
         match: a regular expression searched in the request path; None for any.
         max_faults: the most faults this rule serves; None for no limit.
         retry_after: ``429``: seconds for ``Retry-After``; None sends no header.
@@ -168,14 +181,14 @@ class FaultRule:
             required option or an option that does not apply to the kind.
     """
 
-    kind: str = attrs.field(validator=_in(FAULT_KINDS, "fault kind"))
+    kind: str = attrs.field(validator=_in(FAULT_KINDS, "fault kind", optional=False))
     probability: float = attrs.field(default=1.0, kw_only=True, validator=_probability)
     routes: Optional[tuple[str, ...]] = attrs.field(
         default=None, kw_only=True, converter=_routes
     )
     match: Optional[str] = attrs.field(default=None, kw_only=True)
     max_faults: Optional[int] = attrs.field(
-        default=None, kw_only=True, validator=_at_least(1, "max_faults")
+        default=None, kw_only=True, validator=_at_least(1, "max_faults", whole=True)
     )
     retry_after: Optional[float] = attrs.field(
         default=None, kw_only=True, validator=_at_least(0, "retry_after")
@@ -184,7 +197,7 @@ class FaultRule:
         default=None, kw_only=True, validator=_in(SERVER_ERRORS, "status")
     )
     after_bytes: Optional[int] = attrs.field(
-        default=None, kw_only=True, validator=_at_least(0, "after_bytes")
+        default=None, kw_only=True, validator=_at_least(0, "after_bytes", whole=True)
     )
     delay: Optional[float] = attrs.field(
         default=None, kw_only=True, validator=_at_least(0, "delay")
@@ -271,7 +284,7 @@ class FaultPlan:
     rules: tuple[FaultRule, ...] = attrs.field(converter=_rules)
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     max_faults: Optional[int] = attrs.field(
-        default=None, validator=_at_least(1, "max_faults")
+        default=None, validator=_at_least(1, "max_faults", whole=True)
     )
 
     @classmethod

@@ -328,7 +328,7 @@ def test_failed_abort_keeps_the_original_error_and_is_logged(
         write_then_fail(sink, "left.bin", payload(PART + 1))
     assert "could not abort upload" in caplog.text
     assert uploads(client, bucket) == ["root/left.bin"]
-    assert sink.abort_incomplete_uploads(older_than=timedelta(0)) == 1
+    assert sink.cleanup_incomplete(older_than=timedelta(0)) == 1
     assert uploads(client, bucket) == []
 
 
@@ -367,7 +367,7 @@ def test_missing_bucket_is_a_clear_sink_error(aws):
             lambda: sink.stat("k"),
             lambda: sink.read_bytes("k"),
             lambda: list(sink.list_keys()),
-            lambda: sink.abort_incomplete_uploads(),
+            lambda: sink.cleanup_incomplete(),
         ]
         for attempt in attempts:
             with pytest.raises(
@@ -603,29 +603,29 @@ def test_list_keys_stays_inside_the_prefix(aws, bucket, client):
         assert list(whole.list_keys("root")) == ["root/a", "root/b/c", "rootless/x"]
 
 
-def test_abort_incomplete_uploads_under_the_prefix(sink, client, bucket):
+def test_cleanup_incomplete_under_the_prefix(sink, client, bucket):
     for key in ("root/a/old.bin", "rootless/x.bin", "other/y.bin"):
         client.create_multipart_upload(Bucket=bucket, Key=key)
-    assert sink.abort_incomplete_uploads(older_than=timedelta(0)) == 1
+    assert sink.cleanup_incomplete(older_than=timedelta(0)) == 1
     assert sorted(uploads(client, bucket)) == ["other/y.bin", "rootless/x.bin"]
-    assert sink.abort_incomplete_uploads(older_than=timedelta(0)) == 0
+    assert sink.cleanup_incomplete(older_than=timedelta(0)) == 0
 
 
-def test_abort_incomplete_uploads_spares_recent_ones(sink, client, bucket, monkeypatch):
+def test_cleanup_incomplete_spares_recent_ones(sink, client, bucket, monkeypatch):
     client.create_multipart_upload(Bucket=bucket, Key="root/recent.bin")
     (upload,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
     started = upload["Initiated"]
     monkeypatch.setattr(s3, "_utcnow", lambda: started + timedelta(hours=1))
-    assert sink.abort_incomplete_uploads(older_than=timedelta(hours=2)) == 0
-    assert sink.abort_incomplete_uploads() == 0  # default: a day
+    assert sink.cleanup_incomplete(older_than=timedelta(hours=2)) == 0
+    assert sink.cleanup_incomplete() == 0  # default: a day
     assert uploads(client, bucket) == ["root/recent.bin"]
-    assert sink.abort_incomplete_uploads(older_than=timedelta(minutes=30)) == 1
+    assert sink.cleanup_incomplete(older_than=timedelta(minutes=30)) == 1
     assert uploads(client, bucket) == []
 
 
-def test_abort_incomplete_uploads_refuses_a_negative_age(sink):
+def test_cleanup_incomplete_refuses_a_negative_age(sink):
     with pytest.raises(ConfigError, match="negative"):
-        sink.abort_incomplete_uploads(older_than=timedelta(seconds=-1))
+        sink.cleanup_incomplete(older_than=timedelta(seconds=-1))
 
 
 # -- part sizes -----------------------------------------------------------------------
