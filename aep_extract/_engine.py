@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from datetime import timedelta
 from typing import Any, Callable, Optional, TypeVar, Union
 
 import attrs
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _Result = Union[list[FileRef], tuple[FileCopy, bool], None]
 _IDLE_POLL_SECONDS = 5.0
+_RECHECK_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -88,6 +90,7 @@ class Engine:
         self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int]] = {}
         self.counters = _Counters()
         self.may_claim = True
+        self.rechecked = False
 
     # -- the loop -----------------------------------------------------------------
 
@@ -117,9 +120,12 @@ class Engine:
             raise
         after = self.source.counters()
         c = self.counters
+        units = self.store.summary(dataset_id)
+        if sum(units.values()) == units[UnitStatus.COMPLETED]:
+            self._clean_leftovers(dataset_id)
         return RunReport(
             dataset_id=dataset_id,
-            units=self.store.summary(dataset_id),
+            units=units,
             units_completed=c.units_completed,
             files_copied=c.files_copied,
             bytes_copied=c.bytes_copied,
@@ -211,7 +217,14 @@ class Engine:
             self.may_claim = True
             return True
         if not held:
-            return False
+            if self.rechecked or self.store.consistent_listing:
+                return False
+            # A store listing through an eventually consistent index (DynamoDB's
+            # GSI) may not show units registered a moment ago: look once more.
+            self.rechecked = True
+            self.stop_event.wait(_RECHECK_SECONDS)
+            self.may_claim = True
+            return True
         now = self.store.clock()
         soonest = min(cp.lease_expires_at or now for cp in held)
         delay = min(max(soonest - now, 0.0), _IDLE_POLL_SECONDS)
@@ -350,6 +363,23 @@ class Engine:
                     self.store.release(job.lease)
                 except AepExtractError:
                     logger.warning("unit %s: could not release lease", job.unit_id)
+
+    def _clean_leftovers(self, dataset_id: str) -> None:
+        """Remove partial writes of killed workers under the dataset's prefix.
+
+        Safe only now: every unit of the dataset is Completed, so no live worker
+        writes there (a late write of a lost lease would repeat the same bytes).
+        """
+        prefix = self.layout.dataset_prefix(dataset_id)
+        if prefix is None:
+            return
+        try:
+            removed = self.sink.cleanup_incomplete(prefix, older_than=timedelta(0))
+        except AepExtractError as exc:  # tidying up must not fail a finished run
+            logger.warning("could not clean up under %s: %s", prefix, describe(exc))
+            return
+        if removed:
+            logger.info("removed %d incomplete write(s) under %s", removed, prefix)
 
     def _renew_interval(self) -> float:
         return max(0.05, min(self.config.lease_seconds / 6, _IDLE_POLL_SECONDS))

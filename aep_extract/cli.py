@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from . import __version__
 from .checkpoints import CheckpointStore, open_store
-from .config import ExtractorConfig
+from .config import DEFAULT_LEASE_SECONDS, ExtractorConfig
 from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
 from .extractor import Deadline, Extractor
 from .models import UnitStatus, parse_timestamp
@@ -162,6 +162,13 @@ def _work_args(parser: argparse.ArgumentParser) -> None:
         help="files copied at once (default 8)",
     )
     parser.add_argument(
+        "--lease-seconds",
+        type=_positive_int,
+        default=int(DEFAULT_LEASE_SECONDS),
+        help="how long a unit of a crashed worker stays locked "
+        f"(default {DEFAULT_LEASE_SECONDS:.0f})",
+    )
+    parser.add_argument(
         "--deadline",
         type=_deadline,
         default=None,
@@ -222,7 +229,10 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
         store=_store(args),
         sink=open_sink(sink_url),
         scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),
-        config=ExtractorConfig(files_per_unit=args.files_per_unit),
+        config=ExtractorConfig(
+            files_per_unit=args.files_per_unit,
+            lease_seconds=getattr(args, "lease_seconds", DEFAULT_LEASE_SECONDS),
+        ),
     )
 
 

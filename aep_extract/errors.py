@@ -4,6 +4,7 @@
 
     AepExtractError
     ├── ConfigError                 bad arguments, settings or window
+    │   └── MissingResourceError    the table or bucket named does not exist
     ├── SourceError                 anything from the AEP side
     │   ├── AuthError               token request refused (wrong id/secret/scope)
     │   ├── ApiError(status)        an HTTP answer the client cannot use
@@ -35,6 +36,10 @@ class AepExtractError(Exception):
 
 class ConfigError(AepExtractError):
     """Invalid configuration, arguments or time window."""
+
+
+class MissingResourceError(ConfigError):
+    """The DynamoDB table or S3 bucket the configuration names does not exist."""
 
 
 class SourceError(AepExtractError):

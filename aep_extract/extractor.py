@@ -154,6 +154,7 @@ class Extractor:
                 unit or file is started; in-flight files finish and leases are
                 given back. Set it a few minutes before a Glue or Lambda timeout.
         """
+        self.sink.check()
         engine = Engine(
             source=self.source,
             store=self.store,

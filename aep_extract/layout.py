@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Optional
 
 import attrs
 
@@ -65,6 +66,19 @@ class KeyLayout:
                 else f"{key}.{unit.offset_range}"
             )
         return check_key(key)
+
+    def dataset_prefix(self, dataset_id: str) -> Optional[str]:
+        """The fixed start of every key of a dataset, up to its last ``/``.
+
+        None when the file template does not start with the dataset id (then no
+        prefix holds one dataset's keys alone).
+        """
+        head = self.file_template.partition("{dataset_id}")
+        if not head[1] or "{" in head[0]:
+            return None
+        static = (head[0] + dataset_id + head[2]).partition("{")[0]
+        prefix = static.rpartition("/")[0]
+        return f"{prefix}/" if prefix else None
 
     @staticmethod
     def _fields(unit: WorkUnit) -> dict[str, str]:

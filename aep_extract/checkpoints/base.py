@@ -11,6 +11,7 @@ the unit: its next write raises :class:`~aep_extract.errors.CheckpointConflict`.
 from __future__ import annotations
 
 import abc
+import itertools
 import logging
 import random
 import time
@@ -44,6 +45,11 @@ class CheckpointStore(abc.ABC):
     """
 
     clock: Callable[[], float] = staticmethod(time.time)
+
+    consistent_listing: bool = True
+    """Whether :meth:`_scan` sees every write at once. A store listing through an
+    eventually consistent index sets it False; runs then look twice before they
+    conclude that no unit is left."""
 
     # -- primitives ---------------------------------------------------------------
 
@@ -97,36 +103,44 @@ class CheckpointStore(abc.ABC):
             The lease, or None when nothing is claimable.
         """
         now = self.clock()
-        candidates = [
-            cp
-            for cp in self._scan(
-                dataset_id, (UnitStatus.PENDING, UnitStatus.IN_PROGRESS)
+        # Pending units first, expired leases after; the scan is consumed lazily so
+        # a claim reads a page or two, not the whole dataset.
+        for status in (UnitStatus.PENDING, UnitStatus.IN_PROGRESS):
+            claimable = (
+                cp for cp in self._scan(dataset_id, (status,)) if cp.claimable(now)
             )
-            if cp.claimable(now)
-        ]
-        random.shuffle(candidates)
-        for current in candidates[:_CLAIM_CANDIDATES] + candidates[_CLAIM_CANDIDATES:]:
-            taken = attrs.evolve(
-                current,
-                status=UnitStatus.IN_PROGRESS,
-                owner=owner,
-                lease_expires_at=now + lease_seconds,
-                attempts=current.attempts + 1,
-                updated_at=now,
-                version=current.version + 1,
-            )
-            try:
-                self._replace(taken, current.version)
-            except CheckpointConflict:
-                continue  # another worker was faster; try the next candidate
-            if current.status is UnitStatus.IN_PROGRESS:
-                logger.warning(
-                    "unit %s: took over expired lease of %s",
-                    current.unit_id,
-                    current.owner,
-                )
-            return Lease(checkpoint=taken, owner=owner)
+            while True:
+                batch = list(itertools.islice(claimable, _CLAIM_CANDIDATES))
+                if not batch:
+                    break
+                random.shuffle(batch)  # workers racing for the same page spread out
+                for current in batch:
+                    lease = self._try_claim(current, owner, now + lease_seconds)
+                    if lease is not None:
+                        return lease
         return None
+
+    def _try_claim(
+        self, current: Checkpoint, owner: str, expires_at: float
+    ) -> Optional[Lease]:
+        taken = attrs.evolve(
+            current,
+            status=UnitStatus.IN_PROGRESS,
+            owner=owner,
+            lease_expires_at=expires_at,
+            attempts=current.attempts + 1,
+            updated_at=self.clock(),
+            version=current.version + 1,
+        )
+        try:
+            self._replace(taken, current.version)
+        except CheckpointConflict:
+            return None  # another worker was faster
+        if current.status is UnitStatus.IN_PROGRESS:
+            logger.warning(
+                "unit %s: took over expired lease of %s", current.unit_id, current.owner
+            )
+        return Lease(checkpoint=taken, owner=owner)
 
     def renew(self, lease: Lease, lease_seconds: float) -> Lease:
         """Extend a lease. Raises CheckpointConflict if it was lost."""

@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..config import RetryConfig
-from ..errors import CheckpointConflict, CheckpointError
+from ..errors import CheckpointConflict, CheckpointError, MissingResourceError
 from ..models import Checkpoint, UnitStatus
 from . import _dynamodb_items as items
 from .base import CheckpointStore
@@ -132,6 +132,8 @@ class DynamoDBCheckpointStore(CheckpointStore):
         ...     "aep-extract", region_name="eu-west-1", create_table=True
         ... )  # doctest: +SKIP
     """
+
+    consistent_listing = False  # _scan reads a GSI, eventually consistent
 
     def __init__(
         self,
@@ -294,9 +296,6 @@ class DynamoDBCheckpointStore(CheckpointStore):
         """Close the connections of a client this store created (not a caller's)."""
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> DynamoDBCheckpointStore:
-        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._table!r}, region={self.region_name!r})"
@@ -474,7 +473,7 @@ class DynamoDBCheckpointStore(CheckpointStore):
             if code in _RETRYABLE_CODES or status >= 500:
                 raise _TransientError(message) from exc
             if code == "ResourceNotFoundException":
-                raise CheckpointError(
+                raise MissingResourceError(
                     f"DynamoDB table {self._table} does not exist in "
                     f"{self._region_or_unknown()}; create it with create_table=True "
                     f"or `--create-table` ({operation}: {code})"

@@ -57,6 +57,15 @@ class Sink(abc.ABC):
         """Every stored key that starts with ``prefix`` (optional override)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
 
+    def check(self) -> None:
+        """Fail early, before any copy, when the sink cannot be used (optional
+        override; the S3 sink checks that its bucket exists).
+
+        Raises:
+            MissingResourceError: the bucket (or equivalent) does not exist.
+            SinkError: it cannot be reached.
+        """
+
     def cleanup_incomplete(
         self, prefix: str = "", older_than: timedelta = timedelta(days=1)
     ) -> int:

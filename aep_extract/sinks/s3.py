@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ConfigError, SinkError
+from ..errors import ConfigError, MissingResourceError, SinkError
 from ..layout import check_key
 from ..models import ObjectInfo
 from ._multipart import (
@@ -231,6 +231,27 @@ class S3Sink(Sink):
             answer["Body"], lambda: self._map_botocore_errors("read", key)
         )
         return cast("BinaryIO", reader)
+
+    def check(self) -> None:
+        """Fail early when the bucket does not exist or cannot be reached.
+
+        Raises:
+            MissingResourceError: no such bucket.
+            SinkError: S3 refused (e.g. access denied) or cannot be reached.
+        """
+        try:
+            with self._map_botocore_errors("reach the bucket"):
+                self._client.head_bucket(Bucket=self._bucket)
+        except (_NoSuchObject, SinkError) as exc:
+            cause = exc.__cause__
+            code = ""
+            if isinstance(cause, ClientError):
+                code = str(cause.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket"):
+                raise MissingResourceError(
+                    f"S3 bucket {self._bucket!r} does not exist"
+                ) from cause
+            raise
 
     def stat(self, key: str) -> Optional[ObjectInfo]:
         """Size of a stored object (``HeadObject``), or None when there is none.

@@ -32,7 +32,11 @@ from aep_extract import (
 )
 from aep_extract.checkpoints._dynamodb_items import from_iso, to_iso
 from aep_extract.checkpoints.dynamodb import GSI_NAME, DynamoDBCheckpointStore
-from aep_extract.errors import CheckpointConflict, CheckpointError
+from aep_extract.errors import (
+    CheckpointConflict,
+    CheckpointError,
+    MissingResourceError,
+)
 from aep_extract.testing.contracts import (
     LEASE,
     START,
@@ -614,7 +618,7 @@ def test_a_retried_write_that_had_landed_is_not_a_conflict(
 
 
 def test_missing_table_is_a_clear_error(aws, sleeps):
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(MissingResourceError) as info:
         DynamoDBCheckpointStore("no-such-table", session=aws, sleep=sleeps.append)
     message = str(info.value)
     assert message.startswith(

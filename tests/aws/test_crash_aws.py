@@ -1,0 +1,67 @@
+"""SIGKILL at random moments with S3 and DynamoDB on moto's server (real HTTP) and
+faults on the fake AEP platform; a final run must equal a clean run."""
+
+from __future__ import annotations
+
+import os
+
+from aep_extract.testing import FakeAepPlatform, FaultPlan
+
+from ..crash_harness import CRASH_CATALOG, FAULTS, kills_wanted, run_with_kills
+from ..e2e.helpers import DATASET, END, START, expected_tree
+
+BUCKET, PREFIX, TABLE = "crash-landing", "aep", "crash-state"
+
+
+def test_sigkill_at_random_moments_then_rerun_is_exact(moto_over_http, moto_server):
+    s3 = moto_over_http.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    plan = FaultPlan.parse(FAULTS)
+    with FakeAepPlatform.generate(**CRASH_CATALOG, faults=plan) as platform:
+        env = {**os.environ, **platform.env(), "AWS_ENDPOINT_URL": moto_server}
+        args = [
+            "run",
+            "--dataset",
+            DATASET,
+            "--start",
+            START,
+            "--end",
+            END,
+            "--sink",
+            f"s3://{BUCKET}/{PREFIX}",
+            "--store",
+            f"dynamodb://{TABLE}",
+            "--create-table",
+            "--workers",
+            "4",
+            "--lease-seconds",
+            "2",
+        ]
+        result = run_with_kills(args, env, kills=kills_wanted(), seed=9)
+        served = platform.faults_served
+        expected = expected_tree(platform)
+
+    print(
+        f"\ncrash test (dynamodb+s3): {result.kills} kills, "
+        f"{result.exited_early} finished before their kill, faults {served}"
+    )
+    assert result.final_exit == 0, result.final_output
+    assert result.kills >= 1
+    assert sum(served.values()) > 0
+
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys += [obj["Key"] for obj in page.get("Contents", [])]
+    data = {k for k in keys if not k.endswith("/_manifest.json")}
+    assert data == {f"{PREFIX}/{key}" for key in expected}  # nothing extra
+    for key, content in expected.items():
+        body = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}")["Body"].read()
+        assert body == content, key
+    batches = {key.split("/")[2] for key in expected}
+    manifests = {k.split("/")[3] for k in keys if k.endswith("/_manifest.json")}
+    assert manifests == batches
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+    items = moto_over_http.client("dynamodb").scan(TableName=TABLE)["Items"]
+    assert {item["Status"]["S"] for item in items} == {"Completed"}
+    assert len(items) == len(batches)
