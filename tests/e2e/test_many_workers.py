@@ -1,0 +1,65 @@
+"""4 processes x 4 threads on one SQLite file: one owner per unit at any time,
+expired leases taken over, exact output."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from aep_extract import LocalSink, SQLiteCheckpointStore, UnitStatus
+from aep_extract.testing import FakeAepPlatform
+
+from ..many_workers import LEASE_SECONDS, check_single_owner, read_records, recording
+from ..many_workers import worker as run_worker
+from .helpers import DATASET, END, START, expected_tree, sink_tree
+
+
+def test_four_processes_share_one_sqlite_file(tmp_path):
+    store_url = f"sqlite:///{tmp_path / 'state.db'}"
+    sink_url = str(tmp_path / "out")
+    records = tmp_path / "records"
+    records.mkdir()
+    with FakeAepPlatform.generate(batches=24, files_per_batch=4) as platform:
+        # A worker that claimed a unit and died: its lease must be taken over.
+        store = recording(
+            SQLiteCheckpointStore(tmp_path / "state.db"), records / "ghost.jsonl"
+        )
+        from aep_extract import Extractor, HttpAepSource
+
+        Extractor(
+            HttpAepSource.from_env(platform.env()),
+            store=store,
+            sink=LocalSink(sink_url),
+        ).plan(DATASET, START, END)
+        assert store.claim(DATASET, "ghost", LEASE_SECONDS) is not None
+
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(
+                target=run_worker,
+                args=(
+                    platform.env(),
+                    store_url,
+                    sink_url,
+                    DATASET,
+                    START,
+                    END,
+                    str(records / f"worker{i}.jsonl"),
+                ),
+            )
+            for i in range(4)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=300)
+        assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+        expected = expected_tree(platform)
+
+    counts = check_single_owner(read_records(records))
+    print(f"\nmany workers (sqlite): {counts}")
+    assert counts["takeovers"] >= 1
+    owners = {row["owner"] for row in read_records(records) if row["owner"]}
+    assert len(owners) >= 3  # the work really was shared
+    assert sink_tree(LocalSink(sink_url)) == expected
+    final = SQLiteCheckpointStore(tmp_path / "state.db").list(DATASET)
+    assert all(cp.status is UnitStatus.COMPLETED for cp in final)
