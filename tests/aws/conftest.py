@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Iterator
+from typing import Any, Callable
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.dynamodb import models as dynamodb_models
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def atomic_moto_dynamodb() -> Iterator[None]:
+    """Make moto's conditional writes atomic, as DynamoDB's are.
+
+    moto checks a ConditionExpression and then writes, with no lock between: two
+    threads (or two requests to the moto server, which runs in this process) can
+    both pass the check. DynamoDB guarantees that a conditional write is atomic, and
+    the store's fencing relies on exactly that, so the tests emulate it.
+    """
+    backend = dynamodb_models.DynamoDBBackend
+    lock = threading.RLock()
+    originals = {
+        name: getattr(backend, name)
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items")
+    }
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return call
+
+    for name, method in originals.items():
+        setattr(backend, name, locked(method))
+    yield
+    for name, method in originals.items():
+        setattr(backend, name, method)
 
 
 @pytest.fixture(autouse=True)

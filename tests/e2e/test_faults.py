@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ CHUNK = 256 * 1024
 BIG_CHUNK = 4 * 1024 * 1024
 """Ranges of 4 MiB are read in 1 MiB pieces, so a broken range keeps some progress."""
 _PLATFORM = ("catalog", "listing", "download")
+URLLIB3_2 = int(version("urllib3").split(".")[0]) >= 2
+"""urllib3 2 raises on a body shorter than its Content-Length; 1.26 hands it over."""
 
 # The client paces itself (AIMD) and halves its rate on every round of 429/503; a
 # high ceiling keeps these runs fast. Older clients have no such setting.
@@ -194,7 +197,22 @@ def test_rate_limit_is_obeyed(platform, tmp_path):
 # -- broken bodies: the download resumes inside the file -------------------------------
 
 
-@pytest.mark.parametrize("kind", ["reset", "truncate"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "reset",
+        pytest.param(
+            "truncate",
+            marks=pytest.mark.xfail(
+                not URLLIB3_2,
+                strict=True,
+                raises=AssertionError,
+                reason="client bug with urllib3 < 2: a truncated JSON answer is "
+                "InvalidResponse (not retried) instead of a transient error",
+            ),
+        ),
+    ],
+)
 def test_broken_bodies_resume_inside_the_file(platform, tmp_path, kind):
     faulted(
         platform,
@@ -297,11 +315,12 @@ def _batches(request: Any) -> bool:
 
 
 @pytest.mark.xfail(
+    URLLIB3_2,
     strict=True,
     raises=AssertionError,
     reason="client bug: a body cut short inside one read piece loses the whole "
     "piece (urllib3 2 raises before returning it), so a cut below the piece size "
-    "never makes progress; and progress does not renew the retry budget",
+    "never makes progress",
 )
 def test_cut_below_the_read_piece_still_completes(tmp_path):
     with FakeAepPlatform.generate(batches=1, large_file_size=0) as platform:

@@ -441,8 +441,16 @@ def test_truncate_closes_early(
     head, received, end = raw_get(platform)
     assert f"Content-Length: {len(BODY)}".encode() in head
     assert (received, end) == (BODY[:sent], "eof")
-    with pytest.raises(requests.exceptions.ChunkedEncodingError, match="IncompleteRe"):
-        get_file(platform)
+    assert arrives_short(platform)
+
+
+def arrives_short(platform: FakeAepPlatform) -> bool:
+    """Whether ``requests`` sees the body short: urllib3 2 raises, 1.26 (which does
+    not enforce Content-Length) hands over fewer bytes."""
+    try:
+        return len(get_file(platform).content) < len(BODY)
+    except requests.exceptions.ChunkedEncodingError as exc:
+        return "IncompleteRead" in str(exc)
 
 
 def test_cut_only_bodies_longer_than_the_limit(platform: FakeAepPlatform) -> None:
