@@ -94,10 +94,20 @@ class Engine:
 
     # -- the loop -----------------------------------------------------------------
 
-    def run(self, dataset_id: str) -> RunReport:
-        """Work until every unit of the dataset is Completed or Failed, or a stop."""
-        started = time.monotonic()
-        before = dict(self.source.counters())
+    def run(
+        self,
+        dataset_id: str,
+        *,
+        started: Optional[float] = None,
+        counted_from: Optional[Mapping[str, int]] = None,
+    ) -> RunReport:
+        """Work until every unit of the dataset is Completed or Failed, or a stop.
+
+        ``started`` (time.monotonic) and ``counted_from`` (source counters) let the
+        report cover planning done just before.
+        """
+        started = time.monotonic() if started is None else started
+        before = dict(self.source.counters() if counted_from is None else counted_from)
         try:
             while True:
                 self._fill(dataset_id)

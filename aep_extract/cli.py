@@ -162,6 +162,20 @@ def _work_args(parser: argparse.ArgumentParser) -> None:
         help="files copied at once (default 8)",
     )
     parser.add_argument(
+        "--max-rps",
+        dest="max_requests_per_second",
+        type=float,
+        default=None,
+        help="ceiling of AEP requests per second; the rate adapts below it on 429s "
+        "(default 50, or AEP_MAX_RPS)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=None,
+        help="AEP requests open at once (default 16, or AEP_MAX_IN_FLIGHT)",
+    )
+    parser.add_argument(
         "--lease-seconds",
         type=_positive_int,
         default=int(DEFAULT_LEASE_SECONDS),
@@ -224,8 +238,13 @@ def _store(args: argparse.Namespace) -> CheckpointStore:
 
 
 def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
+    limits = {
+        name: getattr(args, name)
+        for name in ("max_requests_per_second", "max_in_flight")
+        if getattr(args, name, None) is not None
+    }  # only what was given: AEP_MAX_RPS / AEP_MAX_IN_FLIGHT apply otherwise
     return Extractor(
-        AepSource.from_env(),
+        AepSource.from_env(**limits),
         store=_store(args),
         sink=open_sink(sink_url),
         scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from typing import Optional, Union
 
@@ -140,7 +140,10 @@ class Extractor:
         return result
 
     def execute(
-        self, dataset_id: str, *, deadline: Optional[Deadline] = None
+        self,
+        dataset_id: str,
+        *,
+        deadline: Optional[Deadline] = None,
     ) -> RunReport:
         """Work on the dataset's units until each is Completed or Failed.
 
@@ -154,6 +157,16 @@ class Extractor:
                 unit or file is started; in-flight files finish and leases are
                 given back. Set it a few minutes before a Glue or Lambda timeout.
         """
+        return self._execute(dataset_id, _monotonic_deadline(deadline))
+
+    def _execute(
+        self,
+        dataset_id: str,
+        deadline: Optional[float],
+        since: Optional[tuple[float, Mapping[str, int]]] = None,
+    ) -> RunReport:
+        """:meth:`execute`; ``since`` (start time, source counters) makes the
+        report cover what happened before, e.g. the planning of :meth:`run`."""
         self.sink.check()
         engine = Engine(
             source=self.source,
@@ -164,10 +177,11 @@ class Extractor:
             owner=self.owner,
             stop_event=self._stop,
             abort_event=self._abort,
-            deadline=_monotonic_deadline(deadline),
+            deadline=deadline,
         )
         try:
-            report = engine.run(dataset_id)
+            started, counted_from = since or (None, None)
+            report = engine.run(dataset_id, started=started, counted_from=counted_from)
         finally:
             self._stop.clear()
             self._abort.clear()
@@ -190,9 +204,9 @@ class Extractor:
     ) -> RunReport:
         """:meth:`plan` then :meth:`execute`: the whole job, safe to rerun."""
         limit = _monotonic_deadline(deadline)
+        since = (time.monotonic(), dict(self.source.counters()))
         self.plan(dataset_id, start, end)
-        remaining = None if limit is None else max(0.0, limit - time.monotonic())
-        return self.execute(dataset_id, deadline=remaining)
+        return self._execute(dataset_id, limit, since)
 
     def status(self, dataset_id: str) -> DatasetStatus:
         """Every unit of the dataset with its status, progress and last error."""

@@ -21,6 +21,7 @@ import urllib3.exceptions
 from .._retry import parse_retry_after
 from ..errors import (
     ApiError,
+    IncompleteDownload,
     InvalidResponse,
     NotFoundError,
     ServerError,
@@ -162,8 +163,17 @@ def parse_json(response: requests.Response, method: str) -> Any:
     """The JSON body of a successful response.
 
     Raises:
+        IncompleteDownload: the body is shorter than its ``Content-Length`` (urllib3
+            1.x does not check; the answer is retried like any short body).
         InvalidResponse: the body is not JSON.
     """
+    announced = response.headers.get("Content-Length", "")
+    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+    if not encoded and announced.isdigit() and len(response.content) < int(announced):
+        raise IncompleteDownload(
+            f"{describe(method, response.url)}: body ended after "
+            f"{len(response.content)} of {announced} bytes"
+        )
     try:
         return json.loads(response.content)
     except ValueError:

@@ -42,7 +42,8 @@ CATALOG = "/data/foundation/catalog"
 EXPORT = "/data/foundation/export"
 PAGE_SIZE = 100
 """Catalog and Data Access both cap a page at 100 entries."""
-PIECE_SIZE = 1024 * 1024
+PIECE_SIZE = 64 * 1024
+"""Bytes read from the socket at a time; a broken read loses at most this much."""
 """Largest bytes object :meth:`HttpAepSource.read_file` yields."""
 
 
@@ -131,10 +132,13 @@ class HttpAepSource(AepSource):
     ) -> Iterator[Batch]:
         """Batches of a dataset created in ``[window.start, window.end)``, oldest first.
 
-        Pages through ``/catalog/batches`` 100 at a time until a short page. Batches
-        are yielded once each, and only if their ``created`` lies in the window and
-        their ``relatedObjects`` name the dataset (Catalog filters are trusted but
-        checked).
+        Pages through ``/catalog/batches`` 100 at a time, oldest first, until a short
+        page. Pages are cut by time, not by offset: the next page asks for batches
+        created after the newest one seen (less 1 ms, de-duplicated), so a batch
+        leaving or joining the listing meanwhile cannot shift a page over another
+        one. Batches are yielded once each, and only if their ``created`` lies in the
+        window and their ``relatedObjects`` name the dataset (Catalog filters are
+        trusted but checked).
 
         Args:
             dataset_id: the dataset.
@@ -156,18 +160,22 @@ class HttpAepSource(AepSource):
         if status is not None:
             params["status"] = status
         seen: set[str] = set()
-        start = 0
+        after, start = window.start_ms - 1, 0
         while True:
-            page = self._client.get_json(url, {**params, "start": str(start)})
+            query = {**params, "createdAfter": str(after), "start": str(start)}
+            page = self._client.get_json(url, query)
             if not isinstance(page, dict):
                 raise InvalidResponse(
-                    f"{describe('GET', url)} (start={start}): not a JSON object"
+                    f"{describe('GET', url)} (createdAfter={after}, start={start}): "
+                    "not a JSON object"
                 )
+            newest = after
             for batch_id, obj in page.items():
-                if batch_id in seen:  # pages shift while new batches arrive
+                batch = parsing.parse_batch(batch_id, obj, dataset_id)
+                newest = max(newest, batch.created_ms)
+                if batch_id in seen:  # the page boundary's millisecond, again
                     continue
                 seen.add(batch_id)
-                batch = parsing.parse_batch(batch_id, obj, dataset_id)
                 if window.contains_ms(batch.created_ms) and parsing.related_to_dataset(
                     batch.raw, dataset_id
                 ):
@@ -178,7 +186,10 @@ class HttpAepSource(AepSource):
                     )
             if len(page) < PAGE_SIZE:
                 return
-            start += PAGE_SIZE
+            if newest - 1 > after:
+                after, start = newest - 1, 0
+            else:  # a whole page created in one millisecond: step through it
+                start += PAGE_SIZE
 
     # -- Data Access: listings ---------------------------------------------------
 
@@ -254,7 +265,7 @@ class HttpAepSource(AepSource):
     # -- Data Access: bytes ------------------------------------------------------
 
     def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
-        """Stream a file's bytes from ``start`` in pieces of at most 1 MiB.
+        """Stream a file's bytes from ``start`` in pieces of at most 64 KiB.
 
         Each ``Range`` request asks for ``chunk_size`` bytes. When a request fails
         with a retryable error (short body, reset, 5xx, 429) it is retried under the
@@ -274,14 +285,24 @@ class HttpAepSource(AepSource):
         )
         pos = start
         while pos < file.length:
-            # One retry budget per range; each attempt resumes at the current pos.
+            # One retry budget per range and per stretch without progress; each
+            # attempt resumes at the current pos.
             for attempt in self._client.retrying():
+                begun = pos
                 try:
                     with contextlib.closing(self._read_range(url, file, pos)) as body:
                         for piece in body:
                             pos += len(piece)
                             yield piece
                 except RETRYABLE as exc:
+                    if pos > begun:
+                        # Progress, then a break (a response cut at Adobe's 60 s
+                        # limit, a reset): resume at once with a fresh budget.
+                        logger.warning(
+                            "%s: %s; resuming at byte %d", file.name, exc, pos
+                        )
+                        self._client.bump("retries")
+                        break
                     attempt.retry_state.set_exception(
                         (type(exc), exc, exc.__traceback__)
                     )
@@ -305,10 +326,14 @@ class HttpAepSource(AepSource):
                 response.status_code, response.headers, pos, file, where
             )
             received = 0
+            raw = response.raw
+            # Read the socket ourselves in small pieces: urllib3 2 drops the bytes
+            # of a read that ends early (it raises instead), and a body cut short is
+            # exactly what must resume from its last byte. We check the length.
+            raw.enforce_content_length = False
+            size = min(PIECE_SIZE, self.config.chunk_size)
             with map_requests_errors("GET", url):
-                for piece in response.iter_content(
-                    min(PIECE_SIZE, self.config.chunk_size)
-                ):
+                for piece in iter(lambda: raw.read(size, decode_content=False), b""):
                     if received + len(piece) > expected:
                         raise IncompleteDownload(f"{where}: body longer than announced")
                     received += len(piece)

@@ -165,6 +165,7 @@ class FaultInjector:
         self._by_rule = [0] * len(plan.rules)
         self._admitted: dict[int, collections.deque[float]] = {}
         self._listings: dict[str, list[str]] = {}
+        self._listing_starts: dict[str, tuple[str, str]] = {}
 
     @property
     def served(self) -> dict[str, int]:
@@ -239,8 +240,8 @@ class FaultInjector:
             elif rule.kind == "token_expiry" and not expire:
                 self._count(index)
                 expire = True
-            elif rule.kind == "listing_change" and listing and listing[1] > 0:
-                # Only between the pages of one listing: start > 0.
+            elif rule.kind == "listing_change" and listing and listing[1]:
+                # Only between the pages of one listing.
                 self._count(index)
                 change = self._change(index, rule, ticket)
                 self._listings.setdefault(listing[0], []).append(change)
@@ -289,17 +290,21 @@ class FaultInjector:
 
     # -- listing changes ---------------------------------------------------------
 
-    @staticmethod
-    def _listing_key(request: FakeRequest) -> Optional[tuple[str, int]]:
-        """``(listing identity, start)`` of a Catalog batch listing page, else None."""
+    def _listing_key(self, request: FakeRequest) -> Optional[tuple[str, bool]]:
+        """``(listing identity, continued)`` of a Catalog batch listing page, else
+        None. A listing moves on by ``start`` (offset paging) or by ``createdAfter``
+        (time paging); asking for its first page again begins a new listing."""
         if request.method != "GET" or request.path != _BATCHES_PATH:
             return None
-        try:
-            start = int(request.query.get("start", "0"))
-        except ValueError:
-            return None
-        rest = sorted((k, v) for k, v in request.query.items() if k != "start")
-        return json.dumps(rest), start
+        cursor = ("createdAfter", "start")
+        position = (
+            request.query.get("createdAfter", ""),
+            request.query.get("start", "0"),
+        )
+        rest = sorted((k, v) for k, v in request.query.items() if k not in cursor)
+        identity = json.dumps(rest)
+        first = self._listing_starts.setdefault(identity, position)
+        return identity, position != first
 
     def _change(self, index: int, rule: FaultRule, ticket: _Ticket) -> str:
         if rule.change is not None:
@@ -310,8 +315,8 @@ class FaultInjector:
     def _reorder(self, listing: Optional[tuple[str, int]]) -> Optional[Reorder]:
         if listing is None:
             return None
-        key, start = listing
-        if start <= 0:
+        key, continued = listing
+        if not continued:
             self._listings.pop(key, None)  # a new listing begins
             return None
         changes = tuple(self._listings.get(key, ()))
