@@ -39,6 +39,7 @@ from .errors import (
     UnsafeKeyError,
 )
 from .extractor import Extractor
+from .hooks import CallbackHooks, ExtractionHooks
 from .layout import KeyLayout
 from .models import (
     Batch,
@@ -82,6 +83,7 @@ __all__ = [
     "ApiError",
     "AuthError",
     "Batch",
+    "CallbackHooks",
     "Checkpoint",
     "CheckpointConflict",
     "CheckpointError",
@@ -90,6 +92,7 @@ __all__ = [
     "DatasetStatus",
     "DynamoDBCheckpointStore",
     "ExtractionFailed",
+    "ExtractionHooks",
     "Extractor",
     "ExtractorConfig",
     "FileCopy",

@@ -21,9 +21,11 @@ from typing import Any, Callable, Optional, TypeVar, Union
 import attrs
 
 from ._jobs import UnitJob
+from ._logging import log_context
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
 from .errors import AepExtractError, CheckpointConflict, IncompleteDownload
+from .hooks import ExtractionHooks, HookDispatcher
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, UnitStatus, WorkUnit
 from .report import RunReport
@@ -72,8 +74,10 @@ class Engine:
         stop_event: threading.Event,
         abort_event: threading.Event,
         deadline: Optional[float] = None,
+        hooks: Optional[ExtractionHooks] = None,
     ) -> None:
         self.source = source
+        self.hooks = HookDispatcher(hooks)  # never raises: a hook cannot break a run
         self.store = store
         self.sink = sink
         self.scheduler = scheduler
@@ -179,7 +183,9 @@ class Engine:
                 lease.unit.unit_id,
                 lease.checkpoint.attempts,
                 lease.checkpoint.last_processed_offset,
+                extra=log_context(lease.unit),
             )
+            self.hooks.unit_started(unit=lease.unit, attempt=lease.checkpoint.attempts)
             job = UnitJob(lease=lease)
             self.jobs[job.unit_id] = job
             self._submit(job, "list", -1, self.source.list_files, lease.unit.batch_id)
@@ -261,7 +267,7 @@ class Engine:
             self._note_error(job, exc)
             return
         except Exception as exc:  # a bug or an unmapped error: record, do not crash
-            logger.exception("unit %s: unexpected error", job.unit_id)
+            logger.exception("unit %s: unexpected error", job.unit_id, extra=_ctx(job))
             self._note_error(job, exc)
             return
         if not job.active:
@@ -269,13 +275,27 @@ class Engine:
         if kind == "list":
             assert isinstance(result, list)
             job.load(result)
-            logger.info("unit %s: %d files", job.unit_id, len(job.files))
+            logger.info(
+                "unit %s: %d files", job.unit_id, len(job.files), extra=_ctx(job)
+            )
+            self.hooks.unit_listed(
+                unit=job.lease.unit,
+                files=len(job.files),
+                bytes=sum(f.length for f in job.files.values()),
+            )
         elif kind == "manifest":
             self._finish(job)
         else:
             assert isinstance(result, tuple)
             copy, fresh = result
             job.copies[offset] = copy
+            self.hooks.file_copied(
+                unit=job.lease.unit,
+                file=job.files[offset],
+                key=copy.key,
+                size=copy.size,
+                fresh=fresh,
+            )
             if fresh:
                 job.fresh[offset] = copy.size
                 self.counters.files_copied += 1
@@ -286,7 +306,7 @@ class Engine:
 
     def _note_error(self, job: UnitJob, exc: BaseException) -> None:
         if job.error is None and not job.lost:
-            logger.warning("unit %s: %s", job.unit_id, describe(exc))
+            logger.warning("unit %s: %s", job.unit_id, describe(exc), extra=_ctx(job))
             job.error = describe(exc)
         job.todo.clear()
 
@@ -328,7 +348,17 @@ class Engine:
     def _finish(self, job: UnitJob) -> None:
         if self._fenced(job, self.store.complete, job.lease) is not None:
             self.counters.units_completed += 1
-            logger.info("unit %s: completed, %d files", job.unit_id, len(job.files))
+            logger.info(
+                "unit %s: completed, %d files",
+                job.unit_id,
+                len(job.files),
+                extra=_ctx(job),
+            )
+            self.hooks.unit_finished(
+                unit=job.lease.unit,
+                files=len(job.fresh),
+                bytes=sum(job.fresh.values()),
+            )
         self.jobs.pop(job.unit_id, None)
 
     def _fail(self, job: UnitJob) -> None:
@@ -339,7 +369,12 @@ class Engine:
                 job.lease, error, max_attempts=self.config.unit_attempts
             )
         except CheckpointConflict:
-            logger.warning("unit %s: lease lost before recording failure", job.unit_id)
+            logger.warning(
+                "unit %s: lease lost before recording failure",
+                job.unit_id,
+                extra=_ctx(job),
+            )
+            self.hooks.unit_failed(unit=job.lease.unit, error=error, final=False)
         else:
             if state.status is UnitStatus.PENDING:
                 self.may_claim = True  # it will be retried, by us or another worker
@@ -350,6 +385,12 @@ class Engine:
                 state.attempts,
                 error,
                 state.status.value,
+                extra=_ctx(job),
+            )
+            self.hooks.unit_failed(
+                unit=job.lease.unit,
+                error=error,
+                final=state.status is UnitStatus.FAILED,
             )
         del self.jobs[job.unit_id]
 
@@ -360,6 +401,7 @@ class Engine:
             "unit %s: released at offset %d",
             job.unit_id,
             job.lease.checkpoint.last_processed_offset,
+            extra=_ctx(job),
         )
         del self.jobs[job.unit_id]
 
@@ -412,7 +454,9 @@ class Engine:
             return write(*args, **kwargs)
         except CheckpointConflict:
             logger.warning(
-                "unit %s: lease lost to another worker; letting go", job.unit_id
+                "unit %s: lease lost to another worker; letting go",
+                job.unit_id,
+                extra=_ctx(job),
             )
             job.lost = True
             job.todo.clear()
@@ -431,10 +475,14 @@ class Engine:
         """
         info = self.sink.stat(key)
         if info is not None and info.size == file.length:
-            logger.debug("%s already in the sink", key)
+            logger.debug("%s already in the sink", key, extra=log_context(unit, file))
             return _file_copy(offset, file, key, self.sink.sha256(key)), False
         if recorded:
-            logger.warning("%s is recorded as copied but missing; copying again", key)
+            logger.warning(
+                "%s is recorded as copied but missing; copying again",
+                key,
+                extra=log_context(unit, file),
+            )
         return self._copy(unit, offset, file, key), True
 
     def _copy(self, unit: WorkUnit, offset: int, file: FileRef, key: str) -> FileCopy:
@@ -457,7 +505,13 @@ class Engine:
                     f"{file.dataset_file_id}/{file.name}: got {size} of "
                     f"{file.length} bytes"
                 )
-        logger.debug("copied %s (%d bytes) to %s", file.name, size, key)
+        logger.debug(
+            "copied %s (%d bytes) to %s",
+            file.name,
+            size,
+            key,
+            extra=log_context(unit, file, key),
+        )
         return _file_copy(offset, file, key, digest.hexdigest())
 
     def _write_manifest(self, job: UnitJob) -> None:
@@ -485,6 +539,11 @@ def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:
         size=file.length,
         sha256=sha256,
     )
+
+
+def _ctx(job: UnitJob) -> dict[str, Any]:
+    """Log context of a job's unit (see :func:`~aep_extract._logging.log_context`)."""
+    return log_context(job.lease.unit)
 
 
 def _delta(after: Mapping[str, int], before: Mapping[str, int], name: str) -> int:

@@ -16,12 +16,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from . import __version__
+from . import _cli_ops as _ops
+from ._logging import make_formatter
 from .checkpoints import CheckpointStore, open_store
 from .config import DEFAULT_LEASE_SECONDS, ExtractorConfig
 from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
 from .extractor import Deadline, Extractor
 from .models import UnitStatus, parse_timestamp
-from .report import DatasetStatus
+from .report import DatasetStatus, RunReport
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
 from .sources import AepSource
@@ -46,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or one JSON object per line, with "
+        "dataset, batch and file fields (for CloudWatch Logs)",
+    )
     commands = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser
     )
@@ -71,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_arg(retry)
     _store_arg(retry)
     retry.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    _ops.add_verify(command("verify", _ops.VERIFY_HELP))
+    _ops.add_cleanup(command("cleanup", _ops.CLEANUP_HELP))
+    _ops.add_reset(command("reset", _ops.RESET_HELP))
+    _ops.add_failed(command("failed", _ops.FAILED_HELP))
     demo = command("demo", "extract a sample dataset from a built-in fake AEP")
     demo.add_argument(
         "--dir",
@@ -190,6 +203,13 @@ def _work_args(parser: argparse.ArgumentParser) -> None:
         "time; set it before a Glue or Lambda timeout",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--metrics",
+        choices=("none", "cloudwatch", "emf"),
+        default="none",
+        help="publish the run's metrics: cloudwatch (PutMetricData) or emf "
+        "(an embedded-metric-format line on stdout); default none",
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -198,7 +218,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors (code 2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    _configure_logging(args.verbose, args.quiet, default_info=args.command == "demo")
+    _configure_logging(
+        args.verbose,
+        args.quiet,
+        # The demo narrates its units in the log unless a progress bar shows them.
+        default_info=args.command == "demo" and not sys.stderr.isatty(),
+        log_format=args.log_format,
+    )
     handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
     try:
         return handler(args)
@@ -216,7 +242,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
 
 
-def _configure_logging(verbose: int, quiet: bool, *, default_info: bool) -> None:
+def _configure_logging(
+    verbose: int, quiet: bool, *, default_info: bool, log_format: str = "text"
+) -> None:
     level = logging.WARNING
     if verbose or default_info:
         level = logging.INFO
@@ -224,11 +252,9 @@ def _configure_logging(verbose: int, quiet: bool, *, default_info: bool) -> None
         level = logging.DEBUG
     if quiet:
         level = logging.ERROR
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _store(args: argparse.Namespace) -> CheckpointStore:
@@ -252,6 +278,7 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
             files_per_unit=args.files_per_unit,
             lease_seconds=getattr(args, "lease_seconds", DEFAULT_LEASE_SECONDS),
         ),
+        progress=False if args.quiet else None,
     )
 
 
@@ -261,7 +288,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             args.dataset, args.start, args.end, deadline=args.deadline
         )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    _publish_metrics(args.metrics, report)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
+
+
+def _publish_metrics(kind: str, report: RunReport) -> None:
+    """Publish the run's metrics; a failure to do so is logged, not fatal."""
+    if kind == "none":
+        return
+    from .metrics import CloudWatchMetrics, EmfMetrics, MetricsError
+
+    publisher = CloudWatchMetrics() if kind == "cloudwatch" else EmfMetrics()
+    try:
+        publisher.publish(report)
+    except MetricsError as exc:
+        logger.warning("metrics not published: %s", exc)
 
 
 @contextlib.contextmanager
@@ -357,6 +398,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "retry-failed": _cmd_retry_failed,
     "demo": _cmd_demo,
+    "verify": _ops.cmd_verify,
+    "cleanup": _ops.cmd_cleanup,
+    "reset": _ops.cmd_reset,
+    "failed": _ops.cmd_failed,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,12 +17,16 @@ from ._engine import Engine
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
 from .errors import ConfigError
+from .hooks import HookDispatcher, HooksLike
+from .layout import KeyLayout
 from .models import EXPORTABLE_BATCH_STATUSES, Batch, TimeWindow, WorkUnit
+from .progress import make_progress
 from .report import DatasetStatus, PlanResult, RunReport
 from .schedulers.base import Scheduler
 from .schedulers.threads import ThreadPoolScheduler
 from .sinks.base import Sink
 from .sources.base import AepSource
+from .verify import VerifyReport, verify
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,12 @@ class Extractor:
         scheduler: how copies run at once (default: 8 threads).
         config: leases, attempts, splitting and key layout.
         owner: this worker's id in leases (default: host, pid and a random part).
+        hooks: told of each unit, file, retry and 429 as the run goes (an
+            :class:`~aep_extract.hooks.ExtractionHooks`, a mapping of event name to
+            callable, or a list of either); a hook that raises is logged, ignored.
+        progress: show a progress bar: None (default) when stderr is a terminal or
+            in a notebook, True always, False never. :meth:`execute` and
+            :meth:`run` can override it.
 
     Example:
         >>> from aep_extract import Extractor, SQLiteCheckpointStore
@@ -80,8 +90,14 @@ class Extractor:
         scheduler: Optional[Scheduler] = None,
         config: Optional[ExtractorConfig] = None,
         owner: Optional[str] = None,
+        hooks: Optional[HooksLike] = None,
+        progress: Optional[bool] = None,
     ) -> None:
         self.source = source
+        self.hooks = HookDispatcher(hooks)
+        self.progress = progress
+        if self.hooks:
+            self.source.set_hooks(self.hooks)
         self.store = store
         self.sink = sink
         self.scheduler = scheduler or ThreadPoolScheduler()
@@ -144,6 +160,7 @@ class Extractor:
         dataset_id: str,
         *,
         deadline: Optional[Deadline] = None,
+        progress: Optional[bool] = None,
     ) -> RunReport:
         """Work on the dataset's units until each is Completed or Failed.
 
@@ -156,19 +173,27 @@ class Extractor:
             deadline: seconds from now, or an aware datetime, after which no new
                 unit or file is started; in-flight files finish and leases are
                 given back. Set it a few minutes before a Glue or Lambda timeout.
+            progress: show a progress bar (None: the extractor's ``progress``).
         """
-        return self._execute(dataset_id, _monotonic_deadline(deadline))
+        return self._execute(
+            dataset_id, _monotonic_deadline(deadline), progress=progress
+        )
 
     def _execute(
         self,
         dataset_id: str,
         deadline: Optional[float],
         since: Optional[tuple[float, Mapping[str, int]]] = None,
+        progress: Optional[bool] = None,
     ) -> RunReport:
         """:meth:`execute`; ``since`` (start time, source counters) makes the
         report cover what happened before, e.g. the planning of :meth:`run`."""
         self.sink.check()
+        bar = make_progress(dataset_id, self.progress if progress is None else progress)
+        hooks = self.hooks.with_extra(bar) if bar is not None else self.hooks
+        self.source.set_hooks(hooks if hooks else None)
         engine = Engine(
+            hooks=hooks,
             source=self.source,
             store=self.store,
             sink=self.sink,
@@ -183,6 +208,9 @@ class Extractor:
             started, counted_from = since or (None, None)
             report = engine.run(dataset_id, started=started, counted_from=counted_from)
         finally:
+            if bar is not None:
+                bar.close()
+            self.source.set_hooks(self.hooks if self.hooks else None)
             self._stop.clear()
             self._abort.clear()
         logger.info(
@@ -201,12 +229,13 @@ class Extractor:
         end: Moment,
         *,
         deadline: Optional[Deadline] = None,
+        progress: Optional[bool] = None,
     ) -> RunReport:
         """:meth:`plan` then :meth:`execute`: the whole job, safe to rerun."""
         limit = _monotonic_deadline(deadline)
         since = (time.monotonic(), dict(self.source.counters()))
         self.plan(dataset_id, start, end)
-        return self._execute(dataset_id, limit, since)
+        return self._execute(dataset_id, limit, since, progress=progress)
 
     def status(self, dataset_id: str) -> DatasetStatus:
         """Every unit of the dataset with its status, progress and last error."""
@@ -223,6 +252,31 @@ class Extractor:
             How many units were reset.
         """
         return self.store.retry_failed(dataset_id, unit_ids)
+
+    def verify(
+        self, dataset_id: str, start: Moment, end: Moment, *, checksums: bool = True
+    ) -> VerifyReport:
+        """Reconcile the sink, the store and the Catalog for the window: batches
+        missing from the sink, objects missing or differing from their manifest
+        (size, and SHA-256 unless ``checksums`` is False), manifests and Completed
+        units that disagree, stray objects. Reads only; see
+        :func:`aep_extract.verify.verify`.
+
+        Raises:
+            ConfigError: a naive or reversed window.
+        """
+        return verify(
+            source=self.source,
+            store=self.store,
+            sink=self.sink,
+            dataset_id=dataset_id,
+            window=TimeWindow.parse(start, end),
+            layout=KeyLayout(
+                file_template=self.config.key_template,
+                manifest_template=self.config.manifest_template,
+            ),
+            checksums=checksums,
+        )
 
     def stop(self, *, abort: bool = False) -> None:
         """Ask a running :meth:`execute` to stop: no new unit or file is started,

@@ -84,6 +84,22 @@ class RunReport:
     stopped: bool = False
 
     @property
+    def throughput_bytes_per_second(self) -> float:
+        """Bytes copied per second of the run (0 for a run of no duration)."""
+        if self.duration_seconds <= 0:
+            return 0.0
+        return self.bytes_copied / self.duration_seconds
+
+    def failures_by_unit(self) -> dict[str, tuple[int, str]]:
+        """Each failed unit, in order of first failure, with its number of failed
+        attempts in this run and its last error."""
+        grouped: dict[str, tuple[int, str]] = {}
+        for unit, error in self.failures:
+            attempts = grouped.get(unit, (0, ""))[0]
+            grouped[unit] = (attempts + 1, error)
+        return grouped
+
+    @property
     def ok(self) -> bool:
         """Every unit of the dataset is Completed."""
         return sum(self.units.values()) == self.units.get(UnitStatus.COMPLETED, 0)
@@ -118,6 +134,7 @@ class RunReport:
             "bytesCopied": self.bytes_copied,
             "filesSkipped": self.files_skipped,
             "durationSeconds": round(self.duration_seconds, 3),
+            "throughputBytesPerSecond": round(self.throughput_bytes_per_second, 1),
             "requests": self.requests,
             "retries": self.retries,
             "throttled": self.throttled,
@@ -127,7 +144,7 @@ class RunReport:
 
     def __str__(self) -> str:
         units = ", ".join(f"{n} {s.value}" for s, n in self.units.items() if n)
-        rate = self.bytes_copied / self.duration_seconds if self.duration_seconds else 0
+        rate = self.throughput_bytes_per_second
         lines = [
             f"dataset {self.dataset_id}: {units or 'no units'}",
             f"copied {self.files_copied} files, {self.bytes_copied} bytes "
@@ -135,7 +152,9 @@ class RunReport:
             f"{self.files_skipped} already done; {self.retries} retries, "
             f"{self.throttled} throttled",
         ]
-        lines += [f"FAILED {unit}: {error}" for unit, error in self.failures]
+        for unit, (attempts, error) in self.failures_by_unit().items():
+            tries = f" ({attempts} attempts)" if attempts > 1 else ""
+            lines.append(f"FAILED unit {unit}{tries}: {error}")
         if self.stopped:
             lines.append("stopped before the work was done; rerun to finish")
         return "\n".join(lines)

@@ -65,6 +65,7 @@ nitpick_ignore = [
     ("py:class", "os.PathLike"),
     ("py:func", "os.replace"),
     ("py:func", "time.time"),
+    ("py:class", "logging.Logger"),
     # Third-party types in signatures.
     ("py:class", "boto3.Session"),
     ("py:class", "requests.sessions.Session"),
@@ -72,7 +73,7 @@ nitpick_ignore = [
 ]
 nitpick_ignore_regex = [
     # Stub-only boto3 client types, imported under TYPE_CHECKING.
-    ("py:class", r"(mypy_boto3_\w+\.)?(S3Client|DynamoDBClient)"),
+    ("py:class", r"(mypy_boto3_\w+\.)?(S3Client|DynamoDBClient|CloudWatchClient)"),
     # The TypeVar of Scheduler.submit's signature.
     ("py:class", r"aep_extract\.schedulers\.\w+\.T"),
 ]

@@ -3,7 +3,8 @@
 A store implements four primitives (:meth:`_insert`, :meth:`_load`, :meth:`_replace`,
 :meth:`_scan`); the base class builds the lease protocol of the work model on them:
 idempotent registration, claim with owner and expiry, renewal, fenced advance, complete,
-fail and release. Every write after a claim is a compare-and-swap on
+fail and release. An optional fifth primitive, :meth:`_delete`, backs :meth:`forget`.
+Every write after a claim is a compare-and-swap on
 :attr:`Checkpoint.version`, so a worker whose lease was taken over can no longer touch
 the unit: its next write raises :class:`~aep_extract.errors.CheckpointConflict`.
 """
@@ -23,7 +24,14 @@ from typing import Callable, Optional, TypeVar
 import attrs
 
 from ..errors import CheckpointConflict, CheckpointError
-from ..models import WHOLE_BATCH, Checkpoint, Lease, UnitStatus, WorkUnit
+from ..models import (
+    WHOLE_BATCH,
+    Checkpoint,
+    Lease,
+    TimeWindow,
+    UnitStatus,
+    WorkUnit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,19 @@ class CheckpointStore(abc.ABC):
         self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
     ) -> Iterator[Checkpoint]:
         """Every checkpoint of a dataset, optionally only those in ``statuses``."""
+
+    def _delete(self, batch_id: str, offset_range: str) -> None:
+        """Remove one unit's checkpoint; a unit already absent is not an error.
+
+        Optional primitive: only :meth:`forget` needs it.
+
+        Raises:
+            NotImplementedError: the store cannot delete (the default).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot delete units: implement "
+            "_delete(batch_id, offset_range) to support forget() and `reset`"
+        )
 
     # -- the work model -----------------------------------------------------------
 
@@ -231,6 +252,29 @@ class CheckpointStore(abc.ABC):
                 continue
             moved += 1
         return moved
+
+    def forget(self, dataset_id: str, window: Optional[TimeWindow] = None) -> int:
+        """Delete the units of a dataset, or only those whose batch was created in
+        ``window``, so that the next plan registers them afresh.
+
+        Objects already in the sink are not touched; a later run finds them there
+        and does not copy them again. Do not forget units while a run works on them.
+
+        Returns:
+            How many units were deleted.
+
+        Raises:
+            NotImplementedError: the store does not implement :meth:`_delete`.
+        """
+        doomed = [
+            cp
+            for cp in self._scan(dataset_id)
+            if window is None or window.contains_ms(cp.unit.batch_created_ms)
+        ]
+        for cp in doomed:
+            self._delete(cp.unit.batch_id, cp.unit.offset_range)
+        logger.info("forgot %d unit(s) of dataset %s", len(doomed), dataset_id)
+        return len(doomed)
 
     # -- reading ------------------------------------------------------------------
 

@@ -278,6 +278,16 @@ class DynamoDBCheckpointStore(CheckpointStore):
                 f"unit {checkpoint.unit_id}: version {expected_version} is not current"
             )
 
+    def _delete(self, batch_id: str, offset_range: str) -> None:
+        # Unconditional: deleting an absent item succeeds, so a retried request
+        # whose first answer was lost is harmless.
+        self._call(
+            "DeleteItem",
+            lambda: self._client.delete_item(
+                TableName=self._table, Key=items.key(batch_id, offset_range)
+            ),
+        )
+
     def _scan(
         self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
     ) -> Iterator[Checkpoint]:

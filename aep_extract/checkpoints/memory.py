@@ -56,6 +56,10 @@ class MemoryCheckpointStore(CheckpointStore):
                 )
             self._units[key] = checkpoint
 
+    def _delete(self, batch_id: str, offset_range: str) -> None:
+        with self._lock:
+            self._units.pop((batch_id, offset_range), None)
+
     def _scan(
         self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
     ) -> Iterator[Checkpoint]:

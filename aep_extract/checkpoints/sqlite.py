@@ -150,6 +150,13 @@ class SQLiteCheckpointStore(CheckpointStore):
                 f"unit {checkpoint.unit_id}: version {expected_version} is not current"
             )
 
+    def _delete(self, batch_id: str, offset_range: str) -> None:
+        with self._transaction("delete a unit") as conn:
+            conn.execute(
+                "DELETE FROM units WHERE BatchID = ? AND OffsetRange = ?",
+                (batch_id, offset_range),
+            )
+
     def _scan(
         self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
     ) -> Iterator[Checkpoint]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import tenacity
 
     from ..config import AepConfig
+    from ..hooks import ExtractionHooks
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class PlatformClient:
         }
         self._lock = threading.Lock()
         self._counters = {"requests": 0, "retries": 0, "throttled": 0, "bytes": 0}
+        self.hooks: Optional[ExtractionHooks] = None
+        """Told of every retry and 429 (set by the Extractor; must not raise)."""
 
     def retrying(self) -> tenacity.Retrying:
         """A fresh controller of the retry policy (its state is per operation)."""
@@ -224,6 +227,10 @@ class PlatformClient:
         self.bump("requests")
         if response.status_code == 429:
             self.bump("throttled")
+            hooks = self.hooks
+            if hooks is not None:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                hooks.throttled(retry_after=retry_after)
         logger.debug(
             "%s -> %d in %.3fs",
             describe(method, response.url),
@@ -245,7 +252,20 @@ class PlatformClient:
         return urlunsplit((base.scheme, base.netloc, target.path, target.query, ""))
 
     def _on_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        action = retry_state.next_action
+        self.retried(
+            f"{type(exc).__name__}: {exc}",
+            action.sleep if action is not None else 0.0,
+        )
+
+    def retried(self, reason: str, wait: float) -> None:
+        """Count a retry and tell the hooks (``reason`` never holds a token)."""
         self.bump("retries")
+        hooks = self.hooks
+        if hooks is not None:
+            hooks.retry(reason=reason, wait=wait)
 
     def bump(self, name: str, amount: int = 1) -> None:
         """Add to a counter."""

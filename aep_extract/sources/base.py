@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 from ..models import Batch, FileRef, TimeWindow
 
 if TYPE_CHECKING:
+    from ..hooks import ExtractionHooks
     from .http import HttpAepSource
 
 
@@ -54,6 +55,14 @@ class AepSource(abc.ABC):
     def list_failed_files(self, batch_id: str) -> list[FileRef]:
         """Files of a batch that failed ingestion (optional override)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list failed files")
+
+    def set_hooks(self, hooks: Optional[ExtractionHooks]) -> None:
+        """Report retries and 429s to ``hooks`` (optional override; None stops).
+
+        The Extractor calls this with its hooks; an implementation that retries
+        calls ``hooks.retry(reason=..., wait=...)`` and ``hooks.throttled(
+        retry_after=...)``, from any thread. The default reports nothing.
+        """
 
     def counters(self) -> Mapping[str, int]:
         """Running totals such as ``requests``, ``retries`` and ``throttled``."""

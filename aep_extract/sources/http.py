@@ -28,6 +28,7 @@ from ..errors import (
     InvalidResponse,
     NotFoundError,
 )
+from ..hooks import ExtractionHooks
 from ..models import Batch, FileRef, TimeWindow
 from . import _parsing as parsing
 from ._client import PlatformClient
@@ -301,7 +302,7 @@ class HttpAepSource(AepSource):
                         logger.warning(
                             "%s: %s; resuming at byte %d", file.name, exc, pos
                         )
-                        self._client.bump("retries")
+                        self._client.retried(f"{file.name}: {exc}", 0.0)
                         break
                     attempt.retry_state.set_exception(
                         (type(exc), exc, exc.__traceback__)
@@ -348,6 +349,10 @@ class HttpAepSource(AepSource):
     def rate_limiter(self) -> AdaptiveRateLimiter:
         """The limiter every request of this source goes through (for inspection)."""
         return self._client.limiter
+
+    def set_hooks(self, hooks: Optional[ExtractionHooks]) -> None:
+        """Tell ``hooks`` of every retry and 429 of this source's requests."""
+        self._client.hooks = hooks
 
     def counters(self) -> Mapping[str, int]:
         """Totals so far: ``requests`` sent, ``retries``, ``throttled`` (429 answers)

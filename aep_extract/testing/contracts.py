@@ -36,7 +36,15 @@ import pytest
 
 from ..checkpoints.base import MAX_ERROR_LENGTH, CheckpointStore
 from ..errors import CheckpointConflict, SinkError, UnsafeKeyError
-from ..models import WHOLE_BATCH, Checkpoint, Lease, UnitStatus, WorkUnit
+from ..models import (
+    WHOLE_BATCH,
+    Checkpoint,
+    Lease,
+    TimeWindow,
+    UnitStatus,
+    WorkUnit,
+    from_epoch_ms,
+)
 from ..sinks.base import Sink
 
 __all__ = ["CheckpointStoreContract", "ManualClock", "SinkContract"]
@@ -466,6 +474,39 @@ class CheckpointStoreContract:
             store._replace(ghost, current.version)
         store._replace(changed, current.version)
         assert self.stored(store, unit) == changed
+
+    # -- forget ---------------------------------------------------------------------
+
+    def test_forget_deletes_a_window_then_the_dataset(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """Needs the optional ``_delete`` primitive; a store without it fails here
+        with its NotImplementedError message."""
+        units = self.units(dataset, 3)
+        other = self.units(f"{dataset}-other", 1)
+        store.register([*units, *other])
+        lease = self.claim(store, dataset)
+        store.advance(lease, 0, files=1, size=10)
+        second = units[1]
+        window = TimeWindow(
+            from_epoch_ms(second.batch_created_ms),
+            from_epoch_ms(second.batch_created_ms + 1),
+        )
+        assert store.forget(dataset, window) == 1
+        assert store.get(second.batch_id, second.offset_range) is None
+        assert {cp.unit_id for cp in store.list(dataset)} == {
+            units[0].unit_id,
+            units[2].unit_id,
+        }
+        assert store.forget(dataset) == 2
+        assert store.list(dataset) == []
+        assert store.forget(dataset) == 0
+        assert [cp.unit for cp in store.list(f"{dataset}-other")] == other
+        assert store.register(units) == 3
+        assert all(
+            cp.status is UnitStatus.PENDING and cp.last_processed_offset == -1
+            for cp in store.list(dataset)
+        )
 
     # -- concurrency ----------------------------------------------------------------
 

@@ -1,0 +1,250 @@
+"""Operations subcommands of ``aep-extract``: ``verify``, ``cleanup``, ``reset`` and
+``failed``. :mod:`aep_extract.cli` adds them to its parser and command table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+from typing import Any
+
+from .checkpoints import CheckpointStore
+from .errors import ConfigError
+from .failed import export_failed_files, failed_batches, failed_prefix
+from .models import TimeWindow
+from .schedulers import ThreadPoolScheduler
+from .sinks import open_sink
+from .sources import AepSource
+from .verify import verify
+
+EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE = 0, 1, 2
+
+VERIFY_HELP = "check the sink against the store and the Catalog"
+CLEANUP_HELP = "remove incomplete writes (temporary files, multipart uploads)"
+RESET_HELP = "forget the recorded state of a dataset or a window"
+FAILED_HELP = "list batches that failed ingestion; optionally export their files"
+CONFIRM_PROMPT = "Type the dataset id to confirm: "
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def add_verify(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``verify``."""
+    from .cli import _sink_arg, _store_arg, _window_args
+
+    _window_args(parser)
+    _sink_arg(parser)
+    _store_arg(parser)
+    parser.add_argument(
+        "--no-checksums",
+        dest="checksums",
+        action="store_false",
+        help="compare sizes only; by default every object is read back and its "
+        "SHA-256 compared with its manifest",
+    )
+    parser.add_argument(
+        "--no-catalog",
+        dest="catalog",
+        action="store_false",
+        help="do not read the Catalog (no AEP credentials needed): the store's "
+        "units stand for the window's batches",
+    )
+    _json_flag(parser)
+
+
+def add_cleanup(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``cleanup``."""
+    from .cli import _sink_arg
+
+    _sink_arg(parser)
+    parser.add_argument(
+        "--older-than",
+        type=_seconds,
+        default=86400.0,
+        metavar="SECONDS",
+        help="only leftovers begun this long ago (default 86400: a day); a shorter "
+        "time can break a run that is writing now",
+    )
+    parser.add_argument(
+        "--prefix", default="", help="only under this key prefix of the sink"
+    )
+    _json_flag(parser)
+
+
+def add_reset(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``reset``."""
+    from .cli import _dataset_arg, _store_arg
+
+    _dataset_arg(parser)
+    _store_arg(parser)
+    parser.add_argument(
+        "--start", help="with --end: only units whose batch was created from here"
+    )
+    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
+    parser.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation"
+    )
+    _json_flag(parser)
+
+
+def add_failed(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``failed``."""
+    from .cli import _window_args
+
+    _window_args(parser)
+    parser.add_argument(
+        "--export-to",
+        metavar="URL",
+        help="copy the failed files to this sink under failed/DATASET/ (needs --store)",
+    )
+    parser.add_argument(
+        "--store",
+        help="sqlite:///state.db, dynamodb://TABLE or memory:// (for --export-to)",
+    )
+    parser.add_argument(
+        "--create-table",
+        action="store_true",
+        help="create the DynamoDB table (on-demand billing) if it does not exist",
+    )
+    parser.add_argument("--workers", type=int, default=4, help=argparse.SUPPRESS)
+    _json_flag(parser)
+
+
+def _open_store(args: argparse.Namespace) -> CheckpointStore:
+    from .cli import _store
+
+    return _store(args)
+
+
+def _print(args: argparse.Namespace, data: Any, text: object) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``aep-extract verify``."""
+    window = TimeWindow.parse(args.start, args.end)
+    source = AepSource.from_env() if args.catalog else None
+    try:
+        with _open_store(args) as store, open_sink(args.sink) as sink:
+            if source is not None:
+                source.get_dataset(args.dataset)  # an unknown dataset exits 2
+            report = verify(
+                source=source,
+                store=store,
+                sink=sink,
+                dataset_id=args.dataset,
+                window=window,
+                checksums=args.checksums,
+            )
+    finally:
+        if source is not None:
+            source.close()
+    _print(args, report.to_dict(), report)
+    return EXIT_OK if report.ok else EXIT_DISCREPANCY
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """``aep-extract cleanup``."""
+    with open_sink(args.sink) as sink:
+        removed = sink.cleanup_incomplete(
+            args.prefix, older_than=timedelta(seconds=args.older_than)
+        )
+    _print(
+        args,
+        {"sink": args.sink, "prefix": args.prefix, "removed": removed},
+        f"removed {removed} incomplete write(s) from {args.sink}"
+        + (f" under {args.prefix}" if args.prefix else ""),
+    )
+    return EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """``aep-extract reset``."""
+    if (args.start is None) != (args.end is None):
+        raise ConfigError("give both --start and --end, or neither")
+    window = None if args.start is None else TimeWindow.parse(args.start, args.end)
+    scope = f"dataset {args.dataset}" + ("" if window is None else f" in {window}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                f"reset would forget the state of {scope}; stdin is not a terminal, "
+                "so pass --yes to confirm"
+            )
+        print(f"This forgets the recorded state of {scope} in {args.store}.")
+        if input(CONFIRM_PROMPT).strip() != args.dataset:
+            raise ConfigError("confirmation did not match; nothing was forgotten")
+    with _open_store(args) as store:
+        try:
+            forgotten = store.forget(args.dataset, window)
+        except NotImplementedError as exc:
+            raise ConfigError(str(exc)) from exc
+    _print(
+        args,
+        {"datasetId": args.dataset, "forgotten": forgotten},
+        f"forgot {forgotten} unit(s) of {scope}; objects in the sink are kept "
+        "and a rerun skips them",
+    )
+    return EXIT_OK
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    """``aep-extract failed``."""
+    window = TimeWindow.parse(args.start, args.end)
+    if args.export_to and not args.store:
+        raise ConfigError("--export-to needs --store to checkpoint the export")
+    with AepSource.from_env() as source:
+        source.get_dataset(args.dataset)
+        batches = failed_batches(source, args.dataset, window)
+        report = None
+        if args.export_to:
+            with _open_store(args) as store, open_sink(args.export_to) as sink:
+                report = export_failed_files(
+                    source,
+                    store=store,
+                    sink=sink,
+                    dataset_id=args.dataset,
+                    start=window.start,
+                    end=window.end,
+                    scheduler=ThreadPoolScheduler(max(1, args.workers)),
+                )
+    data = {
+        "datasetId": args.dataset,
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+        "batches": [
+            {
+                "batchId": b.batch_id,
+                "status": b.status,
+                "created": b.created.isoformat(),
+                "errors": [dict(e) for e in b.errors],
+            }
+            for b in batches
+        ],
+        "export": None if report is None else report.to_dict(),
+    }
+    lines = [f"dataset {args.dataset} {window}: {len(batches)} failed batch(es)"]
+    for b in batches:
+        lines.append(f"{b.batch_id}  {b.status}  created {b.created.isoformat()}")
+        lines += [
+            f"  {e.get('code', '?')}: {e.get('description', '')}" for e in b.errors
+        ]
+    if report is not None:
+        lines.append(
+            f"exported to {args.export_to} under {failed_prefix(args.dataset)}"
+        )
+        lines.append(str(report))
+    _print(args, data, "\n".join(lines))
+    return EXIT_OK if report is None or report.ok else EXIT_DISCREPANCY
