@@ -61,6 +61,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # moto 5.1 (the newest on Python 3.9) returns a multipart object's checksum
+    # without its "-N" part count, so botocore's read-side check rejects intact
+    # objects; the tests' own clients check only where S3 requires it, as the sink's
+    # do (writes are checksummed and verified either way).
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 
 
 @pytest.fixture
