@@ -18,11 +18,11 @@ import random
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from types import TracebackType
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional
 
 import attrs
 
+from .._closeable import Closeable
 from ..errors import CheckpointConflict, CheckpointError
 from ..models import (
     WHOLE_BATCH,
@@ -42,10 +42,7 @@ MAX_ERROR_LENGTH = 2000
 """Recorded error text is cut to this many characters."""
 
 
-_Self = TypeVar("_Self", bound="CheckpointStore")
-
-
-class CheckpointStore(abc.ABC):
+class CheckpointStore(Closeable, abc.ABC):
     """Records the state of every work unit so a run resumes where the last stopped.
 
     Subclasses implement the four primitives; everything else is built on them. The
@@ -295,22 +292,6 @@ class CheckpointStore(abc.ABC):
         """How many units of a dataset are in each status (every status present)."""
         counts = Counter(cp.status for cp in self._scan(dataset_id))
         return {status: counts.get(status, 0) for status in UnitStatus}
-
-    # -- lifecycle ----------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release resources (optional override)."""
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     # -- helpers ------------------------------------------------------------------
 

@@ -7,18 +7,15 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from types import TracebackType
-from typing import BinaryIO, Optional, TypeVar
+from typing import BinaryIO, Optional
 
+from .._closeable import Closeable
 from ..models import ObjectInfo
 
 READ_CHUNK = 1024 * 1024
 
 
-_Self = TypeVar("_Self", bound="Sink")
-
-
-class Sink(abc.ABC):
+class Sink(Closeable, abc.ABC):
     """Stores objects under keys relative to the sink's root.
 
     Contract for implementations:
@@ -96,17 +93,3 @@ class Sink(abc.ABC):
             for chunk in iter(lambda: src.read(READ_CHUNK), b""):
                 digest.update(chunk)
         return digest.hexdigest()
-
-    def close(self) -> None:
-        """Release resources (optional override)."""
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()

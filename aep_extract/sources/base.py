@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional
 
+from .._closeable import Closeable
 from ..models import Batch, FileRef, TimeWindow
 
 if TYPE_CHECKING:
@@ -14,10 +14,7 @@ if TYPE_CHECKING:
     from .http import HttpAepSource
 
 
-_Self = TypeVar("_Self", bound="AepSource")
-
-
-class AepSource(abc.ABC):
+class AepSource(Closeable, abc.ABC):
     """Reads datasets, batches and file bytes from Adobe Experience Platform.
 
     The default implementation is :class:`~aep_extract.sources.http.HttpAepSource`
@@ -80,17 +77,3 @@ class AepSource(abc.ABC):
         from .http import HttpAepSource
 
         return HttpAepSource.from_env(env, **options)
-
-    def close(self) -> None:
-        """Release resources (optional override)."""
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
