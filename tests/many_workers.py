@@ -7,6 +7,7 @@ tests then prove from it that a unit never had two owners at once.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -75,6 +76,40 @@ def worker(
         report = extractor.run(dataset, start, end)
     if not report.ok:
         raise SystemExit(f"worker {os.getpid()}: {report}")
+
+
+def run_workers(
+    env: Mapping[str, str],
+    store_url: str,
+    sink_url: str,
+    records: Path,
+    *,
+    processes: int = 4,
+) -> list[Optional[int]]:
+    """Run ``processes`` workers on the demo window at once; their exit codes."""
+    from .e2e.helpers import DATASET, END, START
+
+    context = multiprocessing.get_context("spawn")
+    started = [
+        context.Process(
+            target=worker,
+            args=(
+                env,
+                store_url,
+                sink_url,
+                DATASET,
+                START,
+                END,
+                str(records / f"worker{i}.jsonl"),
+            ),
+        )
+        for i in range(processes)
+    ]
+    for process in started:
+        process.start()
+    for process in started:
+        process.join(timeout=300)
+    return [process.exitcode for process in started]
 
 
 def check_single_owner(records: list[dict[str, Any]]) -> dict[str, int]:

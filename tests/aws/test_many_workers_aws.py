@@ -3,15 +3,19 @@ HTTP): one owner per unit at any time, expired leases taken over, exact output."
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 
 from aep_extract import DynamoDBCheckpointStore, Extractor, HttpAepSource, S3Sink
 from aep_extract.testing import FakeAepPlatform
 
 from ..e2e.helpers import DATASET, END, START, expected_tree, sink_tree
-from ..many_workers import LEASE_SECONDS, check_single_owner, read_records, recording
-from ..many_workers import worker as run_worker
+from ..many_workers import (
+    LEASE_SECONDS,
+    check_single_owner,
+    read_records,
+    recording,
+    run_workers,
+)
 
 BUCKET, TABLE = "shared-landing", "shared-state"
 
@@ -36,27 +40,13 @@ def test_four_processes_share_one_table(moto_over_http, moto_server, tmp_path):
         ).plan(DATASET, START, END)
         assert store.claim(DATASET, "ghost", LEASE_SECONDS) is not None
 
-        context = multiprocessing.get_context("spawn")
-        processes = [
-            context.Process(
-                target=run_worker,
-                args=(
-                    {**platform.env(), **env},
-                    f"dynamodb://{TABLE}",
-                    f"s3://{BUCKET}/x",
-                    DATASET,
-                    START,
-                    END,
-                    str(records / f"worker{i}.jsonl"),
-                ),
-            )
-            for i in range(4)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=300)
-        assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+        exits = run_workers(
+            {**platform.env(), **env},
+            f"dynamodb://{TABLE}",
+            f"s3://{BUCKET}/x",
+            records,
+        )
+        assert exits == [0, 0, 0, 0]
         expected = expected_tree(platform)
 
     counts = check_single_owner(read_records(records))

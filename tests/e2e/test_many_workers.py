@@ -3,13 +3,22 @@ expired leases taken over, exact output."""
 
 from __future__ import annotations
 
-import multiprocessing
-
-from aep_extract import LocalSink, SQLiteCheckpointStore, UnitStatus
+from aep_extract import (
+    Extractor,
+    HttpAepSource,
+    LocalSink,
+    SQLiteCheckpointStore,
+    UnitStatus,
+)
 from aep_extract.testing import FakeAepPlatform
 
-from ..many_workers import LEASE_SECONDS, check_single_owner, read_records, recording
-from ..many_workers import worker as run_worker
+from ..many_workers import (
+    LEASE_SECONDS,
+    check_single_owner,
+    read_records,
+    recording,
+    run_workers,
+)
 from .helpers import DATASET, END, START, expected_tree, sink_tree
 
 
@@ -23,7 +32,6 @@ def test_four_processes_share_one_sqlite_file(tmp_path):
         store = recording(
             SQLiteCheckpointStore(tmp_path / "state.db"), records / "ghost.jsonl"
         )
-        from aep_extract import Extractor, HttpAepSource
 
         Extractor(
             HttpAepSource.from_env(platform.env()),
@@ -32,27 +40,8 @@ def test_four_processes_share_one_sqlite_file(tmp_path):
         ).plan(DATASET, START, END)
         assert store.claim(DATASET, "ghost", LEASE_SECONDS) is not None
 
-        context = multiprocessing.get_context("spawn")
-        processes = [
-            context.Process(
-                target=run_worker,
-                args=(
-                    platform.env(),
-                    store_url,
-                    sink_url,
-                    DATASET,
-                    START,
-                    END,
-                    str(records / f"worker{i}.jsonl"),
-                ),
-            )
-            for i in range(4)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=300)
-        assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+        exits = run_workers(platform.env(), store_url, sink_url, records)
+        assert exits == [0, 0, 0, 0]
         expected = expected_tree(platform)
 
     counts = check_single_owner(read_records(records))
