@@ -8,8 +8,6 @@ per process) and makes the checkpoint order deterministic.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -22,12 +20,13 @@ import attrs
 
 from ._jobs import UnitJob
 from ._logging import log_context
+from ._tasks import CopyAborted, FileTasks, describe
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
-from .errors import AepExtractError, CheckpointConflict, IncompleteDownload
+from .errors import AepExtractError, CheckpointConflict
 from .hooks import ExtractionHooks, HookDispatcher
 from .layout import KeyLayout
-from .models import FileCopy, FileRef, UnitStatus, WorkUnit
+from .models import FileCopy, FileRef, UnitStatus
 from .report import RunReport
 from .schedulers.base import Scheduler
 from .sinks.base import Sink
@@ -39,15 +38,6 @@ _Result = Union[list[FileRef], tuple[FileCopy, bool], None]
 _IDLE_POLL_SECONDS = 5.0
 _RECHECK_SECONDS = 1.0
 T = TypeVar("T")
-
-
-class CopyAborted(Exception):
-    """A copy was interrupted by ``Extractor.stop(abort=True)``; nothing is kept."""
-
-
-def describe(exc: BaseException) -> str:
-    """One line naming an error's type and message, for the store and the report."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 @attrs.define
@@ -90,6 +80,7 @@ class Engine:
             file_template=config.key_template,
             manifest_template=config.manifest_template,
         )
+        self.tasks = FileTasks(source, sink, self.layout, abort_event)
         self.jobs: dict[str, UnitJob] = {}
         self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int]] = {}
         self.counters = _Counters()
@@ -204,7 +195,7 @@ class Engine:
                     job,
                     "file",
                     offset,
-                    self._fetch,
+                    self.tasks.fetch,
                     job.lease.unit,
                     offset,
                     file,
@@ -341,7 +332,14 @@ class Engine:
                 continue
             elif job.finished_copying:
                 job.manifest_started = True
-                self._submit(job, "manifest", -1, self._write_manifest, job)
+                self._submit(
+                    job,
+                    "manifest",
+                    -1,
+                    self.tasks.write_manifest,
+                    job.lease.unit,
+                    [job.copies[offset] for offset in job.files],
+                )
             elif self._stopping():
                 self._release(job)
 
@@ -461,84 +459,6 @@ class Engine:
             job.lost = True
             job.todo.clear()
             return None
-
-    # -- tasks (run on the scheduler's threads) --------------------------------------
-
-    def _fetch(
-        self, unit: WorkUnit, offset: int, file: FileRef, key: str, recorded: bool
-    ) -> tuple[FileCopy, bool]:
-        """Make sure one file is in the sink; True when this call copied it.
-
-        An object already at its key with the listed size was written whole by an
-        earlier run (objects appear only when complete): it is checksummed from the
-        sink for the manifest instead of being downloaded again.
-        """
-        info = self.sink.stat(key)
-        if info is not None and info.size == file.length:
-            logger.debug("%s already in the sink", key, extra=log_context(unit, file))
-            return _file_copy(offset, file, key, self.sink.sha256(key)), False
-        if recorded:
-            logger.warning(
-                "%s is recorded as copied but missing; copying again",
-                key,
-                extra=log_context(unit, file),
-            )
-        return self._copy(unit, offset, file, key), True
-
-    def _copy(self, unit: WorkUnit, offset: int, file: FileRef, key: str) -> FileCopy:
-        digest = hashlib.sha256()
-        size = 0
-        metadata = {
-            "aep-dataset-id": unit.dataset_id,
-            "aep-batch-id": unit.batch_id,
-            "aep-dataset-file-id": file.dataset_file_id,
-        }
-        with self.sink.open_write(key, size=file.length, metadata=metadata) as out:
-            for chunk in self.source.read_file(file):
-                if self.abort_event.is_set():
-                    raise CopyAborted(f"{key}: copy aborted by a stop")
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-            if size != file.length:
-                raise IncompleteDownload(
-                    f"{file.dataset_file_id}/{file.name}: got {size} of "
-                    f"{file.length} bytes"
-                )
-        logger.debug(
-            "copied %s (%d bytes) to %s",
-            file.name,
-            size,
-            key,
-            extra=log_context(unit, file, key),
-        )
-        return _file_copy(offset, file, key, digest.hexdigest())
-
-    def _write_manifest(self, job: UnitJob) -> None:
-        unit = job.lease.unit
-        copies = [job.copies[offset] for offset in job.files]
-        manifest: Mapping[str, Any] = {
-            "datasetId": unit.dataset_id,
-            "batchId": unit.batch_id,
-            "offsetRange": unit.offset_range,
-            "batchCreated": unit.batch_created_ms,
-            "fileCount": len(copies),
-            "totalBytes": sum(c.size for c in copies),
-            "files": [c.to_json() for c in copies],
-        }
-        data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-        self.sink.write_bytes(self.layout.manifest_key(unit), data)
-
-
-def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:
-    return FileCopy(
-        offset=offset,
-        dataset_file_id=file.dataset_file_id,
-        name=file.name,
-        key=key,
-        size=file.length,
-        sha256=sha256,
-    )
 
 
 def _ctx(job: UnitJob) -> dict[str, Any]:
