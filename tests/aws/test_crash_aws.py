@@ -8,7 +8,7 @@ import os
 from aep_extract.testing import FakeAepPlatform, FaultPlan
 
 from ..crash_harness import CRASH_CATALOG, FAULTS, kills_wanted, run_with_kills
-from ..e2e.helpers import DATASET, END, START, expected_tree
+from ..e2e.helpers import expected_tree, run_args
 
 BUCKET, PREFIX, TABLE = "crash-landing", "aep", "crash-state"
 
@@ -19,24 +19,15 @@ def test_sigkill_at_random_moments_then_rerun_is_exact(moto_over_http, moto_serv
     plan = FaultPlan.parse(FAULTS)
     with FakeAepPlatform.generate(**CRASH_CATALOG, faults=plan) as platform:
         env = {**os.environ, **platform.env(), "AWS_ENDPOINT_URL": moto_server}
-        args = [
-            "run",
-            "--dataset",
-            DATASET,
-            "--start",
-            START,
-            "--end",
-            END,
-            "--sink",
+        args = run_args(
             f"s3://{BUCKET}/{PREFIX}",
-            "--store",
             f"dynamodb://{TABLE}",
             "--create-table",
             "--workers",
             "4",
             "--lease-seconds",
             "2",
-        ]
+        )
         result = run_with_kills(args, env, kills=kills_wanted(), seed=9)
         served = platform.faults_served
         expected = expected_tree(platform)

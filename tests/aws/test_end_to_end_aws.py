@@ -9,7 +9,7 @@ import pytest
 
 from aep_extract.cli import main
 
-from ..e2e.helpers import DATASET, END, START, expected_tree
+from ..e2e.helpers import DATASET, expected_tree, run_args
 
 BUCKET, PREFIX, TABLE = "aep-landing", "raw/aep", "aep-extract-state"
 
@@ -26,22 +26,9 @@ def landing(moto_over_http):
 
 def run(*extra: str) -> int:
     return main(
-        [
-            "run",
-            "--dataset",
-            DATASET,
-            "--start",
-            START,
-            "--end",
-            END,
-            "--sink",
-            f"s3://{BUCKET}/{PREFIX}",
-            "--store",
-            f"dynamodb://{TABLE}",
-            "--workers",
-            "4",
-            *extra,
-        ]
+        run_args(
+            f"s3://{BUCKET}/{PREFIX}", f"dynamodb://{TABLE}", "--workers", "4", *extra
+        )
     )
 
 

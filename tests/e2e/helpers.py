@@ -11,6 +11,14 @@ DATASET = FakeAepPlatform.DEMO_DATASET_ID
 START, END = FakeAepPlatform.DEMO_START, FakeAepPlatform.DEMO_END
 
 
+def run_args(sink: str, store: str, *extra: str) -> list[str]:
+    """``aep-extract run`` arguments for the demo window of the demo dataset."""
+    return [
+        "run", "--dataset", DATASET, "--start", START, "--end", END,
+        "--sink", sink, "--store", store, *extra,
+    ]  # fmt: skip
+
+
 def expected_tree(
     platform: FakeAepPlatform, start: str = START, end: str = END
 ) -> dict[str, bytes]:

@@ -11,7 +11,7 @@ import pytest
 from aep_extract import LocalSink
 from aep_extract.cli import main
 
-from .helpers import DATASET, END, START, expected_tree, sink_tree
+from .helpers import DATASET, END, START, expected_tree, run_args, sink_tree
 
 
 @pytest.fixture
@@ -23,25 +23,12 @@ def paths(tmp_path):
     }
 
 
-def run_args(paths, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--dataset",
-        DATASET,
-        "--start",
-        START,
-        "--end",
-        END,
-        "--sink",
-        paths["sink"],
-        "--store",
-        paths["store"],
-        *extra,
-    ]
+def cli_args(paths, *extra: str) -> list[str]:
+    return run_args(paths["sink"], paths["store"], *extra)
 
 
 def test_run_then_status(fake_aep, fake_aep_env, paths, capsys):
-    assert main(run_args(paths, "--workers", "3")) == 0
+    assert main(cli_args(paths, "--workers", "3")) == 0
     out = capsys.readouterr().out
     assert "copied 34 files" in out
     assert sink_tree(LocalSink(paths["out"])) == expected_tree(fake_aep)
@@ -59,10 +46,10 @@ def test_run_then_status(fake_aep, fake_aep_env, paths, capsys):
 
 
 def test_rerun_with_file_url_sink_copies_nothing(fake_aep_env, paths, capsys):
-    assert main(run_args(paths)) == 0
+    assert main(cli_args(paths)) == 0
     capsys.readouterr()
     paths["sink"] = f"file://{paths['out']}"
-    assert main(run_args(paths, "--json")) == 0
+    assert main(cli_args(paths, "--json")) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
     assert report["filesCopied"] == 0
@@ -102,7 +89,7 @@ def test_plan_registers_pending_units(fake_aep_env, paths, capsys):
     ],
 )
 def test_bad_input_exits_2_with_one_line(fake_aep_env, paths, capsys, change, message):
-    args = run_args(paths, "--workers", "2")
+    args = cli_args(paths, "--workers", "2")
     for flag, value in change.items():
         args[args.index(flag) + 1] = value
     assert main(args) == 2
@@ -116,7 +103,7 @@ def test_wrong_secret_exits_2_without_the_secret(
     fake_aep_env, paths, capsys, monkeypatch
 ):
     monkeypatch.setenv("AEP_CLIENT_SECRET", "s3cr3t-wrong")
-    assert main(run_args(paths)) == 2
+    assert main(cli_args(paths)) == 2
     err = capsys.readouterr().err
     assert "s3cr3t-wrong" not in err
     assert "invalid_client" in err
@@ -125,7 +112,7 @@ def test_wrong_secret_exits_2_without_the_secret(
 def test_missing_credentials_exit_2(paths, capsys, monkeypatch):
     for name in ("AEP_CLIENT_ID", "AEP_CLIENT_SECRET", "AEP_ORG_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert main(run_args(paths)) == 2
+    assert main(cli_args(paths)) == 2
     assert "AEP_CLIENT_ID" in capsys.readouterr().err
 
 

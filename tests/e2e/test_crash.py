@@ -9,30 +9,21 @@ from aep_extract import LocalSink, SQLiteCheckpointStore, UnitStatus
 from aep_extract.testing import FakeAepPlatform, FaultPlan
 
 from ..crash_harness import CRASH_CATALOG, FAULTS, kills_wanted, run_with_kills
-from .helpers import DATASET, END, START, expected_tree, manifests, sink_tree
+from .helpers import DATASET, expected_tree, manifests, run_args, sink_tree
 
 
 def test_sigkill_at_random_moments_then_rerun_is_exact(tmp_path):
     plan = FaultPlan.parse(FAULTS)
     with FakeAepPlatform.generate(**CRASH_CATALOG, faults=plan) as platform:
         env = {**os.environ, **platform.env()}
-        args = [
-            "run",
-            "--dataset",
-            DATASET,
-            "--start",
-            START,
-            "--end",
-            END,
-            "--sink",
+        args = run_args(
             str(tmp_path / "out"),
-            "--store",
             f"sqlite:///{tmp_path / 'state.db'}",
             "--workers",
             "4",
             "--lease-seconds",
             "2",
-        ]
+        )
         result = run_with_kills(args, env, kills=kills_wanted(), seed=5)
         served = platform.faults_served
         expected = expected_tree(platform)

@@ -18,7 +18,7 @@ from aep_extract.hooks import CallbackHooks
 from aep_extract.schedulers import ThreadPoolScheduler
 from aep_extract.testing import FaultPlan, FaultRule
 
-from .helpers import DATASET, END, START
+from .helpers import DATASET, END, START, run_args
 
 CLI = [sys.executable, "-m", "aep_extract.cli"]
 
@@ -70,17 +70,7 @@ def test_demo_on_a_terminal_draws_a_progress_bar(tmp_path):
 def cli_run(paths_env, tmp_path, *extra: str) -> list[str]:
     return [
         *extra,
-        "run",
-        "--dataset",
-        DATASET,
-        "--start",
-        START,
-        "--end",
-        END,
-        "--sink",
-        str(tmp_path / "out"),
-        "--store",
-        f"sqlite:///{tmp_path / 'state.db'}",
+        *run_args(str(tmp_path / "out"), f"sqlite:///{tmp_path / 'state.db'}"),
     ]
 
 
