@@ -111,6 +111,12 @@ class Batch:
     status: str
     created_ms: int
     errors: tuple[dict[str, Any], ...] = ()
+    successors: tuple[str, ...] = ()
+    """Batches that replace this one (``tags.acp_successor``)."""
+    predecessors: tuple[str, ...] = ()
+    """Batches this one replays (``replay.predecessors``)."""
+    replay_reason: Optional[str] = None
+    """Why it replays them (``replay.reason``, e.g. ``consolidation``)."""
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
@@ -189,9 +195,21 @@ class UnitStatus(str, enum.Enum):
     IN_PROGRESS = "InProgress"
     COMPLETED = "Completed"
     FAILED = "Failed"
+    WAITING = "Waiting"
+    """The AEP batch is not promoted yet (loading, processing ...): every plan
+    checks it again and makes it Pending once it succeeds."""
+    SKIPPED = "Skipped"
+    """Not to be copied, for the reason in ``error`` (superseded, a replay of
+    batches already copied, or the batch ended in a non-exportable status)."""
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def settled(self) -> bool:
+        """No worker will write to the sink for a unit in this status now:
+        Completed, Skipped, Waiting or Failed."""
+        return self not in (UnitStatus.PENDING, UnitStatus.IN_PROGRESS)
 
 
 NOTHING_DONE = -1

@@ -3,7 +3,9 @@
 A store implements four primitives (:meth:`_insert`, :meth:`_load`, :meth:`_replace`,
 :meth:`_scan`); the base class builds the lease protocol of the work model on them:
 idempotent registration, claim with owner and expiry, renewal, fenced advance, complete,
-fail and release. An optional fifth primitive, :meth:`_delete`, backs :meth:`forget`.
+fail and release. Optional primitives back the rest: :meth:`_delete` backs
+:meth:`forget`; :meth:`_load_watermark` and :meth:`_save_watermark` back
+:meth:`watermark`, which incremental runs (``run --since-last``) start from.
 Every write after a claim is a compare-and-swap on
 :attr:`Checkpoint.version`, so a worker whose lease was taken over can no longer touch
 the unit: its next write raises :class:`~aep_extract.errors.CheckpointConflict`.
@@ -12,6 +14,7 @@ the unit: its next write raises :class:`~aep_extract.errors.CheckpointConflict`.
 from __future__ import annotations
 
 import abc
+import contextlib
 import itertools
 import logging
 import random
@@ -97,17 +100,102 @@ class CheckpointStore(Closeable, abc.ABC):
             "_delete(batch_id, offset_range) to support forget() and `reset`"
         )
 
+    def _load_watermark(self, dataset_id: str) -> Optional[int]:
+        """The stored watermark of a dataset (epoch ms), or None.
+
+        Optional primitive, with :meth:`_save_watermark`: only :meth:`watermark`
+        and :meth:`raise_watermark` need them.
+
+        Raises:
+            NotImplementedError: the store keeps no watermarks (the default).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no watermarks: implement "
+            "_load_watermark and _save_watermark to support --since-last"
+        )
+
+    def _save_watermark(self, dataset_id: str, end_ms: Optional[int]) -> None:
+        """Store a dataset's watermark (epoch ms); None removes it.
+
+        Raises:
+            NotImplementedError: the store keeps no watermarks (the default).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no watermarks: implement "
+            "_load_watermark and _save_watermark to support --since-last"
+        )
+
     # -- the work model -----------------------------------------------------------
 
-    def register(self, units: Iterable[WorkUnit]) -> int:
-        """Register units as Pending; units already known keep their state and progress.
+    def register(
+        self,
+        units: Iterable[WorkUnit],
+        *,
+        status: UnitStatus = UnitStatus.PENDING,
+        reason: Optional[str] = None,
+    ) -> int:
+        """Register units (as Pending, or as Waiting or Skipped with a ``reason``);
+        units already known keep their state and progress.
 
         Returns:
             How many units were new.
         """
+        if status not in (UnitStatus.PENDING, UnitStatus.WAITING, UnitStatus.SKIPPED):
+            raise ValueError(f"units cannot be registered as {status}")
         now = self.clock()
-        fresh = [Checkpoint(unit=u, created_at=now, updated_at=now) for u in units]
+        fresh = [
+            Checkpoint(
+                unit=u, status=status, error=reason, created_at=now, updated_at=now
+            )
+            for u in units
+        ]
         return self._insert(fresh) if fresh else 0
+
+    def settle(
+        self, current: Checkpoint, status: UnitStatus, reason: Optional[str] = None
+    ) -> bool:
+        """Move a unit no worker holds (Pending, Waiting or Skipped) to Pending,
+        Waiting or Skipped, recording ``reason`` as its note.
+
+        Returns:
+            False if the unit changed since ``current`` was read (nothing written).
+
+        Raises:
+            CheckpointError: ``current`` or ``status`` is InProgress, Completed or
+                Failed: those change only through a lease or :meth:`retry_failed`.
+        """
+        movable = (UnitStatus.PENDING, UnitStatus.WAITING, UnitStatus.SKIPPED)
+        if current.status not in movable or status not in movable:
+            raise CheckpointError(
+                f"unit {current.unit_id}: cannot move from {current.status} to {status}"
+            )
+        try:
+            self._replace(
+                attrs.evolve(
+                    current,
+                    status=status,
+                    error=None if reason is None else reason[:MAX_ERROR_LENGTH],
+                    updated_at=self.clock(),
+                    version=current.version + 1,
+                ),
+                current.version,
+            )
+        except CheckpointConflict:
+            return False
+        return True
+
+    def watermark(self, dataset_id: str) -> Optional[int]:
+        """The end (epoch ms) of the latest window planned for the dataset, or None."""
+        return self._load_watermark(dataset_id)
+
+    def raise_watermark(self, dataset_id: str, end_ms: int) -> None:
+        """Record that the dataset was planned up to ``end_ms``; a watermark
+        never moves back. (Two planners racing may lose the later end: the next
+        incremental run then lists that stretch again, which registers nothing
+        twice.)"""
+        current = self._load_watermark(dataset_id)
+        if current is None or end_ms > current:
+            self._save_watermark(dataset_id, end_ms)
 
     def claim(
         self, dataset_id: str, owner: str, lease_seconds: float
@@ -252,7 +340,8 @@ class CheckpointStore(Closeable, abc.ABC):
 
     def forget(self, dataset_id: str, window: Optional[TimeWindow] = None) -> int:
         """Delete the units of a dataset, or only those whose batch was created in
-        ``window``, so that the next plan registers them afresh.
+        ``window``, so that the next plan registers them afresh. Forgetting the
+        whole dataset also forgets its watermark.
 
         Objects already in the sink are not touched; a later run finds them there
         and does not copy them again. Do not forget units while a run works on them.
@@ -270,6 +359,9 @@ class CheckpointStore(Closeable, abc.ABC):
         ]
         for cp in doomed:
             self._delete(cp.unit.batch_id, cp.unit.offset_range)
+        if window is None:
+            with contextlib.suppress(NotImplementedError):
+                self._save_watermark(dataset_id, None)
         logger.info("forgot %d unit(s) of dataset %s", len(doomed), dataset_id)
         return len(doomed)
 

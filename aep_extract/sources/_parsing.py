@@ -38,6 +38,11 @@ def parse_batch(batch_id: str, obj: object, dataset_id: str) -> Batch:
     if not isinstance(status, str) or not status:
         raise InvalidResponse(f"batch {batch_id}: missing or invalid 'status'")
     errors = obj.get("errors")
+    tags = obj.get("tags")
+    replay = obj.get("replay")
+    if not isinstance(replay, dict):
+        replay = {}
+    reason = replay.get("reason")
     return Batch(
         batch_id=batch_id,
         dataset_id=dataset_id,
@@ -46,8 +51,20 @@ def parse_batch(batch_id: str, obj: object, dataset_id: str) -> Batch:
         errors=tuple(e for e in errors if isinstance(e, dict))
         if isinstance(errors, list)
         else (),
+        successors=_strings(
+            tags.get("acp_successor") if isinstance(tags, dict) else None
+        ),
+        predecessors=_strings(replay.get("predecessors")),
+        replay_reason=reason if isinstance(reason, str) else None,
         raw=obj,
     )
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """The non-empty strings of a JSON array (anything else: none)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str) and item)
 
 
 def related_to_dataset(obj: dict[str, Any], dataset_id: str) -> bool:

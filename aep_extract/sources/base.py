@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._closeable import Closeable
-from ..models import Batch, FileRef, TimeWindow
+from ..models import Batch, FileRef, TimeWindow, from_epoch_ms
 
 if TYPE_CHECKING:
     from ..hooks import ExtractionHooks
@@ -48,6 +48,20 @@ class AepSource(Closeable, abc.ABC):
         Implementations check the total against ``file.length`` and raise
         :class:`~aep_extract.errors.IncompleteDownload` rather than end short.
         """
+
+    def get_batch(
+        self, dataset_id: str, batch_id: str, *, created_ms: int
+    ) -> Optional[Batch]:
+        """One batch of the dataset as the Catalog shows it now, or None if gone.
+
+        ``created_ms`` is the batch's known ``created`` time; the default
+        implementation lists that millisecond with :meth:`list_batches`.
+        """
+        moment = TimeWindow(from_epoch_ms(created_ms), from_epoch_ms(created_ms + 1))
+        for batch in self.list_batches(dataset_id, moment):
+            if batch.batch_id == batch_id:
+                return batch
+        return None
 
     def list_failed_files(self, batch_id: str) -> list[FileRef]:
         """Files of a batch that failed ingestion (optional override)."""

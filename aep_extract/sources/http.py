@@ -192,6 +192,28 @@ class HttpAepSource(AepSource):
             else:  # a whole page created in one millisecond: step through it
                 start += PAGE_SIZE
 
+    def get_batch(
+        self, dataset_id: str, batch_id: str, *, created_ms: int
+    ) -> Optional[Batch]:
+        """The batch from ``GET /catalog/batches/{id}``; None if it is gone or
+        belongs to another dataset (``created_ms`` is not needed here).
+
+        Raises:
+            InvalidResponse: the answer does not have the documented shape.
+        """
+        url = f"{self._base}{CATALOG}/batches/{quote(batch_id, safe='')}"
+        try:
+            body = self._client.get_json(url)
+        except NotFoundError:
+            return None
+        obj = body.get(batch_id) if isinstance(body, dict) else None
+        if obj is None:
+            raise InvalidResponse(
+                f"{describe('GET', url)}: answer has no object for {batch_id}"
+            )
+        batch = parsing.parse_batch(batch_id, obj, dataset_id)
+        return batch if parsing.related_to_dataset(batch.raw, dataset_id) else None
+
     # -- Data Access: listings ---------------------------------------------------
 
     def list_files(self, batch_id: str) -> list[FileRef]:
