@@ -126,7 +126,7 @@ class Engine:
         after = self.source.counters()
         c = self.counters
         units = self.store.summary(dataset_id)
-        if sum(units.values()) == units[UnitStatus.COMPLETED]:
+        if all(status.ok for status, count in units.items() if count):
             self._clean_leftovers(dataset_id)
         return RunReport(
             dataset_id=dataset_id,

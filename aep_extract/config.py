@@ -36,6 +36,8 @@ DEFAULT_MAX_IN_FLIGHT = 16
 
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_UNIT_ATTEMPTS = 3
+DEFAULT_SAFETY_LAG_SECONDS = 900.0
+"""How far behind now an incremental run's window ends by default (15 minutes)."""
 DEFAULT_KEY_TEMPLATE = (
     "{dataset_id}/date={date}/batch={batch_id}/{dataset_file_id}/{name}"
 )
@@ -214,6 +216,12 @@ class ExtractorConfig:
             created, YYYY-MM-DD), ``batch_id``, ``dataset_file_id``, ``name``.
         manifest_template: sink key of a batch manifest; the same fields but the last
             two.
+        safety_lag_seconds: an incremental run (:meth:`Extractor.run_since_last`)
+            plans up to now minus this, so batches the Catalog does not list yet
+            are left to the next run rather than skipped.
+        copy_replays: copy a batch that replays batches already copied (AEP
+            ``replay.predecessors``), at the cost of the same data twice in the
+            sink; by default such a batch is Skipped with the reason recorded.
     """
 
     lease_seconds: float = attrs.field(default=DEFAULT_LEASE_SECONDS, validator=v.gt(0))
@@ -223,3 +231,7 @@ class ExtractorConfig:
     )
     key_template: str = DEFAULT_KEY_TEMPLATE
     manifest_template: str = DEFAULT_MANIFEST_TEMPLATE
+    safety_lag_seconds: float = attrs.field(
+        default=DEFAULT_SAFETY_LAG_SECONDS, validator=v.ge(0)
+    )
+    copy_replays: bool = False

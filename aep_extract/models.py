@@ -206,10 +206,10 @@ class UnitStatus(str, enum.Enum):
         return self.value
 
     @property
-    def settled(self) -> bool:
-        """No worker will write to the sink for a unit in this status now:
-        Completed, Skipped, Waiting or Failed."""
-        return self not in (UnitStatus.PENDING, UnitStatus.IN_PROGRESS)
+    def ok(self) -> bool:
+        """Nothing failed and nothing is left to do now: Completed, Skipped, or
+        Waiting on AEP. A run that leaves every unit so ends well (exit 0)."""
+        return self in (UnitStatus.COMPLETED, UnitStatus.SKIPPED, UnitStatus.WAITING)
 
 
 NOTHING_DONE = -1

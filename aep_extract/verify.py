@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Finding", "FindingKind", "VerifyReport", "verify"]
 
+_HELD = (UnitStatus.SKIPPED, UnitStatus.WAITING)
+"""Statuses of units with nothing in the sink to check."""
+
 
 class FindingKind(str, enum.Enum):
     """What kind of discrepancy a :class:`Finding` is."""
@@ -246,6 +249,20 @@ class _Verifier:
                 for b in self.source.list_batches(dataset_id, window)
                 if b.status in EXPORTABLE_BATCH_STATUSES
             ]
+        # Batches a plan chose not to copy (Skipped) or not to copy yet
+        # (Waiting on AEP) have no objects to check; a superseded batch never
+        # planned would be Skipped too.
+        held = {
+            batch_id
+            for batch_id, cps in units.items()
+            if all(cp.status in _HELD for cp in cps)
+        }
+        units = {k: v for k, v in units.items() if k not in held}
+        batches = [
+            b
+            for b in batches
+            if b.batch_id not in held and (b.batch_id in units or not b.successors)
+        ]
         exportable = {b.batch_id for b in batches}
         checked: set[str] = set()
         for batch in batches:

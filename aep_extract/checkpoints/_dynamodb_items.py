@@ -6,6 +6,12 @@ Attribute names follow the seed and the SQLite store column for column. ``Create
 and ``UpdatedAt`` are ISO 8601 UTC strings with microseconds, readable in the console;
 ``LeaseExpiresAt`` stays a number (epoch seconds) because it is compared with a clock.
 Attributes whose value is None are left out of the item.
+
+A dataset's watermark lives in the same table, in an item of its own that no unit
+key can equal: ``BatchID`` ``dataset#<dataset id>``, ``OffsetRange`` ``watermark``
+(no unit's range, which is always ``a-b``), ``PlannedUntil`` (epoch ms) and
+``UpdatedAt``. It has neither ``DatasetID`` nor ``Status``, so the sparse index
+``DatasetID-Status-index`` never holds it and no listing of units can meet it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ PARTITION_KEY = "BatchID"
 SORT_KEY = "OffsetRange"
 DATASET = "DatasetID"
 STATUS = "Status"
+
+PLANNED_UNTIL = "PlannedUntil"
+WATERMARK_PREFIX = "dataset#"
+"""Prefix of a watermark item's ``BatchID``, before the dataset id."""
+WATERMARK_RANGE = "watermark"
+"""The ``OffsetRange`` of every watermark item."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROS = 1_000_000
@@ -62,6 +74,40 @@ def to_item(cp: Checkpoint) -> Item:
     if cp.error is not None:
         item["Error"] = {"S": cp.error}
     return item
+
+
+def watermark_key(dataset_id: str) -> Item:
+    """The primary key of a dataset's watermark item."""
+    return key(f"{WATERMARK_PREFIX}{dataset_id}", WATERMARK_RANGE)
+
+
+def watermark_item(dataset_id: str, end_ms: int, updated_at: float) -> Item:
+    """The watermark item of a dataset planned up to ``end_ms`` (epoch ms)."""
+    return {
+        **watermark_key(dataset_id),
+        PLANNED_UNTIL: {"N": str(int(end_ms))},
+        "UpdatedAt": {"S": to_iso(updated_at)},
+    }
+
+
+def is_watermark(item: Mapping[str, AttributeValueTypeDef]) -> bool:
+    """Whether an item is a watermark, not a unit."""
+    return item.get(SORT_KEY, {}).get("S") == WATERMARK_RANGE
+
+
+def watermark_from_item(item: Mapping[str, AttributeValueTypeDef]) -> int:
+    """The ``PlannedUntil`` of a watermark item.
+
+    Raises:
+        CheckpointError: the attribute is missing or not an integer.
+    """
+    try:
+        return _integer(item, PLANNED_UNTIL)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise CheckpointError(
+            f"unreadable watermark item {item.get(PARTITION_KEY, {}).get('S', '?')!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def from_item(item: Mapping[str, AttributeValueTypeDef]) -> Checkpoint:

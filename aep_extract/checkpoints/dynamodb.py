@@ -2,12 +2,14 @@
 
 One item per work unit, keyed by ``BatchID`` (partition) and ``OffsetRange`` (sort; a
 whole batch is ``"0-*"``), with the seed's attributes plus lease and progress fields
-(see :mod:`._dynamodb_items`). The global secondary index ``DatasetID-Status-index``
-lists a dataset's units by status.
+(see :mod:`._dynamodb_items`), and one item per dataset holding its watermark. The
+global secondary index ``DatasetID-Status-index`` lists a dataset's units by status;
+watermark items have neither of its keys, so it never holds them.
 
-Every write is a conditional ``PutItem``: registration only creates absent items
-(``attribute_not_exists``), and every later write is a compare-and-swap on
-``Version``. Throttling, 5xx answers and connection failures are retried here with
+Every write of a unit is a conditional ``PutItem``: registration only creates absent
+items (``attribute_not_exists``), and every later write is a compare-and-swap on
+``Version``. Raising a watermark is a ``PutItem`` conditional on the stored one being
+lower. Throttling, 5xx answers and connection failures are retried here with
 exponential backoff and jitter (botocore's own retries are switched off on clients
 this module creates, so there is one policy); every other botocore error becomes a
 :class:`~aep_extract.errors.CheckpointError`.
@@ -265,7 +267,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
             ),
         )
         item = response.get("Item")
-        return None if item is None else items.from_item(item)
+        if item is None or items.is_watermark(item):
+            return None
+        return items.from_item(item)
 
     def _replace(self, checkpoint: Checkpoint, expected_version: int) -> None:
         written = self._put(
@@ -299,6 +303,57 @@ class DynamoDBCheckpointStore(CheckpointStore):
             return
         for status in dict.fromkeys(UnitStatus(s) for s in statuses):
             yield from self._query(dataset_id, status)
+
+    def _load_watermark(self, dataset_id: str) -> Optional[int]:
+        response = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self._table,
+                Key=items.watermark_key(dataset_id),
+                ConsistentRead=True,
+            ),
+        )
+        item = response.get("Item")
+        return None if item is None else items.watermark_from_item(item)
+
+    def _save_watermark(self, dataset_id: str, end_ms: Optional[int]) -> None:
+        # Both unconditional, so a retried request is harmless.
+        if end_ms is None:
+            self._call(
+                "DeleteItem",
+                lambda: self._client.delete_item(
+                    TableName=self._table, Key=items.watermark_key(dataset_id)
+                ),
+            )
+            return
+        item = items.watermark_item(dataset_id, end_ms, self.clock())
+        self._call(
+            "PutItem",
+            lambda: self._client.put_item(TableName=self._table, Item=item),
+        )
+
+    def raise_watermark(self, dataset_id: str, end_ms: int) -> None:
+        """A consistent read, then a ``PutItem`` conditional on the stored watermark
+        being absent or lower, so racing planners never lose the later end. The
+        read first makes a rerun that plans nothing new cost no write."""
+        current = self._load_watermark(dataset_id)
+        if current is not None and current >= end_ms:
+            return
+        item = items.watermark_item(dataset_id, end_ms, self.clock())
+        try:
+            self._call(
+                "PutItem",
+                lambda: self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#p) OR #p < :p",
+                    ExpressionAttributeNames={"#p": items.PLANNED_UNTIL},
+                    ExpressionAttributeValues={":p": item[items.PLANNED_UNTIL]},
+                ),
+            )
+        except _ConditionFailed:
+            # Already as high (or a retry finding its own first attempt applied).
+            logger.debug("watermark of %s is at or past %d already", dataset_id, end_ms)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -402,7 +457,10 @@ class DynamoDBCheckpointStore(CheckpointStore):
         while True:
             page = self._call("Query", lambda: self._client.query(**request))
             for item in page.get("Items", []):
-                yield items.from_item(item)
+                # Watermark items lack both index keys, so the sparse index never
+                # holds them; skipping them here costs nothing and keeps it so.
+                if not items.is_watermark(item):
+                    yield items.from_item(item)
             last = page.get("LastEvaluatedKey")
             if not last:
                 return

@@ -29,6 +29,7 @@ class MemoryCheckpointStore(CheckpointStore):
             self.clock = clock
         self._lock = threading.Lock()
         self._units: dict[tuple[str, str], Checkpoint] = {}
+        self._watermarks: dict[str, int] = {}
 
     def _insert(self, checkpoints: Sequence[Checkpoint]) -> int:
         inserted = 0
@@ -72,6 +73,24 @@ class MemoryCheckpointStore(CheckpointStore):
                 and (statuses is None or cp.status in statuses)
             ]
         return iter(found)
+
+    def _load_watermark(self, dataset_id: str) -> Optional[int]:
+        with self._lock:
+            return self._watermarks.get(dataset_id)
+
+    def _save_watermark(self, dataset_id: str, end_ms: Optional[int]) -> None:
+        with self._lock:
+            if end_ms is None:
+                self._watermarks.pop(dataset_id, None)
+            else:
+                self._watermarks[dataset_id] = end_ms
+
+    def raise_watermark(self, dataset_id: str, end_ms: int) -> None:
+        # Read and write under one lock: racing planners cannot lose the later end.
+        with self._lock:
+            current = self._watermarks.get(dataset_id)
+            if current is None or end_ms > current:
+                self._watermarks[dataset_id] = end_ms
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(units={len(self._units)})"

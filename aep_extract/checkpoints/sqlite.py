@@ -1,7 +1,8 @@
 """A checkpoint store in one SQLite file, shared by threads and processes on one host.
 
 The table ``units`` mirrors the DynamoDB item of DESIGN.md column for column, so the
-two stores read alike. Every write is a short ``BEGIN IMMEDIATE`` transaction and every
+two stores read alike; the table ``watermarks`` holds one row per dataset planned by
+an incremental run. Every write is a short ``BEGIN IMMEDIATE`` transaction and every
 fenced write an ``UPDATE ... WHERE Version = ?``; the WAL journal lets readers run
 while one process writes, and the busy timeout makes writers queue instead of failing.
 """
@@ -59,6 +60,10 @@ _UPDATE = (
     + ", ".join(f"{name} = ?" for name in _COLUMNS[2:])
     + " WHERE BatchID = ? AND OffsetRange = ? AND Version = ?"
 )
+_SAVE_WATERMARK = (
+    "INSERT OR REPLACE INTO watermarks (DatasetID, PlannedUntil, UpdatedAt) "
+    "VALUES (?, ?, ?)"
+)
 _SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS units (
@@ -81,6 +86,16 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS units_by_dataset_status ON units (DatasetID, Status)",
+    # Added after the first release without a new SCHEMA_VERSION: creating a missing
+    # table is all a file of that release needs, and that release can still open a
+    # file that has it.
+    """
+    CREATE TABLE IF NOT EXISTS watermarks (
+        DatasetID TEXT NOT NULL PRIMARY KEY,
+        PlannedUntil INTEGER NOT NULL,
+        UpdatedAt REAL NOT NULL
+    )
+    """,
 )
 
 
@@ -171,6 +186,34 @@ class SQLiteCheckpointStore(CheckpointStore):
         with self._locked("scan units") as conn:
             rows = conn.execute(sql, params).fetchall()
         return iter([_checkpoint(row) for row in rows])
+
+    def _load_watermark(self, dataset_id: str) -> Optional[int]:
+        with self._locked("load a watermark") as conn:
+            row = conn.execute(
+                "SELECT PlannedUntil FROM watermarks WHERE DatasetID = ?",
+                (dataset_id,),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _save_watermark(self, dataset_id: str, end_ms: Optional[int]) -> None:
+        with self._transaction("save a watermark") as conn:
+            if end_ms is None:
+                conn.execute(
+                    "DELETE FROM watermarks WHERE DatasetID = ?", (dataset_id,)
+                )
+            else:
+                conn.execute(_SAVE_WATERMARK, (dataset_id, end_ms, self.clock()))
+
+    def raise_watermark(self, dataset_id: str, end_ms: int) -> None:
+        # Read and write in one IMMEDIATE transaction: no other connection can write
+        # between them, so racing planners never lose the later end.
+        with self._transaction("raise a watermark") as conn:
+            row = conn.execute(
+                "SELECT PlannedUntil FROM watermarks WHERE DatasetID = ?",
+                (dataset_id,),
+            ).fetchone()
+            if row is None or end_ms > row[0]:
+                conn.execute(_SAVE_WATERMARK, (dataset_id, end_ms, self.clock()))
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -19,6 +19,9 @@ against your implementation::
 
 The store suite controls time itself by setting ``store.clock`` (a clock attribute
 every :class:`~aep_extract.checkpoints.base.CheckpointStore` has), so nothing sleeps.
+A store without the optional watermark primitives sets ``supports_watermarks = False``
+on its test class; one whose ``raise_watermark`` is atomic sets
+``atomic_watermarks = True`` to have that checked under concurrency too.
 Every test uses fresh dataset ids, batch ids and key prefixes, so a fixture may share
 one table or bucket across tests.
 """
@@ -35,7 +38,7 @@ import attrs
 import pytest
 
 from ..checkpoints.base import MAX_ERROR_LENGTH, CheckpointStore
-from ..errors import CheckpointConflict, SinkError, UnsafeKeyError
+from ..errors import CheckpointConflict, CheckpointError, SinkError, UnsafeKeyError
 from ..models import (
     WHOLE_BATCH,
     Checkpoint,
@@ -54,6 +57,12 @@ LEASE = 60.0
 
 START = 1_700_000_000.25
 """The store suite's starting time: exactly representable, with a fraction."""
+
+PLANNED_MS = 1_718_000_000_000
+"""An end of a planned window (epoch ms) the watermark tests start from."""
+
+_UNSETTLED = (UnitStatus.IN_PROGRESS, UnitStatus.COMPLETED, UnitStatus.FAILED)
+"""Statuses ``settle`` neither moves from nor to, nor ``register`` creates."""
 
 
 class ManualClock:
@@ -89,6 +98,15 @@ class CheckpointStoreContract:
 
     Supply a function-scoped ``store`` fixture returning an open store.
     """
+
+    supports_watermarks: bool = True
+    """Whether the store implements ``_load_watermark`` and ``_save_watermark``.
+    Set False on a subclass whose store does not: the watermark tests then check
+    that it says so with NotImplementedError."""
+
+    atomic_watermarks: bool = False
+    """Whether ``raise_watermark`` is atomic, so that racing raises never lose the
+    highest end (the base class's load-then-save is not). Set True to test it."""
 
     @pytest.fixture
     def clock(self, store: CheckpointStore) -> ManualClock:
@@ -169,6 +187,182 @@ class CheckpointStoreContract:
         kept = self.stored(store, unit)
         assert kept.status is UnitStatus.COMPLETED
         assert (kept.last_processed_offset, kept.files_done) == (4, 5)
+
+    def test_register_as_waiting_or_skipped_with_a_reason(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        waiting, skipped, pending = self.units(dataset, 3)
+        assert store.register([waiting], status=UnitStatus.WAITING, reason="loading")
+        assert store.register(
+            [skipped], status=UnitStatus.SKIPPED, reason="superseded by b9"
+        )
+        assert store.register([pending]) == 1
+        for unit, status, reason in (
+            (waiting, UnitStatus.WAITING, "loading"),
+            (skipped, UnitStatus.SKIPPED, "superseded by b9"),
+            (pending, UnitStatus.PENDING, None),
+        ):
+            checkpoint = self.stored(store, unit)
+            assert checkpoint.unit == unit
+            assert (checkpoint.status, checkpoint.error) == (status, reason)
+            assert (checkpoint.owner, checkpoint.attempts) == (None, 0)
+            assert checkpoint.last_processed_offset == -1
+            assert checkpoint.created_at == checkpoint.updated_at == clock()
+        assert [cp.unit for cp in store.list(dataset, UnitStatus.WAITING)] == [waiting]
+        assert [cp.unit for cp in store.list(dataset, UnitStatus.SKIPPED)] == [skipped]
+        summary = store.summary(dataset)
+        assert summary[UnitStatus.WAITING] == summary[UnitStatus.SKIPPED] == 1
+        assert summary[UnitStatus.PENDING] == 1
+
+    def test_claim_never_takes_waiting_or_skipped_units(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        waiting, skipped, pending = self.units(dataset, 3)
+        store.register([waiting], status=UnitStatus.WAITING, reason="processing")
+        store.register([skipped], status=UnitStatus.SKIPPED, reason="failed batch")
+        assert store.claim(dataset, "worker-a", LEASE) is None
+        store.register([pending])
+        assert self.claim(store, dataset).unit == pending
+        clock.advance(LEASE * 100)
+        lease = self.claim(store, dataset, "worker-b")
+        assert lease.unit == pending, "only the expired lease is taken over"
+        store.complete(lease)
+        assert store.claim(dataset, "worker-c", LEASE) is None
+        assert self.stored(store, waiting).status is UnitStatus.WAITING
+        assert self.stored(store, skipped).status is UnitStatus.SKIPPED
+
+    @pytest.mark.parametrize("status", _UNSETTLED)
+    def test_register_refuses_leased_and_final_statuses(
+        self,
+        store: CheckpointStore,
+        clock: ManualClock,
+        dataset: str,
+        status: UnitStatus,
+    ) -> None:
+        with pytest.raises(ValueError, match=status.value):
+            store.register(self.units(dataset, 1), status=status)
+        assert store.list(dataset) == []
+
+    def test_register_twice_keeps_the_first_status(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        waiting, pending, skipped = self.units(dataset, 3)
+        store.register([waiting], status=UnitStatus.WAITING, reason="loading")
+        store.register([pending])
+        store.register([skipped], status=UnitStatus.SKIPPED, reason="replay")
+        before = {u.unit_id: self.stored(store, u) for u in (waiting, pending, skipped)}
+        clock.advance(1)
+        assert store.register([waiting, pending, skipped]) == 0
+        assert store.register([waiting, pending], status=UnitStatus.SKIPPED) == 0
+        assert (
+            store.register([pending, skipped], status=UnitStatus.WAITING, reason="x")
+            == 0
+        )
+        after = {u.unit_id: self.stored(store, u) for u in (waiting, pending, skipped)}
+        assert after == before
+
+    # -- settle ---------------------------------------------------------------------
+
+    def test_settle_waiting_to_pending_makes_the_unit_claimable(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit], status=UnitStatus.WAITING, reason="loading")
+        current = self.stored(store, unit)
+        clock.advance(5)
+        assert store.settle(current, UnitStatus.PENDING) is True
+        settled = self.stored(store, unit)
+        assert settled == attrs.evolve(
+            current,
+            status=UnitStatus.PENDING,
+            error=None,
+            updated_at=clock(),
+            version=current.version + 1,
+        )
+        lease = self.claim(store, dataset)
+        assert lease.unit == unit
+        assert lease.checkpoint.attempts == 1
+
+    def test_settle_moves_between_pending_waiting_and_skipped(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        moves = [
+            (UnitStatus.SKIPPED, "superseded by b2"),
+            (UnitStatus.WAITING, "successor is loading"),
+            (UnitStatus.SKIPPED, "x" * (MAX_ERROR_LENGTH + 10)),
+            (UnitStatus.PENDING, None),
+            (UnitStatus.PENDING, "planned again"),
+            (UnitStatus.WAITING, None),
+        ]
+        for status, reason in moves:
+            clock.advance(1)
+            current = self.stored(store, unit)
+            assert store.settle(current, status, reason) is True
+            settled = self.stored(store, unit)
+            assert settled.status is status
+            assert settled.error == (
+                None if reason is None else reason[:MAX_ERROR_LENGTH]
+            )
+            assert settled.version == current.version + 1
+            assert settled.updated_at == clock()
+            assert settled.created_at == current.created_at
+            assert settled.last_processed_offset == current.last_processed_offset
+        assert store.claim(dataset, "worker-a", LEASE) is None
+
+    def test_settle_refuses_leased_completed_and_failed_units(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        leased, done, failed = self.units(dataset, 3)
+        store.register([leased])
+        lease = self.claim(store, dataset)
+        store.register([done])
+        store.complete(self.claim(store, dataset))
+        store.register([failed])
+        store.fail(self.claim(store, dataset), "broken", max_attempts=1)
+        for unit in (leased, done, failed):
+            current = self.stored(store, unit)
+            for status in (UnitStatus.PENDING, UnitStatus.WAITING, UnitStatus.SKIPPED):
+                with pytest.raises(CheckpointError) as caught:
+                    store.settle(current, status, "no")
+                assert not isinstance(caught.value, CheckpointConflict)
+            assert self.stored(store, unit) == current
+        assert self.stored(store, leased) == lease.checkpoint
+
+    @pytest.mark.parametrize("status", _UNSETTLED)
+    def test_settle_refuses_to_move_to_a_leased_or_final_status(
+        self,
+        store: CheckpointStore,
+        clock: ManualClock,
+        dataset: str,
+        status: UnitStatus,
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit], status=UnitStatus.WAITING, reason="loading")
+        current = self.stored(store, unit)
+        with pytest.raises(CheckpointError):
+            store.settle(current, status)
+        assert self.stored(store, unit) == current
+
+    def test_settle_returns_false_on_a_stale_version(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit], status=UnitStatus.WAITING, reason="loading")
+        stale = self.stored(store, unit)
+        assert store.settle(stale, UnitStatus.PENDING) is True
+        moved = self.stored(store, unit)
+        assert store.settle(stale, UnitStatus.SKIPPED, "late") is False
+        assert self.stored(store, unit) == moved
+        # Read as Pending, then claimed by a worker: settling must not undo the claim.
+        lease = self.claim(store, dataset)
+        assert store.settle(moved, UnitStatus.SKIPPED, "late") is False
+        assert self.stored(store, unit) == lease.checkpoint
+        # A unit that is not stored at all.
+        ghost = attrs.evolve(moved, unit=attrs.evolve(unit, batch_id=f"{dataset}-gone"))
+        assert store.settle(ghost, UnitStatus.SKIPPED) is False
+        assert store.get(ghost.unit.batch_id) is None
 
     # -- claim ----------------------------------------------------------------------
 
@@ -429,6 +623,8 @@ class CheckpointStoreContract:
             UnitStatus.IN_PROGRESS: 1,
             UnitStatus.COMPLETED: 1,
             UnitStatus.FAILED: 0,
+            UnitStatus.WAITING: 0,
+            UnitStatus.SKIPPED: 0,
         }
         assert store.summary(f"{dataset}-other") == dict.fromkeys(UnitStatus, 0)
         assert store.list(f"{dataset}-other") == []
@@ -507,6 +703,162 @@ class CheckpointStoreContract:
             cp.status is UnitStatus.PENDING and cp.last_processed_offset == -1
             for cp in store.list(dataset)
         )
+
+    # -- watermarks -----------------------------------------------------------------
+
+    def _needs_watermarks(self) -> None:
+        if not self.supports_watermarks:
+            pytest.skip("the store keeps no watermarks (supports_watermarks = False)")
+
+    def test_a_store_without_watermarks_says_so(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        if self.supports_watermarks:
+            pytest.skip("the store keeps watermarks")
+        with pytest.raises(NotImplementedError):
+            store.watermark(dataset)
+        with pytest.raises(NotImplementedError):
+            store.raise_watermark(dataset, PLANNED_MS)
+
+    def test_watermark_is_none_until_raised(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        self._needs_watermarks()
+        assert store.watermark(dataset) is None
+        store.register(self.units(dataset, 2))
+        assert store.watermark(dataset) is None
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert store.watermark(dataset) == PLANNED_MS
+
+    def test_raise_watermark_never_moves_back(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        self._needs_watermarks()
+        store.raise_watermark(dataset, PLANNED_MS)
+        for lower in (PLANNED_MS - 1, PLANNED_MS, 0):
+            clock.advance(1)
+            store.raise_watermark(dataset, lower)
+            assert store.watermark(dataset) == PLANNED_MS
+        higher = PLANNED_MS + 86_400_000
+        store.raise_watermark(dataset, higher)
+        assert store.watermark(dataset) == higher
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert store.watermark(dataset) == higher
+
+    def test_watermark_primitives_store_what_they_are_given(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """The primitives are plain load and save: only ``raise_watermark`` keeps
+        the watermark from moving back."""
+        self._needs_watermarks()
+        assert store._load_watermark(dataset) is None
+        store._save_watermark(dataset, None)  # removing an absent one is no error
+        store._save_watermark(dataset, PLANNED_MS)
+        assert store._load_watermark(dataset) == PLANNED_MS
+        store._save_watermark(dataset, PLANNED_MS - 1000)
+        assert store.watermark(dataset) == PLANNED_MS - 1000
+        store._save_watermark(dataset, None)
+        assert store.watermark(dataset) is None
+        store.raise_watermark(dataset, 5)
+        assert store.watermark(dataset) == 5
+
+    def test_watermarks_are_per_dataset(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        self._needs_watermarks()
+        others = [f"{dataset}-other", f"{dataset}x", dataset[:-1]]
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert [store.watermark(other) for other in others] == [None, None, None]
+        for n, other in enumerate(others, start=1):
+            store.raise_watermark(other, PLANNED_MS + n)
+        store.raise_watermark(others[0], PLANNED_MS + 100)
+        assert store.watermark(dataset) == PLANNED_MS
+        assert [store.watermark(other) for other in others] == [
+            PLANNED_MS + 100,
+            PLANNED_MS + 2,
+            PLANNED_MS + 3,
+        ]
+        store.forget(others[0])
+        assert store.watermark(others[0]) is None
+        assert store.watermark(dataset) == PLANNED_MS
+        assert store.watermark(others[1]) == PLANNED_MS + 2
+
+    def test_watermark_is_not_a_unit(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        self._needs_watermarks()
+        lonely = f"{dataset}-lonely"
+        store.raise_watermark(lonely, PLANNED_MS)
+        assert store.list(lonely) == []
+        assert store.summary(lonely) == dict.fromkeys(UnitStatus, 0)
+        assert store.claim(lonely, "worker-a", LEASE) is None
+        assert store.retry_failed(lonely) == 0
+        for status in UnitStatus:
+            assert store.list(lonely, status) == []
+
+        units = self.units(dataset, 2)
+        store.register(units)
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert [cp.unit for cp in store.list(dataset)] == units
+        assert sum(store.summary(dataset).values()) == 2
+        leases = [self.claim(store, dataset, f"worker-{n}") for n in range(2)]
+        assert store.claim(dataset, "worker-x", LEASE) is None
+        for lease in leases:
+            store.complete(lease)
+        assert store.summary(dataset)[UnitStatus.COMPLETED] == 2
+        assert store.watermark(dataset) == PLANNED_MS
+
+    def test_forget_dataset_clears_the_watermark_a_window_keeps_it(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """Needs ``_delete`` as well."""
+        self._needs_watermarks()
+        units = self.units(dataset, 2)
+        store.register(units)
+        store.raise_watermark(dataset, PLANNED_MS)
+        store.raise_watermark(f"{dataset}-other", PLANNED_MS + 1)
+        first = units[0]
+        window = TimeWindow(
+            from_epoch_ms(first.batch_created_ms),
+            from_epoch_ms(first.batch_created_ms + 1),
+        )
+        assert store.forget(dataset, window) == 1
+        assert store.watermark(dataset) == PLANNED_MS
+        assert store.forget(dataset) == 1
+        assert store.watermark(dataset) is None
+        assert store.watermark(f"{dataset}-other") == PLANNED_MS + 1
+        # A dataset with a watermark and no units: forgetting clears the watermark.
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert store.forget(dataset) == 0
+        assert store.watermark(dataset) is None
+
+    def test_concurrent_raises_keep_the_highest_end(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        self._needs_watermarks()
+        if not self.atomic_watermarks:
+            pytest.skip("raise_watermark is not atomic (atomic_watermarks = False)")
+        ends = list(range(PLANNED_MS, PLANNED_MS + 8 * 5))
+        random.Random(7).shuffle(ends)
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def work(mine: list[int]) -> None:
+            try:
+                start.wait()
+                for end in mine:
+                    store.raise_watermark(dataset, end)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(ends[n::8],)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        assert store.watermark(dataset) == max(ends)
 
     # -- concurrency ----------------------------------------------------------------
 

@@ -223,6 +223,8 @@ def dataset() -> str:
 
 
 class TestDynamoDBCheckpointStore(CheckpointStoreContract):
+    atomic_watermarks = True
+
     @pytest.fixture
     def store(self, aws: boto3.Session):
         name = f"aep-contract-{uuid.uuid4().hex[:10]}"
@@ -310,6 +312,125 @@ def test_unreadable_item_raises_checkpoint_error(store, aws, table, dataset):
     )
     with pytest.raises(CheckpointError, match="unreadable item for batch"):
         store.get(unit.batch_id)
+
+
+# -- watermarks -------------------------------------------------------------------
+
+
+def watermark_key(dataset: str) -> dict[str, Any]:
+    return {"BatchID": {"S": f"dataset#{dataset}"}, "OffsetRange": {"S": "watermark"}}
+
+
+def raw_watermark(session: boto3.Session, table: str, dataset: str) -> Any:
+    return (
+        session.client("dynamodb")
+        .get_item(TableName=table, Key=watermark_key(dataset), ConsistentRead=True)
+        .get("Item")
+    )
+
+
+def test_the_watermark_is_an_item_of_its_own(store, clock, aws, table, dataset):
+    store.raise_watermark(dataset, 1_718_064_000_000)
+    item = raw_watermark(aws, table, dataset)
+    assert item == {
+        **watermark_key(dataset),
+        "PlannedUntil": {"N": "1718064000000"},
+        "UpdatedAt": {"S": "2023-11-14T22:13:20.250000+00:00"},
+    }, "no DatasetID or Status: the sparse index must never hold it"
+    clock.advance(1)
+    store.raise_watermark(dataset, 1_718_064_000_000 - 1)
+    assert raw_watermark(aws, table, dataset) == item, "a lower end writes nothing"
+    store.raise_watermark(dataset, 1_718_150_400_000)
+    raised = raw_watermark(aws, table, dataset)
+    assert raised["PlannedUntil"] == {"N": "1718150400000"}
+    assert raised["UpdatedAt"] == {"S": "2023-11-14T22:13:21.250000+00:00"}
+    assert store.get(f"dataset#{dataset}", "watermark") is None
+    store.forget(dataset)
+    assert raw_watermark(aws, table, dataset) is None
+
+
+def test_the_index_and_every_listing_skip_the_watermark(
+    store, clock, aws, table, dataset
+):
+    planned = units(dataset, 3)
+    store.register(planned)
+    store.raise_watermark(dataset, 1_718_064_000_000)
+    client = aws.client("dynamodb")
+    whole = client.scan(TableName=table)["Items"]
+    assert len(whole) == 4
+    indexed = client.query(
+        TableName=table,
+        IndexName=GSI_NAME,
+        KeyConditionExpression="DatasetID = :d",
+        ExpressionAttributeValues={":d": {"S": dataset}},
+    )["Items"]
+    assert sorted(item["BatchID"]["S"] for item in indexed) == [
+        u.batch_id for u in planned
+    ]
+    assert [cp.unit for cp in store.list(dataset)] == planned
+    assert sum(store.summary(dataset).values()) == 3
+    assert store.forget(dataset) == 3
+    assert client.scan(TableName=table)["Items"] == []
+
+
+def test_watermark_requests(store, clock, dataset):
+    calls = Calls(store)
+    assert store.watermark(dataset) is None
+    assert calls.take() == {"GetItem": 1}
+    store.raise_watermark(dataset, 2_000)
+    assert calls.take() == {"GetItem": 1, "PutItem": 1}
+    store.raise_watermark(dataset, 1_000)
+    store.raise_watermark(dataset, 2_000)
+    assert calls.take() == {"GetItem": 2}, "no write when the end is not higher"
+    assert store.forget(dataset) == 0
+    assert calls.take() == {"Query": 1, "DeleteItem": 1}
+
+
+def test_a_retried_raise_that_had_landed_is_not_an_error(store, clock, sleeps, dataset):
+    fail_first(
+        store,
+        "after-call.dynamodb.PutItem",
+        1,
+        lambda: ConnectionClosedError(endpoint_url="http://dynamodb.invalid"),
+    )
+    store.raise_watermark(dataset, 5_000)
+    assert len(sleeps) == 1
+    assert store.watermark(dataset) == 5_000
+
+
+def test_a_raise_racing_a_higher_one_keeps_the_higher(
+    store, clock, aws, table, dataset
+):
+    store.raise_watermark(dataset, 1_000)
+    other = aws.client("dynamodb")
+    raced: list[int] = []
+
+    def higher_meanwhile(**kwargs: Any) -> None:
+        # Another planner raises it between this store's read and its write.
+        if not raced:
+            raced.append(9_000)
+            other.put_item(
+                TableName=table,
+                Item={
+                    **watermark_key(dataset),
+                    "PlannedUntil": {"N": "9000"},
+                    "UpdatedAt": {"S": to_iso(START)},
+                },
+            )
+
+    store.client.meta.events.register("before-call.dynamodb.PutItem", higher_meanwhile)
+    store.raise_watermark(dataset, 5_000)
+    assert raced == [9_000]
+    assert store.watermark(dataset) == 9_000
+
+
+def test_unreadable_watermark_raises_checkpoint_error(store, aws, table, dataset):
+    aws.client("dynamodb").put_item(
+        TableName=table,
+        Item={**watermark_key(dataset), "PlannedUntil": {"S": "soon"}},
+    )
+    with pytest.raises(CheckpointError, match="unreadable watermark item"):
+        store.watermark(dataset)
 
 
 # -- leases across workers --------------------------------------------------------
@@ -474,12 +595,13 @@ def test_writes_of_a_whole_run_through_the_engine(aws, table):
         report = extractor.run(dataset, "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z")
     assert report.units[UnitStatus.COMPLETED] == n_batches
     counts = calls.take()
-    assert counts["PutItem"] == n_batches * (n_files + 3)
-    assert counts["BatchGetItem"] == 1
+    assert counts["PutItem"] == n_batches * (n_files + 3) + 1, "+1: the watermark"
+    assert counts["BatchGetItem"] == 1  # one register call, 100 keys a request
     print(
         f"\nEngine run of {n_batches} batches x {n_files} files: "
         + ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
-        + f"; PutItem per batch {counts['PutItem'] / n_batches:g}"
+        + f"; PutItem per batch {(counts['PutItem'] - 1) / n_batches:g}"
+        + " plus 1 for the watermark"
     )
     with Extractor(
         MemorySource(dataset, batches),

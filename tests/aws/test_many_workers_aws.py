@@ -8,7 +8,15 @@ import os
 from aep_extract import DynamoDBCheckpointStore, Extractor, HttpAepSource, S3Sink
 from aep_extract.testing import FakeAepPlatform
 
-from ..e2e.helpers import DATASET, END, START, expected_tree, sink_tree
+from ..e2e.helpers import (
+    DATASET,
+    END,
+    START,
+    expected_statuses,
+    expected_tree,
+    sink_tree,
+    table_statuses,
+)
 from ..many_workers import (
     LEASE_SECONDS,
     check_single_owner,
@@ -48,10 +56,11 @@ def test_four_processes_share_one_table(moto_over_http, moto_server, tmp_path):
         )
         assert exits == [0, 0, 0, 0]
         expected = expected_tree(platform)
+        statuses = expected_statuses(platform)
 
     counts = check_single_owner(read_records(records))
     print(f"\nmany workers (dynamodb): {counts}")
     assert counts["takeovers"] >= 1
     assert sink_tree(S3Sink(f"s3://{BUCKET}/x", session=moto_over_http)) == expected
     items = moto_over_http.client("dynamodb").scan(TableName=TABLE)["Items"]
-    assert {item["Status"]["S"] for item in items} == {"Completed"}
+    assert table_statuses(items) == statuses

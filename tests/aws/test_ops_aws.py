@@ -74,7 +74,7 @@ def test_verify_reset_and_rerun_on_s3_and_dynamodb(
     s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{stray}")
     capsys.readouterr()
     assert main(["reset", "--dataset", DATASET, "--store", STORE, "--yes"]) == 0
-    assert "forgot 9 unit(s)" in capsys.readouterr().out
+    assert "forgot 10 unit(s)" in capsys.readouterr().out
     table = moto_over_http.client("dynamodb").scan(TableName=TABLE)["Items"]
     assert table == []
     assert main(run) == 0

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-from aep_extract.checkpoints import MemoryCheckpointStore
+from aep_extract.checkpoints import CheckpointStore, MemoryCheckpointStore
 from aep_extract.models import UnitStatus, WorkUnit
 from aep_extract.testing.contracts import CheckpointStoreContract
 
 
 class TestMemoryCheckpointStore(CheckpointStoreContract):
+    atomic_watermarks = True
+
     @pytest.fixture
     def store(self):
         with MemoryCheckpointStore() as store:
+            yield store
+
+
+class _StoreWithoutWatermarks(MemoryCheckpointStore):
+    """A custom store that implements only the required primitives and _delete."""
+
+    _load_watermark = CheckpointStore._load_watermark
+    _save_watermark = CheckpointStore._save_watermark
+    raise_watermark = CheckpointStore.raise_watermark
+
+
+class TestStoreWithoutWatermarks(CheckpointStoreContract):
+    supports_watermarks = False
+
+    @pytest.fixture
+    def store(self):
+        with _StoreWithoutWatermarks() as store:
             yield store
 
 

@@ -34,6 +34,8 @@ DYNAMODB_ATTRIBUTES = {
 
 
 class TestSQLiteCheckpointStore(CheckpointStoreContract):
+    atomic_watermarks = True
+
     @pytest.fixture
     def store(self, tmp_path):
         with SQLiteCheckpointStore(tmp_path / "state.db") as store:
@@ -41,6 +43,8 @@ class TestSQLiteCheckpointStore(CheckpointStoreContract):
 
 
 class TestInMemorySQLiteCheckpointStore(CheckpointStoreContract):
+    atomic_watermarks = True
+
     @pytest.fixture
     def store(self):
         with SQLiteCheckpointStore(":memory:") as store:
@@ -96,6 +100,95 @@ def test_schema_mirrors_the_dynamodb_item(tmp_path):
     assert columns == DYNAMODB_ATTRIBUTES
     assert primary == ["BatchID", "OffsetRange"]
     assert index == ["DatasetID", "Status"]
+
+
+FIRST_RELEASE_SCHEMA = (
+    """
+    CREATE TABLE units (
+        BatchID TEXT NOT NULL,
+        OffsetRange TEXT NOT NULL,
+        DatasetID TEXT NOT NULL,
+        BatchCreated INTEGER NOT NULL,
+        Status TEXT NOT NULL,
+        LastProcessedOffset INTEGER NOT NULL,
+        Owner TEXT,
+        LeaseExpiresAt REAL,
+        Attempts INTEGER NOT NULL,
+        Error TEXT,
+        FilesDone INTEGER NOT NULL,
+        BytesDone INTEGER NOT NULL,
+        CreatedAt REAL NOT NULL,
+        UpdatedAt REAL NOT NULL,
+        Version INTEGER NOT NULL,
+        PRIMARY KEY (BatchID, OffsetRange)
+    )
+    """,
+    "CREATE INDEX units_by_dataset_status ON units (DatasetID, Status)",
+    "PRAGMA user_version = 1",
+    "INSERT INTO units VALUES "
+    "('b000', '0-*', 'ds', 0, 'Completed', 4, NULL, NULL, 1, NULL, 5, 50, 1.5, 2.5, 3)",
+    "INSERT INTO units VALUES "
+    "('b001', '0-*', 'ds', 1, 'Pending', -1, NULL, NULL, 0, NULL, 0, 0, 1.5, 1.5, 0)",
+)
+
+
+def tables(path):
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+    finally:
+        conn.close()
+
+
+def test_a_file_of_the_first_release_gains_the_watermarks_table(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for statement in FIRST_RELEASE_SCHEMA:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    assert tables(path) == {"units"}
+    with SQLiteCheckpointStore(path, clock=fixed_clock) as store:
+        assert tables(path) == {"units", "watermarks"}
+        assert store.summary("ds")[UnitStatus.COMPLETED] == 1
+        done = store.get("b000")
+        assert done is not None
+        assert (done.last_processed_offset, done.files_done, done.version) == (4, 5, 3)
+        assert store.watermark("ds") is None
+        store.raise_watermark("ds", 1_718_000_000_000)
+        assert store.register(units(3)) == 1
+        lease = store.claim("ds", "worker-a", 60)
+        assert lease is not None
+        store.complete(lease)
+    with SQLiteCheckpointStore(path) as reopened:
+        assert reopened.watermark("ds") == 1_718_000_000_000
+        assert reopened.summary("ds")[UnitStatus.COMPLETED] == 2
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT * FROM watermarks").fetchall() == [
+            ("ds", 1_718_000_000_000, fixed_clock())
+        ]
+    finally:
+        conn.close()
+
+
+def test_watermarks_survive_reopening_and_forget_removes_them(tmp_path):
+    path = tmp_path / "state.db"
+    with SQLiteCheckpointStore(path) as store:
+        store.raise_watermark("ds", 2_000)
+        store.raise_watermark("other", 3_000)
+    with SQLiteCheckpointStore(path) as store:
+        assert (store.watermark("ds"), store.watermark("other")) == (2_000, 3_000)
+        store.raise_watermark("ds", 1_000)
+        store.forget("other")
+    with SQLiteCheckpointStore(path) as store:
+        assert (store.watermark("ds"), store.watermark("other")) == (2_000, None)
 
 
 def test_opening_is_idempotent(tmp_path):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from aep_extract import FileRef, KeyLayout, Sink, TimeWindow, WorkUnit
+from aep_extract import (
+    CheckpointStore,
+    FileRef,
+    KeyLayout,
+    Sink,
+    TimeWindow,
+    WorkUnit,
+)
+from aep_extract.models import EXPORTABLE_BATCH_STATUSES, PENDING_BATCH_STATUSES
 from aep_extract.testing import FakeAepPlatform
 
 DATASET = FakeAepPlatform.DEMO_DATASET_ID
@@ -55,3 +63,33 @@ def manifests(sink: Sink) -> dict[str, dict]:  # type: ignore[type-arg]
         for key in sink.list_keys()
         if key.endswith("_manifest.json")
     }
+
+
+def expected_statuses(
+    platform: FakeAepPlatform, start: str = START, end: str = END
+) -> dict[str, str]:
+    """Batch id -> unit status after a complete run of the window: Completed for
+    exportable batches, Waiting for those AEP has not promoted yet."""
+    window = TimeWindow.parse(start, end)
+    return {
+        batch.batch_id: "Completed"
+        if batch.status in EXPORTABLE_BATCH_STATUSES
+        else "Waiting"
+        for batch in platform.batches_of(DATASET)
+        if window.contains_ms(batch.created_ms)
+        and (
+            batch.status in EXPORTABLE_BATCH_STATUSES
+            or batch.status in PENDING_BATCH_STATUSES
+        )
+    }
+
+
+def unit_statuses(store: CheckpointStore) -> dict[str, str]:
+    """Batch id -> unit status in the store (whole-batch units)."""
+    return {cp.unit.batch_id: cp.status.value for cp in store.list(DATASET)}
+
+
+def table_statuses(items: list[dict]) -> dict[str, str]:  # type: ignore[type-arg]
+    """Batch id -> Status of the unit items of a raw DynamoDB scan (other items,
+    such as the dataset's watermark, have no Status)."""
+    return {i["BatchID"]["S"]: i["Status"]["S"] for i in items if "Status" in i}

@@ -18,7 +18,16 @@ from aep_extract import (
 )
 from aep_extract.testing import FakeAepPlatform
 
-from .helpers import DATASET, END, START, expected_tree, manifests, sink_tree
+from .helpers import (
+    DATASET,
+    END,
+    START,
+    expected_statuses,
+    expected_tree,
+    manifests,
+    sink_tree,
+    unit_statuses,
+)
 
 
 def file_downloads(platform: FakeAepPlatform) -> int:
@@ -64,9 +73,10 @@ def test_every_file_lands_byte_identical_with_manifests(fake_aep, tmp_path):
             assert entry["sha256"] == hashlib.sha256(content).hexdigest()
 
     store = SQLiteCheckpointStore(tmp_path / "state.db")
-    units = store.list(DATASET)
-    assert {cp.unit.batch_id for cp in units} == exportable
-    assert all(cp.status is UnitStatus.COMPLETED for cp in units)
+    assert unit_statuses(store) == expected_statuses(fake_aep)
+    assert {
+        b for b, s in unit_statuses(store).items() if s == "Completed"
+    } == exportable
 
 
 def test_second_run_downloads_nothing(fake_aep, tmp_path):

@@ -8,7 +8,6 @@ from aep_extract import (
     HttpAepSource,
     LocalSink,
     SQLiteCheckpointStore,
-    UnitStatus,
 )
 from aep_extract.testing import FakeAepPlatform
 
@@ -19,7 +18,15 @@ from ..many_workers import (
     recording,
     run_workers,
 )
-from .helpers import DATASET, END, START, expected_tree, sink_tree
+from .helpers import (
+    DATASET,
+    END,
+    START,
+    expected_statuses,
+    expected_tree,
+    sink_tree,
+    unit_statuses,
+)
 
 
 def test_four_processes_share_one_sqlite_file(tmp_path):
@@ -43,6 +50,7 @@ def test_four_processes_share_one_sqlite_file(tmp_path):
         exits = run_workers(platform.env(), store_url, sink_url, records)
         assert exits == [0, 0, 0, 0]
         expected = expected_tree(platform)
+        statuses = expected_statuses(platform)
 
     counts = check_single_owner(read_records(records))
     print(f"\nmany workers (sqlite): {counts}")
@@ -50,5 +58,5 @@ def test_four_processes_share_one_sqlite_file(tmp_path):
     owners = {row["owner"] for row in read_records(records) if row["owner"]}
     assert len(owners) >= 3  # the work really was shared
     assert sink_tree(LocalSink(sink_url)) == expected
-    final = SQLiteCheckpointStore(tmp_path / "state.db").list(DATASET)
-    assert all(cp.status is UnitStatus.COMPLETED for cp in final)
+    final = SQLiteCheckpointStore(tmp_path / "state.db")
+    assert unit_statuses(final) == statuses
