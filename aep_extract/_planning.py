@@ -126,10 +126,10 @@ class Planner:
             if status is UnitStatus.PENDING:
                 planned += count
                 self._supersede(batch, known)
-        new = sum(
-            self.store.register(group, status=status, reason=note)
-            for (status, note), group in fresh.items()
-        )
+        new = 0  # new Pending units; new Waiting and Skipped ones count elsewhere
+        for (status, note), group in fresh.items():
+            registered = self.store.register(group, status=status, reason=note)
+            new += registered if status is UnitStatus.PENDING else 0
         waiting = {
             cp.unit.batch_id for cp in self.store.list(dataset_id, UnitStatus.WAITING)
         }

@@ -1,7 +1,8 @@
 """The ``aep-extract`` command line: the Extractor's verbs over URLs and ``AEP_*``.
 
-Exit codes: 0 every unit Completed; 1 some unit Failed or left unfinished;
-2 usage or configuration error (one line on stderr).
+Exit codes: 0 every unit Completed, Skipped or Waiting on AEP; 1 some unit Failed or
+left unfinished, or a check found a discrepancy; 2 usage or configuration error (one
+line on stderr).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any, Callable, Optional
 from . import __version__
 from . import _cli_ops as _ops
 from ._logging import make_formatter
+from ._status_format import format_status
 from .checkpoints import CheckpointStore, open_store
-from .config import DEFAULT_LEASE_SECONDS, ExtractorConfig
+from .config import DEFAULT_LEASE_SECONDS, DEFAULT_SAFETY_LAG_SECONDS, ExtractorConfig
 from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
 from .extractor import Deadline, Extractor
-from .models import UnitStatus, parse_timestamp
+from .models import TimeWindow, parse_timestamp
 from .report import DatasetStatus, RunReport
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
@@ -63,23 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=help_text)
 
     run = command("run", "plan the window, then copy every planned unit")
-    _window_args(run)
+    _plan_args(run)
     _sink_arg(run)
-    _store_arg(run)
-    _split_arg(run)
     _work_args(run)
     plan = command("plan", "register the window's batches as Pending units")
-    _window_args(plan)
-    _store_arg(plan)
-    _split_arg(plan)
-    status = command("status", "show every unit of a dataset")
-    _dataset_arg(status)
-    _store_arg(status)
-    status.add_argument("--json", action="store_true", help="print JSON")
+    _plan_args(plan)
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    _status_args(command("status", _STATUS_HELP))
     retry = command("retry-failed", "put Failed units back to Pending")
     _dataset_arg(retry)
     _store_arg(retry)
     retry.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    retry.add_argument("--json", action="store_true", help="print JSON")
     _ops.add_verify(command("verify", _ops.VERIFY_HELP))
     _ops.add_cleanup(command("cleanup", _ops.CLEANUP_HELP))
     _ops.add_reset(command("reset", _ops.RESET_HELP))
@@ -115,6 +112,61 @@ def _window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--end", required=True, help="window end, ISO 8601 with offset or Z (exclusive)"
     )
+
+
+def _plan_args(parser: argparse.ArgumentParser) -> None:
+    """The window of ``run`` and ``plan``: given, or continued with --since-last."""
+    _dataset_arg(parser)
+    parser.add_argument(
+        "--start",
+        help="window start, ISO 8601 with offset or Z (inclusive); with --since-last "
+        "only for the dataset's first incremental run",
+    )
+    parser.add_argument(
+        "--end",
+        help="window end, ISO 8601 with offset or Z (exclusive); with --since-last "
+        "the default is now minus --lag",
+    )
+    parser.add_argument(
+        "--since-last",
+        action="store_true",
+        help="start where the last planned window of the dataset ended (the daily job)",
+    )
+    parser.add_argument(
+        "--lag",
+        type=_duration,
+        default=DEFAULT_SAFETY_LAG_SECONDS,
+        metavar="DURATION",
+        help="with --since-last, end this far before now, e.g. 900, 15m, 2h "
+        f"(default {DEFAULT_SAFETY_LAG_SECONDS / 60:.0f}m)",
+    )
+    parser.add_argument(
+        "--copy-replays",
+        action="store_true",
+        help="also copy batches that replay batches already copied "
+        "(their data then appears twice); skipped by default",
+    )
+    _store_arg(parser)
+    _split_arg(parser)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``900``, ``90s``, ``15m``, ``2h`` or ``1d``."""
+    number, unit = text.strip(), "s"
+    if number[-1:].lower() in _DURATION_UNITS:
+        number, unit = number[:-1], number[-1].lower()
+    try:
+        value = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 900, 15m or 2h"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def _sink_arg(parser: argparse.ArgumentParser) -> None:
@@ -277,16 +329,29 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
         config=ExtractorConfig(
             files_per_unit=args.files_per_unit,
             lease_seconds=getattr(args, "lease_seconds", DEFAULT_LEASE_SECONDS),
+            safety_lag_seconds=args.lag,
+            copy_replays=args.copy_replays,
         ),
         progress=False if args.quiet else None,
     )
 
 
+def _window(args: argparse.Namespace) -> dict[str, Any]:
+    """The window arguments of ``run``/``plan``, checked; exits 2 if incomplete."""
+    if not args.since_last and (args.start is None or args.end is None):
+        raise ConfigError("give --start and --end, or --since-last")
+    return {"start": args.start, "end": args.end}
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    window = _window(args)
     with _extractor(args, args.sink) as extractor, _stop_on_signals(extractor):
-        report = extractor.run(
-            args.dataset, args.start, args.end, deadline=args.deadline
-        )
+        if args.since_last:
+            report = extractor.run_since_last(
+                args.dataset, deadline=args.deadline, **window
+            )
+        else:
+            report = extractor.run(args.dataset, deadline=args.deadline, **window)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     _publish_metrics(args.metrics, report)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
@@ -334,31 +399,67 @@ def _stop_on_signals(extractor: Extractor) -> Iterator[None]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    window = _window(args)
     with _extractor(args, "memory://") as extractor:
-        print(extractor.plan(args.dataset, args.start, args.end))
+        if args.since_last:
+            result = extractor.plan_since_last(args.dataset, **window)
+        else:
+            result = extractor.plan(args.dataset, **window)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
     return EXIT_OK
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    status = DatasetStatus(
-        dataset_id=args.dataset, units=tuple(_store(args).list(args.dataset))
+_STATUS_HELP = "show a dataset's units by status, progress, leases and errors"
+_STATUS_EPILOG = """\
+exit status:
+  0  every unit in scope is Completed, Skipped or Waiting (nothing to do now)
+  1  some unit is Pending, InProgress or Failed, or no unit is recorded
+     in scope (a mistyped dataset id, or a window without batches)
+  2  usage error: a bad option, only one of --start and --end, or a time
+     without a UTC offset"""
+
+
+def _status_args(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = _STATUS_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    _dataset_arg(parser)
+    _store_arg(parser)
+    parser.add_argument(
+        "--start", help="with --end: only units whose batch was created from here"
     )
+    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
+    parser.add_argument(
+        "--units", action="store_true", help="also list every unit, one row each"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    if (args.start is None) != (args.end is None):
+        raise ConfigError("give both --start and --end, or neither")
+    window = None if args.start is None else TimeWindow.parse(args.start, args.end)
+    with _store(args) as store:
+        status = DatasetStatus.from_store(store, args.dataset, window)
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
     if not status.units:
+        scope = "" if window is None else f" with a batch created in {window}"
         print(
-            f"aep-extract: no units recorded for dataset {args.dataset}",
+            f"aep-extract: no units recorded for dataset {args.dataset}{scope}",
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
-    print(
-        json.dumps(status.to_dict(), indent=2) if args.json else format_status(status)
-    )
-    done = all(cp.status is UnitStatus.COMPLETED for cp in status.units)
-    return EXIT_OK if done else EXIT_INCOMPLETE
+    if not args.json:
+        print(format_status(status, units=args.units))
+    return EXIT_OK if status.ok else EXIT_INCOMPLETE
 
 
 def _cmd_retry_failed(args: argparse.Namespace) -> int:
     moved = _store(args).retry_failed(args.dataset, args.unit)
-    print(f"{moved} unit(s) back to Pending")
+    if args.json:
+        print(json.dumps({"datasetId": args.dataset, "unitsMoved": moved}))
+    else:
+        print(f"{moved} unit(s) back to Pending")
     return EXIT_OK
 
 
@@ -366,30 +467,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args.dir, workers=args.workers, faults=args.faults)
-
-
-def format_status(status: DatasetStatus) -> str:
-    """A readable table of a dataset's units."""
-    counts = ", ".join(f"{n} {s.value}" for s, n in status.counts.items())
-    rows = [f"dataset {status.dataset_id}: {counts}"]
-    header = ("UNIT", "STATUS", "LAST OFFSET", "FILES", "BYTES", "ATTEMPTS", "ERROR")
-    table = [header] + [
-        (
-            cp.unit_id,
-            cp.status.value,
-            str(cp.last_processed_offset),
-            str(cp.files_done),
-            str(cp.bytes_done),
-            str(cp.attempts),
-            (cp.error or "")[:60],
-        )
-        for cp in status.units
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    rows += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table
-    ]
-    return "\n".join(rows)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

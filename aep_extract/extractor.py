@@ -8,18 +8,18 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Optional, Union
 
 from ._engine import Engine
+from ._planning import Planner
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
 from .errors import ConfigError
 from .hooks import HookDispatcher, HooksLike
 from .layout import KeyLayout
-from .models import EXPORTABLE_BATCH_STATUSES, Batch, TimeWindow, WorkUnit
+from .models import Batch, TimeWindow, WorkUnit, from_epoch_ms, parse_timestamp
 from .progress import make_progress
 from .report import DatasetStatus, PlanResult, RunReport
 from .schedulers.base import Scheduler
@@ -116,8 +116,16 @@ class Extractor:
     def plan(self, dataset_id: str, start: Moment, end: Moment) -> PlanResult:
         """Discover the dataset's batches created in ``[start, end)`` and register
         one Pending unit per exportable batch (or per offset range, see
-        ``ExtractorConfig.files_per_unit``). Units already registered keep their
-        state, and a batch already planned keeps its unit layout.
+        ``ExtractorConfig.files_per_unit``).
+
+        Units already registered keep their state, and a batch already planned
+        keeps its unit layout. A batch AEP has not promoted yet (loading,
+        processing ...) is registered Waiting, and every later plan looks at it
+        again, whatever its window, until it succeeds (then it becomes Pending)
+        or ends otherwise (Skipped). A batch superseded by another
+        (``tags.acp_successor``), or replaying batches already copied, is
+        Skipped with the reason recorded. The dataset's watermark rises to
+        ``end`` (see :meth:`plan_since_last`).
 
         Raises:
             ConfigError: a naive or reversed window, or an empty dataset id.
@@ -128,32 +136,77 @@ class Extractor:
         if not dataset_id:
             raise ConfigError("dataset id must not be empty")
         self.source.get_dataset(dataset_id)
-        batches = list(self.source.list_batches(dataset_id, window))
-        exportable = [b for b in batches if b.status in EXPORTABLE_BATCH_STATUSES]
-        skipped = Counter(
-            b.status for b in batches if b.status not in EXPORTABLE_BATCH_STATUSES
+        planner = Planner(
+            self.source,
+            self.store,
+            self._units_of,
+            copy_replays=self.config.copy_replays,
         )
-        # A batch keeps the unit layout it was first planned with, even if
-        # files_per_unit changed since: two layouts would copy its files twice.
-        known: dict[str, list[WorkUnit]] = defaultdict(list)
-        for cp in self.store.list(dataset_id):
-            known[cp.unit.batch_id].append(cp.unit)
-        units = [
-            unit
-            for batch in exportable
-            for unit in known.get(batch.batch_id) or self._units_of(batch)
-        ]
-        new = self.store.register(units)
-        result = PlanResult(
-            dataset_id=dataset_id,
-            window=window,
-            batches_found=len(batches),
-            units_planned=len(units),
-            units_new=new,
-            skipped=dict(skipped),
-        )
-        logger.info("%s", result)
-        return result
+        return planner.plan(dataset_id, window)
+
+    def plan_since_last(
+        self,
+        dataset_id: str,
+        *,
+        start: Optional[Moment] = None,
+        end: Optional[Moment] = None,
+    ) -> PlanResult:
+        """:meth:`plan` the window from the end of the last window planned for
+        the dataset (its watermark) to ``end``, by default now minus
+        ``ExtractorConfig.safety_lag_seconds``: the call a daily job repeats.
+
+        Args:
+            dataset_id: the dataset.
+            start: where the first incremental run starts, while the dataset has
+                no watermark; ignored once it has one.
+            end: the window end instead of now minus the safety lag.
+
+        Raises:
+            ConfigError: no watermark and no ``start``; nothing new to plan (the
+                end is not after the watermark); or the store keeps no
+                watermarks.
+        """
+        window = self.next_window(dataset_id, start=start, end=end)
+        return self.plan(dataset_id, window.start, window.end)
+
+    def next_window(
+        self,
+        dataset_id: str,
+        *,
+        start: Optional[Moment] = None,
+        end: Optional[Moment] = None,
+    ) -> TimeWindow:
+        """The window :meth:`plan_since_last` would plan (see its arguments)."""
+        try:
+            mark = self.store.watermark(dataset_id)
+        except NotImplementedError as exc:
+            raise ConfigError(str(exc)) from None
+        if mark is not None:
+            begin = from_epoch_ms(mark)
+            if start is not None:
+                logger.info(
+                    "dataset %s: planned up to %s already; --start ignored",
+                    dataset_id,
+                    begin.isoformat(),
+                )
+        elif start is not None:
+            begin = start if isinstance(start, datetime) else parse_timestamp(start)
+        else:
+            raise ConfigError(
+                f"dataset {dataset_id} has no planned window yet: give a start "
+                "for its first incremental run"
+            )
+        if end is None:
+            lag = timedelta(seconds=self.config.safety_lag_seconds)
+            finish = datetime.now(timezone.utc) - lag
+        else:
+            finish = end if isinstance(end, datetime) else parse_timestamp(end)
+        if finish <= begin:
+            raise ConfigError(
+                f"nothing new to plan for dataset {dataset_id}: planned up to "
+                f"{begin.isoformat()}, and the end is {finish.isoformat()}"
+            )
+        return TimeWindow(begin, finish)
 
     def execute(
         self,
@@ -237,11 +290,51 @@ class Extractor:
         self.plan(dataset_id, start, end)
         return self._execute(dataset_id, limit, since, progress=progress)
 
-    def status(self, dataset_id: str) -> DatasetStatus:
-        """Every unit of the dataset with its status, progress and last error."""
-        return DatasetStatus(
-            dataset_id=dataset_id, units=tuple(self.store.list(dataset_id))
-        )
+    def run_since_last(
+        self,
+        dataset_id: str,
+        *,
+        start: Optional[Moment] = None,
+        end: Optional[Moment] = None,
+        deadline: Optional[Deadline] = None,
+        progress: Optional[bool] = None,
+    ) -> RunReport:
+        """:meth:`plan_since_last` then :meth:`execute`: the daily job.
+
+        Raises:
+            ConfigError: see :meth:`plan_since_last`.
+        """
+        limit = _monotonic_deadline(deadline)
+        since = (time.monotonic(), dict(self.source.counters()))
+        self.plan_since_last(dataset_id, start=start, end=end)
+        return self._execute(dataset_id, limit, since, progress=progress)
+
+    def status(
+        self,
+        dataset_id: str,
+        start: Optional[Moment] = None,
+        end: Optional[Moment] = None,
+    ) -> DatasetStatus:
+        """The dataset's units as the store records them, with counts by status,
+        files and bytes done, the oldest lease and the last errors. Reads only the
+        store, never the source.
+
+        Args:
+            dataset_id: the dataset.
+            start: with ``end``, only units whose batch was created in
+                ``[start, end)``; without both, every unit of the dataset.
+            end: see ``start``.
+
+        Raises:
+            ConfigError: only one of ``start`` and ``end``, or a naive or reversed
+                window.
+        """
+        if (start is None) != (end is None):
+            raise ConfigError("give both start and end, or neither")
+        window = None
+        if start is not None and end is not None:
+            window = TimeWindow.parse(start, end)
+        return DatasetStatus.from_store(self.store, dataset_id, window)
 
     def retry_failed(
         self, dataset_id: str, unit_ids: Optional[Collection[str]] = None

@@ -196,8 +196,8 @@ class UnitStatus(str, enum.Enum):
     COMPLETED = "Completed"
     FAILED = "Failed"
     WAITING = "Waiting"
-    """The AEP batch is not promoted yet (loading, processing ...): every plan
-    checks it again and makes it Pending once it succeeds."""
+    """AEP has not promoted the batch yet (``loading``, ``processing`` ...);
+    every plan looks at it again and makes it Pending once it succeeds."""
     SKIPPED = "Skipped"
     """Not to be copied, for the reason in ``error`` (superseded, a replay of
     batches already copied, or the batch ended in a non-exportable status)."""
@@ -207,8 +207,9 @@ class UnitStatus(str, enum.Enum):
 
     @property
     def ok(self) -> bool:
-        """Nothing failed and nothing is left to do now: Completed, Skipped, or
-        Waiting on AEP. A run that leaves every unit so ends well (exit 0)."""
+        """Whether a unit in this status is settled for now (Completed, Skipped,
+        or Waiting on AEP): nothing failed and nothing is left to do. A run that
+        leaves every unit so ends well (exit 0)."""
         return self in (UnitStatus.COMPLETED, UnitStatus.SKIPPED, UnitStatus.WAITING)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Iterable
+from typing import Any, Optional
 
 import attrs
 
+from .checkpoints.base import CheckpointStore
 from .errors import ExtractionFailed
 from .models import Checkpoint, TimeWindow, UnitStatus
 
@@ -22,7 +25,11 @@ class PlanResult:
         batches_found: batches of the dataset created in the window, any status.
         units_planned: work units for the exportable batches.
         units_new: of those, how many were not registered before.
-        skipped: batches not copied, by Catalog status (failed, loading, ...).
+        units_promoted: Waiting units made Pending because their batch succeeded.
+        batches_waiting: batches of the dataset (any window) still Waiting for AEP
+            to promote them; a later plan looks at them again.
+        skipped: batches not copied, by Catalog status (failed, aborted, ...) or
+            reason (``superseded``, ``replay``).
     """
 
     dataset_id: str
@@ -30,6 +37,8 @@ class PlanResult:
     batches_found: int
     units_planned: int
     units_new: int
+    units_promoted: int = 0
+    batches_waiting: int = 0
     skipped: dict[str, int] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,15 +50,25 @@ class PlanResult:
             "batchesFound": self.batches_found,
             "unitsPlanned": self.units_planned,
             "unitsNew": self.units_new,
+            "unitsPromoted": self.units_promoted,
+            "batchesWaiting": self.batches_waiting,
             "skipped": dict(self.skipped),
         }
 
     def __str__(self) -> str:
         skipped = ", ".join(f"{n} {s}" for s, n in sorted(self.skipped.items()))
+        promoted = (
+            f", {self.units_promoted} no longer waiting" if self.units_promoted else ""
+        )
         return (
             f"planned {self.dataset_id} {self.window}: {self.batches_found} batches, "
-            f"{self.units_planned} units ({self.units_new} new)"
+            f"{self.units_planned} units ({self.units_new} new{promoted})"
             + (f"; skipped {skipped}" if skipped else "")
+            + (
+                f"; {self.batches_waiting} waiting for AEP to promote them"
+                if self.batches_waiting
+                else ""
+            )
         )
 
 
@@ -101,8 +120,9 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """Every unit of the dataset is Completed."""
-        return sum(self.units.values()) == self.units.get(UnitStatus.COMPLETED, 0)
+        """Every unit of the dataset is Completed, Skipped or Waiting on AEP
+        (see :attr:`UnitStatus.ok <aep_extract.UnitStatus.ok>`)."""
+        return all(status.ok for status, count in self.units.items() if count)
 
     def raise_for_failures(self) -> None:
         """Raise :class:`~aep_extract.errors.ExtractionFailed` unless :attr:`ok`.
@@ -118,9 +138,7 @@ class RunReport:
 
     def _unfinished(self) -> str:
         return ", ".join(
-            f"{n} {s.value}"
-            for s, n in self.units.items()
-            if n and s is not UnitStatus.COMPLETED
+            f"{n} {s.value}" for s, n in self.units.items() if n and not s.ok
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,17 +173,74 @@ class RunReport:
         for unit, (attempts, error) in self.failures_by_unit().items():
             tries = f" ({attempts} attempts)" if attempts > 1 else ""
             lines.append(f"FAILED unit {unit}{tries}: {error}")
+        waiting = self.units.get(UnitStatus.WAITING, 0)
+        if waiting:
+            lines.append(
+                f"{waiting} unit(s) waiting for AEP to promote their batch; "
+                "a later run copies them"
+            )
         if self.stopped:
             lines.append("stopped before the work was done; rerun to finish")
         return "\n".join(lines)
 
 
+LAST_ERRORS_SHOWN = 5
+"""How many units :attr:`DatasetStatus.last_errors` holds at most."""
+
+_NOTED = (UnitStatus.WAITING, UnitStatus.SKIPPED)
+"""Statuses whose ``error`` is a note (why waiting, why skipped), not an error."""
+
+
+def _newest_first(units: Iterable[Checkpoint]) -> tuple[Checkpoint, ...]:
+    return tuple(sorted(units, key=lambda cp: (-cp.updated_at, cp.unit_id)))
+
+
+def _note_json(cp: Checkpoint, key: str) -> dict[str, Any]:
+    return {
+        "unit": cp.unit_id,
+        "batchId": cp.unit.batch_id,
+        key: cp.error,
+        "updatedAt": cp.updated_at,
+    }
+
+
 @attrs.frozen(kw_only=True)
 class DatasetStatus:
-    """Every unit of a dataset and how many are in each status."""
+    """The units of a dataset as the store records them: how many are in each
+    status, the files and bytes done, the oldest lease and the last errors.
+
+    ``print(status)`` shows the table of ``aep-extract status``.
+
+    Attributes:
+        dataset_id: the dataset.
+        units: its units in scope, ordered by unit id.
+        window: only units whose batch was created in this window were read;
+            None: every unit of the dataset.
+        as_of: when the store was read, in epoch seconds by the store's clock;
+            leases are judged expired against it.
+    """
 
     dataset_id: str
     units: tuple[Checkpoint, ...]
+    window: Optional[TimeWindow] = None
+    as_of: float = attrs.field(factory=time.time)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: CheckpointStore,
+        dataset_id: str,
+        window: Optional[TimeWindow] = None,
+    ) -> DatasetStatus:
+        """Read the dataset's units from ``store``: all of them, or those whose
+        batch was created in ``window``. Needs no source (no AEP credentials)."""
+        as_of = store.clock()  # before the read: a lease renewed since is not expired
+        units = tuple(
+            cp
+            for cp in store.list(dataset_id)
+            if window is None or window.contains_ms(cp.unit.batch_created_ms)
+        )
+        return cls(dataset_id=dataset_id, units=units, window=window, as_of=as_of)
 
     @property
     def counts(self) -> dict[UnitStatus, int]:
@@ -175,11 +250,130 @@ class DatasetStatus:
             counts[cp.status] += 1
         return counts
 
+    def done_by_status(self) -> dict[UnitStatus, tuple[int, int]]:
+        """Files and bytes durably in the sink, summed over the units of each
+        status (every status present). Pending and Failed units keep the progress
+        of their earlier attempts."""
+        done = dict.fromkeys(UnitStatus, (0, 0))
+        for cp in self.units:
+            files, size = done[cp.status]
+            done[cp.status] = (files + cp.files_done, size + cp.bytes_done)
+        return done
+
+    @property
+    def files_done(self) -> int:
+        """Files durably in the sink, over every unit in scope."""
+        return sum(cp.files_done for cp in self.units)
+
+    @property
+    def bytes_done(self) -> int:
+        """Bytes durably in the sink, over every unit in scope."""
+        return sum(cp.bytes_done for cp in self.units)
+
+    @property
+    def ok(self) -> bool:
+        """Whether some unit is in scope and every unit is Completed, Skipped or
+        Waiting, none Pending, InProgress or Failed (the exit status 0 of
+        ``aep-extract status``)."""
+        return bool(self.units) and all(cp.status.ok for cp in self.units)
+
+    @property
+    def oldest_lease(self) -> Optional[Checkpoint]:
+        """The InProgress unit whose lease expires first, or None."""
+        leased = [cp for cp in self.units if cp.status is UnitStatus.IN_PROGRESS]
+        if not leased:
+            return None
+        return min(leased, key=lambda cp: (cp.lease_expires_at or 0.0, cp.unit_id))
+
+    def lease_expired(self, checkpoint: Checkpoint) -> bool:
+        """Whether an InProgress unit's lease had run out at :attr:`as_of`: its
+        worker stopped renewing it (most likely it died) and the next run takes
+        the unit over."""
+        return (checkpoint.lease_expires_at or 0.0) <= self.as_of
+
+    @property
+    def expired_leases(self) -> int:
+        """InProgress units whose lease had run out at :attr:`as_of`."""
+        return sum(
+            1
+            for cp in self.units
+            if cp.status is UnitStatus.IN_PROGRESS and self.lease_expired(cp)
+        )
+
+    def _errored(self) -> list[Checkpoint]:
+        return [cp for cp in self.units if cp.error and cp.status not in _NOTED]
+
+    @property
+    def last_errors(self) -> tuple[Checkpoint, ...]:
+        """The most recently updated units with an error, newest first, at most
+        five. A Failed unit, or one whose last attempt failed
+        (Pending or InProgress again); the notes of Waiting and Skipped units are
+        not errors (see :attr:`waiting` and :attr:`skipped`)."""
+        return _newest_first(self._errored())[:LAST_ERRORS_SHOWN]
+
+    @property
+    def units_with_errors(self) -> int:
+        """How many units in scope carry an error (:attr:`last_errors` shows the
+        newest few)."""
+        return len(self._errored())
+
+    @property
+    def waiting(self) -> tuple[Checkpoint, ...]:
+        """Waiting units, newest first; ``error`` holds their note, e.g.
+        ``AEP status 'loading'``."""
+        return _newest_first(cp for cp in self.units if cp.status is UnitStatus.WAITING)
+
+    @property
+    def skipped(self) -> tuple[Checkpoint, ...]:
+        """Skipped units, newest first; ``error`` holds why they are not copied."""
+        return _newest_first(cp for cp in self.units if cp.status is UnitStatus.SKIPPED)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form."""
+        """A JSON-serialisable form. Times are epoch seconds; ``start`` and
+        ``end`` are ISO 8601 (null without a window)."""
+        lease = self.oldest_lease
+        done = self.done_by_status()
+        counts = self.counts
         return {
             "datasetId": self.dataset_id,
-            "counts": _counts_json(self.counts),
+            "start": None if self.window is None else self.window.start.isoformat(),
+            "end": None if self.window is None else self.window.end.isoformat(),
+            "asOf": self.as_of,
+            "ok": self.ok,
+            "counts": _counts_json(counts),
+            "filesDone": self.files_done,
+            "bytesDone": self.bytes_done,
+            "byStatus": {
+                status.value: {
+                    "units": counts[status],
+                    "filesDone": done[status][0],
+                    "bytesDone": done[status][1],
+                }
+                for status in UnitStatus
+            },
+            "oldestLease": None
+            if lease is None
+            else {
+                "unit": lease.unit_id,
+                "owner": lease.owner,
+                "attempts": lease.attempts,
+                "leaseExpiresAt": lease.lease_expires_at,
+                "expired": self.lease_expired(lease),
+            },
+            "expiredLeases": self.expired_leases,
+            "lastErrors": [
+                {
+                    "unit": cp.unit_id,
+                    "status": cp.status.value,
+                    "attempts": cp.attempts,
+                    "updatedAt": cp.updated_at,
+                    "error": cp.error,
+                }
+                for cp in self.last_errors
+            ],
+            "unitsWithErrors": self.units_with_errors,
+            "waiting": [_note_json(cp, "note") for cp in self.waiting],
+            "skipped": [_note_json(cp, "reason") for cp in self.skipped],
             "units": [
                 {
                     "unit": cp.unit_id,
@@ -198,3 +392,8 @@ class DatasetStatus:
                 for cp in self.units
             ],
         }
+
+    def __str__(self) -> str:
+        from ._status_format import format_status
+
+        return format_status(self)

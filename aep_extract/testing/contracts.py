@@ -19,9 +19,9 @@ against your implementation::
 
 The store suite controls time itself by setting ``store.clock`` (a clock attribute
 every :class:`~aep_extract.checkpoints.base.CheckpointStore` has), so nothing sleeps.
-A store without the optional watermark primitives sets ``supports_watermarks = False``
-on its test class; one whose ``raise_watermark`` is atomic sets
-``atomic_watermarks = True`` to have that checked under concurrency too.
+A store without the optional watermark primitives subclasses
+:class:`BasicCheckpointStoreContract` instead; one whose ``raise_watermark`` is atomic
+subclasses :class:`AtomicWatermarksContract` to have that checked under concurrency too.
 Every test uses fresh dataset ids, batch ids and key prefixes, so a fixture may share
 one table or bucket across tests.
 """
@@ -50,7 +50,13 @@ from ..models import (
 )
 from ..sinks.base import Sink
 
-__all__ = ["CheckpointStoreContract", "ManualClock", "SinkContract"]
+__all__ = [
+    "AtomicWatermarksContract",
+    "BasicCheckpointStoreContract",
+    "CheckpointStoreContract",
+    "ManualClock",
+    "SinkContract",
+]
 
 LEASE = 60.0
 """Lease length the store suite claims with, in seconds."""
@@ -93,20 +99,12 @@ def _write_then_fail(sink: Sink, key: str, data: bytes) -> None:
         raise _Boom
 
 
-class CheckpointStoreContract:
-    """What every :class:`~aep_extract.checkpoints.base.CheckpointStore` must do.
+class BasicCheckpointStoreContract:
+    """What every :class:`~aep_extract.checkpoints.base.CheckpointStore` must do,
+    watermarks aside (see :class:`CheckpointStoreContract`).
 
     Supply a function-scoped ``store`` fixture returning an open store.
     """
-
-    supports_watermarks: bool = True
-    """Whether the store implements ``_load_watermark`` and ``_save_watermark``.
-    Set False on a subclass whose store does not: the watermark tests then check
-    that it says so with NotImplementedError."""
-
-    atomic_watermarks: bool = False
-    """Whether ``raise_watermark`` is atomic, so that racing raises never lose the
-    highest end (the base class's load-then-save is not). Set True to test it."""
 
     @pytest.fixture
     def clock(self, store: CheckpointStore) -> ManualClock:
@@ -704,164 +702,6 @@ class CheckpointStoreContract:
             for cp in store.list(dataset)
         )
 
-    # -- watermarks -----------------------------------------------------------------
-
-    def _needs_watermarks(self) -> None:
-        if not self.supports_watermarks:
-            pytest.skip("the store keeps no watermarks (supports_watermarks = False)")
-
-    def test_a_store_without_watermarks_says_so(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        if self.supports_watermarks:
-            pytest.skip("the store keeps watermarks")
-        with pytest.raises(NotImplementedError):
-            store.watermark(dataset)
-        with pytest.raises(NotImplementedError):
-            store.raise_watermark(dataset, PLANNED_MS)
-
-    def test_watermark_is_none_until_raised(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        self._needs_watermarks()
-        assert store.watermark(dataset) is None
-        store.register(self.units(dataset, 2))
-        assert store.watermark(dataset) is None
-        store.raise_watermark(dataset, PLANNED_MS)
-        assert store.watermark(dataset) == PLANNED_MS
-
-    def test_raise_watermark_never_moves_back(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        self._needs_watermarks()
-        store.raise_watermark(dataset, PLANNED_MS)
-        for lower in (PLANNED_MS - 1, PLANNED_MS, 0):
-            clock.advance(1)
-            store.raise_watermark(dataset, lower)
-            assert store.watermark(dataset) == PLANNED_MS
-        higher = PLANNED_MS + 86_400_000
-        store.raise_watermark(dataset, higher)
-        assert store.watermark(dataset) == higher
-        store.raise_watermark(dataset, PLANNED_MS)
-        assert store.watermark(dataset) == higher
-
-    def test_watermark_primitives_store_what_they_are_given(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        """The primitives are plain load and save: only ``raise_watermark`` keeps
-        the watermark from moving back."""
-        self._needs_watermarks()
-        assert store._load_watermark(dataset) is None
-        store._save_watermark(dataset, None)  # removing an absent one is no error
-        store._save_watermark(dataset, PLANNED_MS)
-        assert store._load_watermark(dataset) == PLANNED_MS
-        store._save_watermark(dataset, PLANNED_MS - 1000)
-        assert store.watermark(dataset) == PLANNED_MS - 1000
-        store._save_watermark(dataset, None)
-        assert store.watermark(dataset) is None
-        store.raise_watermark(dataset, 5)
-        assert store.watermark(dataset) == 5
-
-    def test_watermarks_are_per_dataset(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        self._needs_watermarks()
-        others = [f"{dataset}-other", f"{dataset}x", dataset[:-1]]
-        store.raise_watermark(dataset, PLANNED_MS)
-        assert [store.watermark(other) for other in others] == [None, None, None]
-        for n, other in enumerate(others, start=1):
-            store.raise_watermark(other, PLANNED_MS + n)
-        store.raise_watermark(others[0], PLANNED_MS + 100)
-        assert store.watermark(dataset) == PLANNED_MS
-        assert [store.watermark(other) for other in others] == [
-            PLANNED_MS + 100,
-            PLANNED_MS + 2,
-            PLANNED_MS + 3,
-        ]
-        store.forget(others[0])
-        assert store.watermark(others[0]) is None
-        assert store.watermark(dataset) == PLANNED_MS
-        assert store.watermark(others[1]) == PLANNED_MS + 2
-
-    def test_watermark_is_not_a_unit(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        self._needs_watermarks()
-        lonely = f"{dataset}-lonely"
-        store.raise_watermark(lonely, PLANNED_MS)
-        assert store.list(lonely) == []
-        assert store.summary(lonely) == dict.fromkeys(UnitStatus, 0)
-        assert store.claim(lonely, "worker-a", LEASE) is None
-        assert store.retry_failed(lonely) == 0
-        for status in UnitStatus:
-            assert store.list(lonely, status) == []
-
-        units = self.units(dataset, 2)
-        store.register(units)
-        store.raise_watermark(dataset, PLANNED_MS)
-        assert [cp.unit for cp in store.list(dataset)] == units
-        assert sum(store.summary(dataset).values()) == 2
-        leases = [self.claim(store, dataset, f"worker-{n}") for n in range(2)]
-        assert store.claim(dataset, "worker-x", LEASE) is None
-        for lease in leases:
-            store.complete(lease)
-        assert store.summary(dataset)[UnitStatus.COMPLETED] == 2
-        assert store.watermark(dataset) == PLANNED_MS
-
-    def test_forget_dataset_clears_the_watermark_a_window_keeps_it(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        """Needs ``_delete`` as well."""
-        self._needs_watermarks()
-        units = self.units(dataset, 2)
-        store.register(units)
-        store.raise_watermark(dataset, PLANNED_MS)
-        store.raise_watermark(f"{dataset}-other", PLANNED_MS + 1)
-        first = units[0]
-        window = TimeWindow(
-            from_epoch_ms(first.batch_created_ms),
-            from_epoch_ms(first.batch_created_ms + 1),
-        )
-        assert store.forget(dataset, window) == 1
-        assert store.watermark(dataset) == PLANNED_MS
-        assert store.forget(dataset) == 1
-        assert store.watermark(dataset) is None
-        assert store.watermark(f"{dataset}-other") == PLANNED_MS + 1
-        # A dataset with a watermark and no units: forgetting clears the watermark.
-        store.raise_watermark(dataset, PLANNED_MS)
-        assert store.forget(dataset) == 0
-        assert store.watermark(dataset) is None
-
-    def test_concurrent_raises_keep_the_highest_end(
-        self, store: CheckpointStore, clock: ManualClock, dataset: str
-    ) -> None:
-        self._needs_watermarks()
-        if not self.atomic_watermarks:
-            pytest.skip("raise_watermark is not atomic (atomic_watermarks = False)")
-        ends = list(range(PLANNED_MS, PLANNED_MS + 8 * 5))
-        random.Random(7).shuffle(ends)
-        errors: list[BaseException] = []
-        start = threading.Barrier(8)
-
-        def work(mine: list[int]) -> None:
-            try:
-                start.wait()
-                for end in mine:
-                    store.raise_watermark(dataset, end)
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(ends[n::8],)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not any(thread.is_alive() for thread in threads)
-        assert errors == []
-        assert store.watermark(dataset) == max(ends)
-
-    # -- concurrency ----------------------------------------------------------------
-
     def test_concurrent_claims_take_every_unit_exactly_once(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
     ) -> None:
@@ -896,6 +736,149 @@ class CheckpointStoreContract:
         assert errors == []
         assert sorted(claimed) == sorted(u.unit_id for u in units)
         assert store.summary(dataset)[UnitStatus.COMPLETED] == 20
+
+
+class CheckpointStoreContract(BasicCheckpointStoreContract):
+    """:class:`BasicCheckpointStoreContract` plus the watermarks that incremental
+    runs start from (the optional ``_load_watermark``/``_save_watermark``)."""
+
+    def test_watermark_is_none_until_raised(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        assert store.watermark(dataset) is None
+        store.register(self.units(dataset, 2))
+        assert store.watermark(dataset) is None
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert store.watermark(dataset) == PLANNED_MS
+
+    def test_raise_watermark_never_moves_back(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        store.raise_watermark(dataset, PLANNED_MS)
+        for lower in (PLANNED_MS - 1, PLANNED_MS, 0):
+            clock.advance(1)
+            store.raise_watermark(dataset, lower)
+            assert store.watermark(dataset) == PLANNED_MS
+        higher = PLANNED_MS + 86_400_000
+        store.raise_watermark(dataset, higher)
+        assert store.watermark(dataset) == higher
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert store.watermark(dataset) == higher
+
+    def test_watermark_primitives_store_what_they_are_given(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """The primitives are plain load and save: only ``raise_watermark`` keeps
+        the watermark from moving back."""
+        assert store._load_watermark(dataset) is None
+        store._save_watermark(dataset, None)  # removing an absent one is no error
+        store._save_watermark(dataset, PLANNED_MS)
+        assert store._load_watermark(dataset) == PLANNED_MS
+        store._save_watermark(dataset, PLANNED_MS - 1000)
+        assert store.watermark(dataset) == PLANNED_MS - 1000
+        store._save_watermark(dataset, None)
+        assert store.watermark(dataset) is None
+        store.raise_watermark(dataset, 5)
+        assert store.watermark(dataset) == 5
+
+    def test_watermarks_are_per_dataset(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        others = [f"{dataset}-other", f"{dataset}x", dataset[:-1]]
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert [store.watermark(other) for other in others] == [None, None, None]
+        for n, other in enumerate(others, start=1):
+            store.raise_watermark(other, PLANNED_MS + n)
+        store.raise_watermark(others[0], PLANNED_MS + 100)
+        assert store.watermark(dataset) == PLANNED_MS
+        assert [store.watermark(other) for other in others] == [
+            PLANNED_MS + 100,
+            PLANNED_MS + 2,
+            PLANNED_MS + 3,
+        ]
+        store.forget(others[0])
+        assert store.watermark(others[0]) is None
+        assert store.watermark(dataset) == PLANNED_MS
+        assert store.watermark(others[1]) == PLANNED_MS + 2
+
+    def test_watermark_is_not_a_unit(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        lonely = f"{dataset}-lonely"
+        store.raise_watermark(lonely, PLANNED_MS)
+        assert store.list(lonely) == []
+        assert store.summary(lonely) == dict.fromkeys(UnitStatus, 0)
+        assert store.claim(lonely, "worker-a", LEASE) is None
+        assert store.retry_failed(lonely) == 0
+        for status in UnitStatus:
+            assert store.list(lonely, status) == []
+
+        units = self.units(dataset, 2)
+        store.register(units)
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert [cp.unit for cp in store.list(dataset)] == units
+        assert sum(store.summary(dataset).values()) == 2
+        leases = [self.claim(store, dataset, f"worker-{n}") for n in range(2)]
+        assert store.claim(dataset, "worker-x", LEASE) is None
+        for lease in leases:
+            store.complete(lease)
+        assert store.summary(dataset)[UnitStatus.COMPLETED] == 2
+        assert store.watermark(dataset) == PLANNED_MS
+
+    def test_forget_dataset_clears_the_watermark_a_window_keeps_it(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """Needs ``_delete`` as well."""
+        units = self.units(dataset, 2)
+        store.register(units)
+        store.raise_watermark(dataset, PLANNED_MS)
+        store.raise_watermark(f"{dataset}-other", PLANNED_MS + 1)
+        first = units[0]
+        window = TimeWindow(
+            from_epoch_ms(first.batch_created_ms),
+            from_epoch_ms(first.batch_created_ms + 1),
+        )
+        assert store.forget(dataset, window) == 1
+        assert store.watermark(dataset) == PLANNED_MS
+        assert store.forget(dataset) == 1
+        assert store.watermark(dataset) is None
+        assert store.watermark(f"{dataset}-other") == PLANNED_MS + 1
+        # A dataset with a watermark and no units: forgetting clears the watermark.
+        store.raise_watermark(dataset, PLANNED_MS)
+        assert store.forget(dataset) == 0
+        assert store.watermark(dataset) is None
+
+
+class AtomicWatermarksContract(CheckpointStoreContract):
+    """:class:`CheckpointStoreContract` plus racing raises: for a store whose
+    ``raise_watermark`` is atomic (the base class's load-then-save is not)."""
+
+    def test_concurrent_raises_keep_the_highest_end(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        ends = list(range(PLANNED_MS, PLANNED_MS + 8 * 5))
+        random.Random(7).shuffle(ends)
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def work(mine: list[int]) -> None:
+            try:
+                start.wait()
+                for end in mine:
+                    store.raise_watermark(dataset, end)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(ends[n::8],)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        assert store.watermark(dataset) == max(ends)
+
+    # -- concurrency ----------------------------------------------------------------
 
 
 class SinkContract:

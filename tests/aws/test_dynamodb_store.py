@@ -40,7 +40,7 @@ from aep_extract.errors import (
 from aep_extract.testing.contracts import (
     LEASE,
     START,
-    CheckpointStoreContract,
+    AtomicWatermarksContract,
     ManualClock,
 )
 
@@ -222,9 +222,7 @@ def dataset() -> str:
 # -- the contract -----------------------------------------------------------------
 
 
-class TestDynamoDBCheckpointStore(CheckpointStoreContract):
-    atomic_watermarks = True
-
+class TestDynamoDBCheckpointStore(AtomicWatermarksContract):
     @pytest.fixture
     def store(self, aws: boto3.Session):
         name = f"aep-contract-{uuid.uuid4().hex[:10]}"

@@ -6,12 +6,13 @@ import pytest
 
 from aep_extract.checkpoints import CheckpointStore, MemoryCheckpointStore
 from aep_extract.models import UnitStatus, WorkUnit
-from aep_extract.testing.contracts import CheckpointStoreContract
+from aep_extract.testing.contracts import (
+    AtomicWatermarksContract,
+    BasicCheckpointStoreContract,
+)
 
 
-class TestMemoryCheckpointStore(CheckpointStoreContract):
-    atomic_watermarks = True
-
+class TestMemoryCheckpointStore(AtomicWatermarksContract):
     @pytest.fixture
     def store(self):
         with MemoryCheckpointStore() as store:
@@ -26,13 +27,21 @@ class _StoreWithoutWatermarks(MemoryCheckpointStore):
     raise_watermark = CheckpointStore.raise_watermark
 
 
-class TestStoreWithoutWatermarks(CheckpointStoreContract):
-    supports_watermarks = False
-
+class TestStoreWithoutWatermarks(BasicCheckpointStoreContract):
     @pytest.fixture
     def store(self):
         with _StoreWithoutWatermarks() as store:
             yield store
+
+
+def test_a_store_without_watermarks_says_so():
+    store = _StoreWithoutWatermarks()
+    with pytest.raises(NotImplementedError, match="keeps no watermarks"):
+        store.watermark("ds")
+    with pytest.raises(NotImplementedError, match="keeps no watermarks"):
+        store.raise_watermark("ds", 1)
+    store.register([WorkUnit(dataset_id="ds", batch_id="b", batch_created_ms=0)])
+    assert store.forget("ds") == 1  # forget works without watermarks
 
 
 def test_clock_argument_is_used():

@@ -12,7 +12,7 @@ from aep_extract.checkpoints import SQLiteCheckpointStore
 from aep_extract.checkpoints.sqlite import SCHEMA_VERSION
 from aep_extract.errors import CheckpointError
 from aep_extract.models import UnitStatus, WorkUnit
-from aep_extract.testing.contracts import CheckpointStoreContract
+from aep_extract.testing.contracts import AtomicWatermarksContract
 
 DYNAMODB_ATTRIBUTES = {
     "BatchID",
@@ -33,18 +33,14 @@ DYNAMODB_ATTRIBUTES = {
 }
 
 
-class TestSQLiteCheckpointStore(CheckpointStoreContract):
-    atomic_watermarks = True
-
+class TestSQLiteCheckpointStore(AtomicWatermarksContract):
     @pytest.fixture
     def store(self, tmp_path):
         with SQLiteCheckpointStore(tmp_path / "state.db") as store:
             yield store
 
 
-class TestInMemorySQLiteCheckpointStore(CheckpointStoreContract):
-    atomic_watermarks = True
-
+class TestInMemorySQLiteCheckpointStore(AtomicWatermarksContract):
     @pytest.fixture
     def store(self):
         with SQLiteCheckpointStore(":memory:") as store:

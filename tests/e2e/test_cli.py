@@ -33,10 +33,12 @@ def test_run_then_status(fake_aep, fake_aep_env, paths, capsys):
     assert "copied 34 files" in out
     assert sink_tree(LocalSink(paths["out"])) == expected_tree(fake_aep)
 
-    assert main(["status", "--dataset", DATASET, "--store", paths["store"]]) == 0
+    status = ["status", "--dataset", DATASET, "--store", paths["store"]]
+    assert main([*status, "--units"]) == 0
     table = capsys.readouterr().out
     assert "9 Completed" in table
-    assert table.count("Completed") == 10  # the summary line and one row a unit
+    # The summary line, the Completed row of the counts, and one row a unit.
+    assert table.count("Completed") == 11
 
     assert (
         main(["status", "--dataset", DATASET, "--store", paths["store"], "--json"]) == 0

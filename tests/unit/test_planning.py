@@ -242,9 +242,9 @@ def test_since_last_needs_a_store_with_watermarks():
         def _load_watermark(self, dataset_id: str) -> None:
             return super(MemoryCheckpointStore, self)._load_watermark(dataset_id)
 
-    with extractor(Catalog(), NoMarks(), MemorySink()) as ex:  # type: ignore[arg-type]
-        with pytest.raises(ConfigError, match="keeps no watermarks"):
-            ex.plan_since_last(DATASET, start=day(0), end=day(1))
+    ex = extractor(Catalog(), NoMarks(), MemorySink())
+    with pytest.raises(ConfigError, match="keeps no watermarks"):
+        ex.plan_since_last(DATASET, start=day(0), end=day(1))
 
 
 def test_verify_expects_nothing_of_waiting_and_skipped_units(store):
