@@ -7,6 +7,7 @@ objects keyed by id (``start``/``limit`` paging, no links); Data Access answers 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import uuid
@@ -144,7 +145,11 @@ def file_response(request: FakeRequest, file: FakeFile) -> FakeResponse:
 
 
 def batch_json(batch: FakeBatch, org_id: str, sandbox: str) -> dict[str, Any]:
-    """A batch as Catalog returns it (aep-api.md §2.3, spec ``batchResponse``)."""
+    """A batch as Catalog returns it (aep-api.md §2.3, spec ``batchResponse``).
+
+    ``tags`` are the generated ``flowId`` plus the batch's own; ``replay`` is served
+    (as a copy) when the batch has one.
+    """
     created = batch.created_ms
     body: dict[str, Any] = {
         "id": batch.batch_id,
@@ -162,8 +167,13 @@ def batch_json(batch: FakeBatch, org_id: str, sandbox: str) -> dict[str, Any]:
         "inputFormat": {"format": "parquet"},
         "relatedObjects": [{"type": "dataSet", "id": batch.dataset_id}],
         "errors": [dict(error) for error in batch.errors],
-        "tags": {"flowId": [str(uuid.uuid5(uuid.NAMESPACE_URL, batch.batch_id))]},
+        "tags": {
+            "flowId": [str(uuid.uuid5(uuid.NAMESPACE_URL, batch.batch_id))],
+            **{name: list(values) for name, values in batch.tags.items()},
+        },
     }
+    if batch.replay is not None:
+        body["replay"] = copy.deepcopy(batch.replay)
     if batch.status in _TERMINAL:
         body["completed"] = created + 60_000
     if batch.status in _EXPORTED:

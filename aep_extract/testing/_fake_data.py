@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Optional
 
 import attrs
 
@@ -28,6 +29,12 @@ BATCH_STATUSES = frozenset(
     }
 )
 """The Catalog ``status`` enum of the OpenAPI spec."""
+
+
+def check_status(status: str) -> None:
+    """Raise ValueError unless ``status`` is in :data:`BATCH_STATUSES`."""
+    if status not in BATCH_STATUSES:
+        raise ValueError(f"unknown batch status {status!r}")
 
 
 def _content_repr(content: bytes) -> str:
@@ -74,6 +81,32 @@ def _to_batch_files(items: Iterable[FakeDataSetFile]) -> tuple[FakeDataSetFile, 
 
 def _to_errors(items: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     return tuple(dict(item) for item in items)
+
+
+def _to_tags(value: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"tags must be a mapping, not {type(value).__name__}")
+    tags: dict[str, tuple[str, ...]] = {}
+    for key, values in value.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"tag names must be non-empty strings, not {key!r}")
+        strings = isinstance(values, Sequence) and not isinstance(values, str)
+        if not strings or not all(isinstance(item, str) for item in values):
+            raise ValueError(f"tag {key!r} must be a sequence of strings")
+        tags[key] = tuple(values)
+    return tags
+
+
+def _to_replay(value: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"replay must be a mapping, not {type(value).__name__}")
+    try:  # a deep copy that also proves the value can be served as JSON
+        copied: dict[str, Any] = json.loads(json.dumps(dict(value)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"replay must be JSON-serializable: {exc}") from None
+    return copied
 
 
 def _unique_names(files: Iterable[FakeFile], where: str) -> None:
@@ -145,9 +178,18 @@ class FakeBatch:
             ``/batches/{id}/files``.
         failed_files: files served by ``/batches/{id}/failed``.
         errors: the batch's ``errors`` (``{code, description, rows}`` objects).
+        tags: Catalog tags served on top of the generated ``flowId`` (a name given
+            here wins), e.g. ``{"acp_successor": ["<id>"]}`` on a replaced batch.
+        replay: the batch's ``replay`` object, served as given, e.g.
+            ``{"predecessors": ["<id>"], "reason": "consolidation",
+            "predecessorListingType": "IMMEDIATE"}``; None serves none.
+
+    The batch is immutable: derive a changed one with ``attrs.evolve``. ``tags``
+    and ``replay`` are copies of what was given; treat them as read-only.
 
     Raises:
-        ValueError: an unknown status or duplicate failed-file names.
+        ValueError: an unknown status, duplicate failed-file names, a tag that is not
+            a sequence of strings, or a ``replay`` that is not a JSON object.
     """
 
     batch_id: str = attrs.field(validator=_non_empty)
@@ -159,6 +201,12 @@ class FakeBatch:
     )
     failed_files: tuple[FakeFile, ...] = attrs.field(default=(), converter=_to_files)
     errors: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_errors)
+    tags: dict[str, tuple[str, ...]] = attrs.field(
+        factory=dict, converter=_to_tags, hash=False
+    )
+    replay: Optional[dict[str, Any]] = attrs.field(
+        default=None, converter=_to_replay, hash=False
+    )
 
     def __attrs_post_init__(self) -> None:
         _unique_names(self.failed_files, f"failed files of {self.batch_id}")

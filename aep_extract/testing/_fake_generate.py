@@ -1,7 +1,8 @@
 """A deterministic demo catalog for the fake platform, generated from a seed.
 
-Everything comes from one ``random.Random(seed)``: ids, times, sizes and bytes; no wall
-clock, no hash randomization. The main dataset's batches, by position in the window:
+Everything comes from ``random.Random`` generators seeded from the seed: ids, times,
+sizes and bytes; no wall clock, no hash randomization. The main dataset's batches, by
+position in the window:
 
 ====  ========  ===========================================================
  #    status    what it exercises
@@ -11,7 +12,7 @@ clock, no hash randomization. The main dataset's batches, by position in the win
  2    success   names with spaces and ``+``
  3    failed    failed files and ``errors``; nothing to copy
  4    success   one large file (``large_file_size``)
- 5    loading   not promoted yet; nothing to copy
+ 5    loading   not promoted yet: has files, but nothing to copy until success
  6    success   a directory-type dataSetFileId with nested children
  7    aborted   nothing to copy
  8    active    exportable like success
@@ -20,6 +21,10 @@ clock, no hash randomization. The main dataset's batches, by position in the win
 
 Plus, outside the window, a batch 1 ms before its start and one exactly at its end,
 and a second dataset whose batches (inside the window) must never be copied.
+
+The loading batch's files come from a second generator: every other batch kept the ids
+and bytes it had before the loading batch had files. :func:`make_batches` draws fresh
+batches for tests that add them later.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from datetime import datetime
 from typing import Any, Union
 
 from ..models import parse_timestamp, to_epoch_ms
-from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
+from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile, check_status
 
 DEMO_DATASET_ID = "5e8f81cf7a4ecb28a8d85b22"
 DEMO_OTHER_DATASET_ID = "5e8f81cf7a4ecb28a8d85c47"
@@ -68,7 +73,9 @@ def moment_ms(value: Moment) -> int:
 class _Generator:
     """Draws ids, names and contents from one seeded random generator."""
 
-    def __init__(self, seed: int, max_file_size: int, files_per_dataset_file: int):
+    def __init__(
+        self, seed: Union[int, str], max_file_size: int, files_per_dataset_file: int
+    ):
         self.rng = random.Random(seed)
         self.max_file_size = max_file_size
         self.files_per_dataset_file = files_per_dataset_file
@@ -106,7 +113,7 @@ class _Generator:
     def dataset_files(
         self, kind: str, batch_id: str, files_per_batch: int, large_file_size: int
     ) -> list[FakeDataSetFile]:
-        if kind in ("failed", "loading", "aborted"):
+        if kind in ("failed", "aborted"):
             return []
         tops = self.plain(batch_id, files_per_batch)
         extra = f"{batch_id}-{files_per_batch + 1}"
@@ -181,7 +188,11 @@ def generate_catalog(
         kind, status = _LAYOUT[index] if index < len(_LAYOUT) else ("plain", "success")
         created = start_ms + index * slot + (gen.rng.randrange(slot) if index else 0)
         batch_id = gen.batch_id()
-        files = gen.dataset_files(kind, batch_id, files_per_batch, large_file_size)
+        if kind == "loading":  # a side generator: the later batches keep their bytes
+            side = _Generator(f"loading:{seed}", max_file_size, files_per_dataset_file)
+            files = side.plain(batch_id, files_per_batch)
+        else:
+            files = gen.dataset_files(kind, batch_id, files_per_batch, large_file_size)
         failed = kind == "failed"
         result.append(
             FakeBatch(
@@ -212,3 +223,43 @@ def generate_catalog(
         other_dataset_id: {"name": "CRM profiles (demo)", "description": "Not to copy"},
     }
     return datasets, result
+
+
+def make_batches(
+    dataset_id: str,
+    start: Moment,
+    end: Moment,
+    count: int,
+    *,
+    seed: int,
+    files_per_batch: int,
+    status: str,
+    max_file_size: int,
+) -> list[FakeBatch]:
+    """``count`` fresh batches created in ``[start, end)``, the first at ``start``.
+
+    Ids, times and bytes are drawn from the seed, the dataset and the window: the same
+    arguments give the same batches, and their ids differ from :func:`generate_catalog`
+    ones. Each batch has ``files_per_batch`` dataSetFileIds of one file each.
+
+    Raises:
+        ValueError: a count or size out of range, an unknown status, or a window
+            shorter than one millisecond per batch.
+    """
+    start_ms, end_ms = moment_ms(start), moment_ms(end)
+    if count < 1 or files_per_batch < 0 or max_file_size < 1:
+        raise ValueError("need count >= 1, files_per_batch >= 0, max_file_size >= 1")
+    check_status(status)
+    slot = (end_ms - start_ms) // count
+    if slot < 1:
+        raise ValueError("the window is too short for that many batches")
+    gen = _Generator(
+        f"batches:{seed}:{dataset_id}:{start_ms}:{end_ms}", max_file_size, 1
+    )
+    result: list[FakeBatch] = []
+    for index in range(count):
+        created = start_ms + index * slot + (gen.rng.randrange(slot) if index else 0)
+        batch_id = gen.batch_id()
+        files = gen.plain(batch_id, files_per_batch)
+        result.append(FakeBatch(batch_id, dataset_id, status, created, files))
+    return result

@@ -1,14 +1,22 @@
-"""The fake platform's services: Catalog and Data Access over indexed batches."""
+"""The fake platform's services: Catalog and Data Access over indexed batches.
+
+The batches live in an immutable :class:`_Index`; a change builds a new one and swaps
+it in under a lock, so a request served meanwhile sees the batches before or after the
+change, never a mix.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+import attrs
+
 from . import _fake_api as api
 from ._fake_api import Reorder
-from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
+from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile, check_status
 from ._fake_http import FakeRequest, FakeResponse
 
 _Filter = Callable[[FakeBatch, str], bool]
@@ -34,6 +42,43 @@ _BATCH_FILTERS: dict[str, _Filter] = {
 }
 
 
+class _Index:
+    """The batches ordered by created time, then id, with lookups; never changed.
+
+    Raises:
+        ValueError: duplicate batch or dataSetFileIds, or a batch of an unknown
+            dataset.
+    """
+
+    def __init__(self, datasets: Mapping[str, Any], batches: Iterable[FakeBatch]):
+        self.batches = tuple(sorted(batches, key=lambda b: (b.created_ms, b.batch_id)))
+        self.batch_by_id: dict[str, FakeBatch] = {}
+        self.node_by_id: dict[str, tuple[FakeBatch, FakeDataSetFile]] = {}
+        for batch in self.batches:
+            if batch.dataset_id not in datasets:
+                raise ValueError(
+                    f"batch {batch.batch_id} names unknown dataset {batch.dataset_id}"
+                )
+            if batch.batch_id in self.batch_by_id:
+                raise ValueError(f"duplicate batch id {batch.batch_id}")
+            self.batch_by_id[batch.batch_id] = batch
+            for node in batch.all_dataset_files():
+                if node.dataset_file_id in self.node_by_id:
+                    raise ValueError(f"duplicate dataSetFileId {node.dataset_file_id}")
+                self.node_by_id[node.dataset_file_id] = (batch, node)
+
+    def get(self, batch_id: str) -> FakeBatch:
+        """The batch with that id.
+
+        Raises:
+            KeyError: no such batch.
+        """
+        batch = self.batch_by_id.get(batch_id)
+        if batch is None:
+            raise KeyError(f"no batch {batch_id!r}")
+        return batch
+
+
 class FakeServices:
     """Indexes the datasets and batches and answers Catalog and Data Access calls.
 
@@ -53,21 +98,80 @@ class FakeServices:
         self.org_id = org_id
         self.sandbox = sandbox
         self.datasets = {key: dict(value) for key, value in datasets.items()}
-        self.batches = sorted(batches, key=lambda b: (b.created_ms, b.batch_id))
-        self.batch_by_id: dict[str, FakeBatch] = {}
-        self.node_by_id: dict[str, tuple[FakeBatch, FakeDataSetFile]] = {}
-        for batch in self.batches:
-            if batch.dataset_id not in self.datasets:
-                raise ValueError(
-                    f"batch {batch.batch_id} names unknown dataset {batch.dataset_id}"
+        self._index = _Index(self.datasets, batches)
+        self._lock = threading.Lock()
+
+    # -- changes (each one atomic) -------------------------------------------------
+
+    def add(self, batches: Iterable[FakeBatch]) -> None:
+        """Add batches; ValueError (nothing added) on a clash or an unknown dataset."""
+        new = list(batches)
+        with self._lock:
+            self._index = _Index(self.datasets, [*self._index.batches, *new])
+
+    def set_status(self, batch_id: str, status: str) -> FakeBatch:
+        """Change a batch's status; returns the changed batch.
+
+        Raises:
+            KeyError: no such batch.
+            ValueError: not a Catalog status.
+        """
+        check_status(status)
+        with self._lock:
+            changed = attrs.evolve(self._index.get(batch_id), status=status)
+            self._replace([changed])
+        return changed
+
+    def replay(
+        self,
+        predecessor_ids: Sequence[str],
+        batch: FakeBatch,
+        reason: str,
+        predecessor_status: Optional[str],
+    ) -> FakeBatch:
+        """Add ``batch`` replaying the predecessors, which get ``acp_successor``.
+
+        Raises:
+            KeyError: an unknown predecessor.
+            ValueError: no, repeated or other-dataset predecessors (or a string),
+                ``batch`` among them, an unknown status, or ``batch`` clashes with a
+                present one.
+        """
+        if isinstance(predecessor_ids, str):
+            raise ValueError("predecessor_ids must be a sequence of ids, not a string")
+        ids = list(predecessor_ids)
+        if not ids or len(set(ids)) != len(ids) or batch.batch_id in ids:
+            raise ValueError(f"need distinct predecessors other than the batch: {ids}")
+        if predecessor_status is not None:
+            check_status(predecessor_status)
+        replay = {
+            "predecessors": ids,
+            "reason": reason,
+            "predecessorListingType": "IMMEDIATE",
+        }
+        successor = attrs.evolve(batch, replay=replay)
+        with self._lock:
+            changed = []
+            for old in [self._index.get(batch_id) for batch_id in ids]:
+                if old.dataset_id != batch.dataset_id:
+                    raise ValueError(f"batch {old.batch_id} is of another dataset")
+                changed.append(
+                    attrs.evolve(
+                        old,
+                        status=predecessor_status or old.status,
+                        tags={**old.tags, "acp_successor": [batch.batch_id]},
+                    )
                 )
-            if batch.batch_id in self.batch_by_id:
-                raise ValueError(f"duplicate batch id {batch.batch_id}")
-            self.batch_by_id[batch.batch_id] = batch
-            for node in batch.all_dataset_files():
-                if node.dataset_file_id in self.node_by_id:
-                    raise ValueError(f"duplicate dataSetFileId {node.dataset_file_id}")
-                self.node_by_id[node.dataset_file_id] = (batch, node)
+            self._replace(changed, successor)
+        return successor
+
+    def _replace(self, changed: Iterable[FakeBatch], *added: FakeBatch) -> None:
+        """Swap in batches by id (plus ``added``); call with the lock held."""
+        by_id = {batch.batch_id: batch for batch in changed}
+        kept = [by_id.get(batch.batch_id, batch) for batch in self._index.batches]
+        self._index = _Index(self.datasets, [*kept, *added])
+
+    # -- serving ---------------------------------------------------------------------
 
     def dispatch(
         self, request: FakeRequest, base_url: str, reorder: Optional[Reorder] = None
@@ -79,42 +183,47 @@ class FakeServices:
         parts = request.path.strip("/").split("/")
         service, rest = "/" + "/".join(parts[:3]), parts[3:]
         code = "DAS" if service == api.EXPORT else "CAT"
+        index = self._index  # one snapshot for the whole request
         try:
             if request.method not in ("GET", "HEAD"):
                 raise api.Problem(405, "Method not allowed", {"Allow": "GET, HEAD"})
             if service == api.CATALOG:
-                return self._catalog(request, rest, reorder)
+                return self._catalog(index, request, rest, reorder)
             if service == api.EXPORT:
-                return self._export(request, rest, base_url)
+                return self._export(index, request, rest, base_url)
             raise api.Problem(404, f"No route for {request.path}")
         except api.Problem as problem:
             return problem.response(code, self.sandbox)
 
     def _catalog(
-        self, request: FakeRequest, rest: list[str], reorder: Optional[Reorder]
+        self,
+        index: _Index,
+        request: FakeRequest,
+        rest: list[str],
+        reorder: Optional[Reorder],
     ) -> FakeResponse:
         if rest == ["batches"]:
-            objects = self._batch_objects(request.query)
+            objects = self._batch_objects(index, request.query)
             return api.catalog_page(request.query, objects, reorder)
         if rest == ["dataSets"]:
-            objects = [(key, self._dataset(key)) for key in self.datasets]
+            objects = [(key, self._dataset(index, key)) for key in self.datasets]
             return api.catalog_page(request.query, objects)
         if len(rest) == 2 and rest[0] == "batches":
-            batch = self._batch(rest[1])
+            batch = _batch(index, rest[1])
             body = api.batch_json(batch, self.org_id, self.sandbox)
             return FakeResponse.json(200, {batch.batch_id: body})
         if len(rest) == 2 and rest[0] == "dataSets":
             if rest[1] not in self.datasets:
                 raise api.Problem(404, f"Dataset {rest[1]} not found")
-            body = api.select(self._dataset(rest[1]), request.query)
+            body = api.select(self._dataset(index, rest[1]), request.query)
             return FakeResponse.json(200, {rest[1]: body})
         raise api.Problem(404, f"No route for {request.path}")
 
     def _export(
-        self, request: FakeRequest, rest: list[str], base_url: str
+        self, index: _Index, request: FakeRequest, rest: list[str], base_url: str
     ) -> FakeResponse:
         if len(rest) == 3 and rest[0] == "batches" and rest[2] in ("files", "failed"):
-            batch = self._batch(rest[1])
+            batch = _batch(index, rest[1])
             url = f"{base_url}{api.EXPORT}/batches/{quote(batch.batch_id, safe='')}"
             if rest[2] == "failed":
                 return self._files(request, batch.failed_files, f"{url}/failed")
@@ -124,7 +233,7 @@ class FakeServices:
             ]
             return api.data_page(request.query, items, f"{url}/files")
         if len(rest) == 2 and rest[0] == "files":
-            found = self.node_by_id.get(rest[1])
+            found = index.node_by_id.get(rest[1])
             if found is None:
                 raise api.Problem(404, f"Dataset file {rest[1]} not found")
             batch, node = found
@@ -153,20 +262,14 @@ class FakeServices:
                 return api.file_response(request, file)
         raise api.Problem(404, f"File {name!r} not found")
 
-    def _batch(self, batch_id: str) -> FakeBatch:
-        batch = self.batch_by_id.get(batch_id)
-        if batch is None:
-            raise api.Problem(404, f"Batch {batch_id} not found")
-        return batch
-
-    def _dataset(self, dataset_id: str) -> dict[str, Any]:
-        batches = [b for b in self.batches if b.dataset_id == dataset_id]
+    def _dataset(self, index: _Index, dataset_id: str) -> dict[str, Any]:
+        batches = [b for b in index.batches if b.dataset_id == dataset_id]
         return api.dataset_json(
             dataset_id, self.datasets[dataset_id], batches, self.org_id
         )
 
     def _batch_objects(
-        self, query: Mapping[str, str]
+        self, index: _Index, query: Mapping[str, str]
     ) -> list[tuple[str, dict[str, Any]]]:
         active = [
             (check, query[name])
@@ -175,10 +278,22 @@ class FakeServices:
         ]
         return [
             (batch.batch_id, api.batch_json(batch, self.org_id, self.sandbox))
-            for batch in self.batches
+            for batch in index.batches
             if all(check(batch, value) for check, value in active)
         ]
 
+    def get(self, batch_id: str) -> FakeBatch:
+        """The batch with that id (KeyError if none)."""
+        return self._index.get(batch_id)
+
     def batches_of(self, dataset_id: Optional[str] = None) -> list[FakeBatch]:
         """Batches (of one dataset, or all) ordered by created time, then id."""
-        return [b for b in self.batches if dataset_id in (None, b.dataset_id)]
+        return [b for b in self._index.batches if dataset_id in (None, b.dataset_id)]
+
+
+def _batch(index: _Index, batch_id: str) -> FakeBatch:
+    """The batch, or a 404 problem."""
+    try:
+        return index.get(batch_id)
+    except KeyError:
+        raise api.Problem(404, f"Batch {batch_id} not found") from None

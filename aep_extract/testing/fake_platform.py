@@ -9,6 +9,11 @@ it exactly as it would to Adobe::
         source = AepSource.from_env(platform.env())
         ...
         assert copied == platform.expected_files(dataset, start_ms, end_ms)
+
+The Catalog can change while it serves, as days pass on a real one:
+:meth:`FakeAepPlatform.add_batches`, :meth:`~FakeAepPlatform.set_batch_status` and
+:meth:`~FakeAepPlatform.replay` (with :meth:`~FakeAepPlatform.make_batches` for fresh
+batches) each take effect at once and atomically.
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ class FakeAepPlatform:
 
         ``batches`` main-dataset batches spread over ``[start, end)``, the first exactly
         at ``start``, with mixed statuses (success, active, failed with failed files
-        and errors, loading, aborted), zero-byte files, one file of
+        and errors, loading with files, aborted), zero-byte files, one file of
         ``large_file_size`` bytes (0 leaves it out), a directory-type dataSetFileId
         with nested children and names with spaces and ``+``. Also a batch 1 ms
         before ``start``, one exactly at ``end``, and ``other_batches`` batches of
@@ -303,6 +308,14 @@ class FakeAepPlatform:
         """Batches of one dataset (any status), ordered by created time, then id."""
         return self._services.batches_of(dataset_id)
 
+    def get_batch(self, batch_id: str) -> FakeBatch:
+        """The batch with that id, as it is now.
+
+        Raises:
+            KeyError: no such batch.
+        """
+        return self._services.get(batch_id)
+
     def expected_files(
         self,
         dataset_id: str,
@@ -310,7 +323,7 @@ class FakeAepPlatform:
         end_ms: int,
         statuses: Sequence[str] = EXPORTABLE,
     ) -> list[tuple[FakeBatch, str, FakeFile]]:
-        """What a correct extraction of ``[start_ms, end_ms)`` copies.
+        """What a correct extraction of ``[start_ms, end_ms)`` copies, as of now.
 
         Returns:
             ``(batch, leaf dataSetFileId, file)`` for batches of the dataset with a
@@ -323,6 +336,110 @@ class FakeAepPlatform:
             if batch.status in statuses and start_ms <= batch.created_ms < end_ms
             for leaf_id, file in batch.leaf_files()
         ]
+
+    # -- changing the Catalog ----------------------------------------------------------
+
+    def add_batches(self, batches: Iterable[FakeBatch]) -> None:
+        """Add batches to the served Catalog (safe while serving).
+
+        All or nothing: the batches appear together, or none does.
+
+        Raises:
+            ValueError: a batch id or dataSetFileId already present (or repeated),
+                or a batch of an unknown dataset; nothing is added then.
+        """
+        self._services.add(batches)
+
+    def set_batch_status(self, batch_id: str, status: str) -> FakeBatch:
+        """Change a batch's Catalog status (safe while serving); returns the batch.
+
+        Its files stay: a ``loading`` batch that becomes ``success`` serves them.
+
+        Raises:
+            KeyError: no such batch.
+            ValueError: not a Catalog status.
+        """
+        return self._services.set_status(batch_id, status)
+
+    def replay(
+        self,
+        predecessor_ids: Sequence[str],
+        batch: FakeBatch,
+        *,
+        reason: str = "consolidation",
+        predecessor_status: Optional[str] = "inactive",
+    ) -> FakeBatch:
+        """Add ``batch`` as the replay of existing batches, as a consolidation does.
+
+        In one atomic step, ``batch`` is added with ``replay`` set to
+        ``{"predecessors": [...], "reason": reason, "predecessorListingType":
+        "IMMEDIATE"}``, and each predecessor gets the tag ``acp_successor:
+        [batch id]`` and, unless ``predecessor_status`` is None, that status. The
+        predecessors keep their files.
+
+        Args:
+            predecessor_ids: ids of the replaced batches, of ``batch``'s dataset.
+            batch: the new batch (any ``replay`` it has is replaced).
+            reason: the ``replay.reason``.
+            predecessor_status: the predecessors' new status; None keeps theirs.
+
+        Returns:
+            The added batch, with its ``replay``.
+
+        Raises:
+            KeyError: an unknown predecessor.
+            ValueError: no predecessors (or a string of one), a repeated one, one
+                of another dataset, ``batch`` among them, an unknown status, or
+                ``batch`` clashing with a present batch; nothing changes then.
+        """
+        return self._services.replay(predecessor_ids, batch, reason, predecessor_status)
+
+    @staticmethod
+    def make_batches(
+        dataset_id: str,
+        start: gen.Moment,
+        end: gen.Moment,
+        count: int,
+        *,
+        seed: int,
+        files_per_batch: int = 2,
+        status: str = "success",
+        max_file_size: int = 64 * 1024,
+    ) -> list[FakeBatch]:
+        """Fresh batches to add later (:meth:`add_batches`, :meth:`replay`).
+
+        ``count`` batches created over ``[start, end)``, the first exactly at
+        ``start``, each with ``files_per_batch`` dataSetFileIds of one file of
+        1..``max_file_size`` bytes, whatever the status (so a ``loading`` batch
+        has files to serve once it is ``success``). Ids, times and bytes are drawn
+        from ``seed``, ``dataset_id`` and the window: the same arguments give the
+        same batches, and the ids never collide with :meth:`generate`'s. Adding
+        the same batches twice fails in :meth:`add_batches`.
+
+        Args:
+            dataset_id: the dataset of the batches (it must exist when added).
+            start: window start (ISO 8601 with offset, aware datetime or epoch ms).
+            end: window end (exclusive), same forms.
+            count: how many batches.
+            seed: seed of the random generator.
+            files_per_batch: dataSetFileIds per batch (0 for empty batches).
+            status: the batches' Catalog status.
+            max_file_size: largest file in bytes.
+
+        Raises:
+            ValueError: a count or size out of range, an unknown status, or a
+                window shorter than one millisecond per batch.
+        """
+        return gen.make_batches(
+            dataset_id,
+            start,
+            end,
+            count,
+            seed=seed,
+            files_per_batch=files_per_batch,
+            status=status,
+            max_file_size=max_file_size,
+        )
 
     # -- observation and faults --------------------------------------------------------
 

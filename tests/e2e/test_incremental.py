@@ -27,7 +27,9 @@ def test_a_batch_loading_at_the_first_run_is_copied_by_the_second(
     assert main([*args, "--json"]) == 0
     store = SQLiteCheckpointStore(tmp_path / "state.db")
     assert unit_statuses(store)[loading.batch_id] == "Waiting"
-    assert store.get(loading.batch_id).error == "AEP status 'loading'"
+    waiting = store.get(loading.batch_id)
+    assert waiting is not None
+    assert waiting.error == "AEP status 'loading'"
     before = sink_tree(LocalSink(tmp_path / "out"))
     assert not any(loading.batch_id in key for key in before)
 
