@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from .checkpoints import CheckpointStore
+from . import _cli_args as args_
 from .errors import ConfigError
 from .failed import export_failed_files, failed_batches, failed_prefix
 from .models import TimeWindow
@@ -43,11 +43,9 @@ def _seconds(text: str) -> float:
 
 def add_verify(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``verify``."""
-    from .cli import _sink_arg, _store_arg, _window_args
-
-    _window_args(parser)
-    _sink_arg(parser)
-    _store_arg(parser)
+    args_.window_args(parser)
+    args_.sink_arg(parser)
+    args_.store_arg(parser)
     parser.add_argument(
         "--no-checksums",
         dest="checksums",
@@ -67,9 +65,7 @@ def add_verify(parser: argparse.ArgumentParser) -> None:
 
 def add_cleanup(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cleanup``."""
-    from .cli import _sink_arg
-
-    _sink_arg(parser)
+    args_.sink_arg(parser)
     parser.add_argument(
         "--older-than",
         type=_seconds,
@@ -86,10 +82,8 @@ def add_cleanup(parser: argparse.ArgumentParser) -> None:
 
 def add_reset(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``reset``."""
-    from .cli import _dataset_arg, _store_arg
-
-    _dataset_arg(parser)
-    _store_arg(parser)
+    args_.dataset_arg(parser)
+    args_.store_arg(parser)
     parser.add_argument(
         "--start", help="with --end: only units whose batch was created from here"
     )
@@ -102,9 +96,7 @@ def add_reset(parser: argparse.ArgumentParser) -> None:
 
 def add_failed(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``failed``."""
-    from .cli import _window_args
-
-    _window_args(parser)
+    args_.window_args(parser)
     parser.add_argument(
         "--export-to",
         metavar="URL",
@@ -123,12 +115,6 @@ def add_failed(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-def _open_store(args: argparse.Namespace) -> CheckpointStore:
-    from .cli import _store
-
-    return _store(args)
-
-
 def _print(args: argparse.Namespace, data: Any, text: object) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
@@ -138,7 +124,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     window = TimeWindow.parse(args.start, args.end)
     source = AepSource.from_env() if args.catalog else None
     try:
-        with _open_store(args) as store, open_sink(args.sink) as sink:
+        with args_.open_store_arg(args) as store, open_sink(args.sink) as sink:
             if source is not None:
                 source.get_dataset(args.dataset)  # an unknown dataset exits 2
             report = verify(
@@ -186,7 +172,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         print(f"This forgets the recorded state of {scope} in {args.store}.")
         if input(CONFIRM_PROMPT).strip() != args.dataset:
             raise ConfigError("confirmation did not match; nothing was forgotten")
-    with _open_store(args) as store:
+    with args_.open_store_arg(args) as store:
         try:
             forgotten = store.forget(args.dataset, window)
         except NotImplementedError as exc:
@@ -210,7 +196,7 @@ def cmd_failed(args: argparse.Namespace) -> int:
         batches = failed_batches(source, args.dataset, window)
         report = None
         if args.export_to:
-            with _open_store(args) as store, open_sink(args.export_to) as sink:
+            with args_.open_store_arg(args) as store, open_sink(args.export_to) as sink:
                 report = export_failed_files(
                     source,
                     store=store,

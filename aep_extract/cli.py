@@ -17,14 +17,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from . import __version__
+from . import _cli_args as args_
 from . import _cli_ops as _ops
 from ._logging import make_formatter
 from ._status_format import format_status
-from .checkpoints import CheckpointStore, open_store
-from .config import DEFAULT_LEASE_SECONDS, DEFAULT_SAFETY_LAG_SECONDS, ExtractorConfig
+from .config import DEFAULT_LEASE_SECONDS, ExtractorConfig
 from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
-from .extractor import Deadline, Extractor
-from .models import TimeWindow, parse_timestamp
+from .extractor import Extractor
+from .models import TimeWindow
 from .report import DatasetStatus, RunReport
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
@@ -65,16 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=help_text)
 
     run = command("run", "plan the window, then copy every planned unit")
-    _plan_args(run)
-    _sink_arg(run)
-    _work_args(run)
+    args_.plan_args(run)
+    args_.sink_arg(run)
+    args_.work_args(run)
     plan = command("plan", "register the window's batches as Pending units")
-    _plan_args(plan)
+    args_.plan_args(plan)
     plan.add_argument("--json", action="store_true", help="print JSON")
-    _status_args(command("status", _STATUS_HELP))
+    args_.status_args(command("status", args_.STATUS_HELP))
     retry = command("retry-failed", "put Failed units back to Pending")
-    _dataset_arg(retry)
-    _store_arg(retry)
+    args_.dataset_arg(retry)
+    args_.store_arg(retry)
     retry.add_argument("--unit", action="append", help="only this unit (repeatable)")
     retry.add_argument("--json", action="store_true", help="print JSON")
     _ops.add_verify(command("verify", _ops.VERIFY_HELP))
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="aep-extract-demo",
         help="where the demo writes its files and state",
     )
-    demo.add_argument("--workers", type=_positive_int, default=4)
+    demo.add_argument("--workers", type=args_.positive_int, default=4)
     demo.add_argument(
         "--faults",
         metavar="SPEC",
@@ -96,172 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         "'429=0.1,reset=0.05,5xx=0.05,truncate=0.05' (see the testing docs)",
     )
     return parser
-
-
-def _dataset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="AEP dataset id")
-
-
-def _window_args(parser: argparse.ArgumentParser) -> None:
-    _dataset_arg(parser)
-    parser.add_argument(
-        "--start",
-        required=True,
-        help="window start, ISO 8601 with offset or Z (inclusive)",
-    )
-    parser.add_argument(
-        "--end", required=True, help="window end, ISO 8601 with offset or Z (exclusive)"
-    )
-
-
-def _plan_args(parser: argparse.ArgumentParser) -> None:
-    """The window of ``run`` and ``plan``: given, or continued with --since-last."""
-    _dataset_arg(parser)
-    parser.add_argument(
-        "--start",
-        help="window start, ISO 8601 with offset or Z (inclusive); with --since-last "
-        "only for the dataset's first incremental run",
-    )
-    parser.add_argument(
-        "--end",
-        help="window end, ISO 8601 with offset or Z (exclusive); with --since-last "
-        "the default is now minus --lag",
-    )
-    parser.add_argument(
-        "--since-last",
-        action="store_true",
-        help="start where the last planned window of the dataset ended (the daily job)",
-    )
-    parser.add_argument(
-        "--lag",
-        type=_duration,
-        default=DEFAULT_SAFETY_LAG_SECONDS,
-        metavar="DURATION",
-        help="with --since-last, end this far before now, e.g. 900, 15m, 2h "
-        f"(default {DEFAULT_SAFETY_LAG_SECONDS / 60:.0f}m)",
-    )
-    parser.add_argument(
-        "--copy-replays",
-        action="store_true",
-        help="also copy batches that replay batches already copied "
-        "(their data then appears twice); skipped by default",
-    )
-    _store_arg(parser)
-    _split_arg(parser)
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``900``, ``90s``, ``15m``, ``2h`` or ``1d``."""
-    number, unit = text.strip(), "s"
-    if number[-1:].lower() in _DURATION_UNITS:
-        number, unit = number[:-1], number[-1].lower()
-    try:
-        value = float(number) * _DURATION_UNITS[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration like 900, 15m or 2h"
-        ) from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _sink_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sink", required=True, help="s3://bucket/prefix, a directory, or file:///dir"
-    )
-
-
-def _store_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        required=True,
-        help="sqlite:///state.db, dynamodb://TABLE or memory://",
-    )
-    parser.add_argument(
-        "--create-table",
-        action="store_true",
-        help="create the DynamoDB table (on-demand billing) if it does not exist",
-    )
-
-
-def _deadline(text: str) -> Deadline:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return parse_timestamp(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (or give seconds)") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
-
-
-def _split_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--files-per-unit",
-        type=_positive_int,
-        default=None,
-        help="split batches with more files into offset ranges of this many files "
-        "(batches planned before keep their layout)",
-    )
-
-
-def _work_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=8,
-        help="files copied at once (default 8)",
-    )
-    parser.add_argument(
-        "--max-rps",
-        dest="max_requests_per_second",
-        type=float,
-        default=None,
-        help="ceiling of AEP requests per second; the rate adapts below it on 429s "
-        "(default 50, or AEP_MAX_RPS)",
-    )
-    parser.add_argument(
-        "--max-in-flight",
-        type=_positive_int,
-        default=None,
-        help="AEP requests open at once (default 16, or AEP_MAX_IN_FLIGHT)",
-    )
-    parser.add_argument(
-        "--lease-seconds",
-        type=_positive_int,
-        default=int(DEFAULT_LEASE_SECONDS),
-        help="how long a unit of a crashed worker stays locked "
-        f"(default {DEFAULT_LEASE_SECONDS:.0f})",
-    )
-    parser.add_argument(
-        "--deadline",
-        type=_deadline,
-        default=None,
-        help="stop starting new work after this many seconds, or at this ISO 8601 "
-        "time; set it before a Glue or Lambda timeout",
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--metrics",
-        choices=("none", "cloudwatch", "emf"),
-        default="none",
-        help="publish the run's metrics: cloudwatch (PutMetricData) or emf "
-        "(an embedded-metric-format line on stdout); default none",
-    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -309,12 +143,6 @@ def _configure_logging(
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def _store(args: argparse.Namespace) -> CheckpointStore:
-    if args.store.startswith("dynamodb://"):
-        return open_store(args.store, create_table=args.create_table)
-    return open_store(args.store)
-
-
 def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
     limits = {
         name: getattr(args, name)
@@ -323,7 +151,7 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
     }  # only what was given: AEP_MAX_RPS / AEP_MAX_IN_FLIGHT apply otherwise
     return Extractor(
         AepSource.from_env(**limits),
-        store=_store(args),
+        store=args_.open_store_arg(args),
         sink=open_sink(sink_url),
         scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),
         config=ExtractorConfig(
@@ -409,36 +237,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_STATUS_HELP = "show a dataset's units by status, progress, leases and errors"
-_STATUS_EPILOG = """\
-exit status:
-  0  every unit in scope is Completed, Skipped or Waiting (nothing to do now)
-  1  some unit is Pending, InProgress or Failed, or no unit is recorded
-     in scope (a mistyped dataset id, or a window without batches)
-  2  usage error: a bad option, only one of --start and --end, or a time
-     without a UTC offset"""
-
-
-def _status_args(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = _STATUS_EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    _dataset_arg(parser)
-    _store_arg(parser)
-    parser.add_argument(
-        "--start", help="with --end: only units whose batch was created from here"
-    )
-    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
-    parser.add_argument(
-        "--units", action="store_true", help="also list every unit, one row each"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither")
     window = None if args.start is None else TimeWindow.parse(args.start, args.end)
-    with _store(args) as store:
+    with args_.open_store_arg(args) as store:
         status = DatasetStatus.from_store(store, args.dataset, window)
     if args.json:
         print(json.dumps(status.to_dict(), indent=2))
@@ -455,7 +258,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry_failed(args: argparse.Namespace) -> int:
-    moved = _store(args).retry_failed(args.dataset, args.unit)
+    moved = args_.open_store_arg(args).retry_failed(args.dataset, args.unit)
     if args.json:
         print(json.dumps({"datasetId": args.dataset, "unitsMoved": moved}))
     else:

@@ -19,7 +19,7 @@ from .config import ExtractorConfig
 from .errors import ConfigError
 from .hooks import HookDispatcher, HooksLike
 from .layout import KeyLayout
-from .models import Batch, TimeWindow, WorkUnit, from_epoch_ms, parse_timestamp
+from .models import Batch, TimeWindow, WorkUnit, from_epoch_ms, to_moment
 from .progress import make_progress
 from .report import DatasetStatus, PlanResult, RunReport
 from .schedulers.base import Scheduler
@@ -185,12 +185,12 @@ class Extractor:
             begin = from_epoch_ms(mark)
             if start is not None:
                 logger.info(
-                    "dataset %s: planned up to %s already; --start ignored",
+                    "dataset %s: planned up to %s already; start ignored",
                     dataset_id,
                     begin.isoformat(),
                 )
         elif start is not None:
-            begin = start if isinstance(start, datetime) else parse_timestamp(start)
+            begin = to_moment(start)
         else:
             raise ConfigError(
                 f"dataset {dataset_id} has no planned window yet: give a start "
@@ -200,7 +200,7 @@ class Extractor:
             lag = timedelta(seconds=self.config.safety_lag_seconds)
             finish = datetime.now(timezone.utc) - lag
         else:
-            finish = end if isinstance(end, datetime) else parse_timestamp(end)
+            finish = to_moment(end)
         if finish <= begin:
             raise ConfigError(
                 f"nothing new to plan for dataset {dataset_id}: planned up to "

@@ -40,6 +40,22 @@ def parse_timestamp(text: str) -> datetime:
     return parsed
 
 
+def to_moment(value: str | datetime) -> datetime:
+    """An aware datetime from an ISO 8601 text (see :func:`parse_timestamp`) or an
+    aware datetime.
+
+    Raises:
+        ConfigError: not ISO 8601, or a naive time.
+    """
+    if not isinstance(value, datetime):
+        return parse_timestamp(value)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigError(
+            f"{value.isoformat()} has no UTC offset; use an aware datetime"
+        )
+    return value
+
+
 def to_epoch_ms(moment: datetime) -> int:
     """Milliseconds since the Unix epoch of an aware datetime."""
     return int((moment - _EPOCH) // timedelta(milliseconds=1))
@@ -79,10 +95,7 @@ class TimeWindow:
     @classmethod
     def parse(cls, start: str | datetime, end: str | datetime) -> TimeWindow:
         """Build a window from ISO 8601 strings (with offset or ``Z``) or datetimes."""
-        return cls(
-            start if isinstance(start, datetime) else parse_timestamp(start),
-            end if isinstance(end, datetime) else parse_timestamp(end),
-        )
+        return cls(to_moment(start), to_moment(end))
 
     @property
     def start_ms(self) -> int:

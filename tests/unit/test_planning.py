@@ -258,3 +258,11 @@ def test_verify_expects_nothing_of_waiting_and_skipped_units(store):
         report = ex.verify(DATASET, day(0), day(1))
     assert report.findings == ()
     assert report.batches == 1
+
+
+def test_since_last_refuses_a_naive_time(store):
+    with extractor(Catalog(), store, MemorySink()) as ex:
+        with pytest.raises(ConfigError, match="no UTC offset"):
+            ex.next_window(DATASET, start=datetime(2024, 6, 10))
+        with pytest.raises(ConfigError, match="no UTC offset"):
+            ex.next_window(DATASET, start=day(0), end="2024-06-11T00:00:00")
