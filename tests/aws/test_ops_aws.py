@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from aep_extract import S3Sink
 from aep_extract.cli import main
 from aep_extract.sinks import s3 as s3_sink
 
-from ..e2e.helpers import DATASET, END, START, expected_tree
+from ..e2e.helpers import DATASET, END, START, expected_tree, sink_tree
+from ..ops_scenarios import check_fail_then_retry, fail_then_retry
 
 BUCKET, PREFIX, TABLE = "aep-landing", "raw/aep", "aep-extract-ops"
 SINK, STORE = f"s3://{BUCKET}/{PREFIX}", f"dynamodb://{TABLE}"
@@ -118,3 +120,11 @@ def test_failed_export_and_cleanup_on_s3(
     assert json.loads(capsys.readouterr().out)["removed"] == 1
     uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     assert [u["Key"] for u in uploads] == ["elsewhere/part.bin"]
+
+
+def test_plan_fail_retry_failed_then_run(
+    fake_aep, fake_aep_env, s3, moto_over_http, capsys
+):
+    steps = fail_then_retry(fake_aep, SINK, STORE, capsys, "--create-table")
+    check_fail_then_retry(steps)
+    assert sink_tree(S3Sink(SINK)) == expected_tree(fake_aep)

@@ -14,6 +14,7 @@ from aep_extract import LocalSink
 from aep_extract.cli import main
 from aep_extract.testing import FakeAepPlatform
 
+from ..ops_scenarios import check_fail_then_retry, fail_then_retry
 from .helpers import DATASET, END, START, expected_tree, sink_tree
 
 
@@ -308,3 +309,10 @@ def test_failed_exports_failed_files_once(fake_aep, fake_aep_env, paths, capsys)
 def test_help(command, capsys):
     assert main([command, "--help"]) == 0
     assert "--json" in capsys.readouterr().out
+
+
+def test_plan_fail_retry_failed_then_run(fake_aep, fake_aep_env, tmp_path, capsys):
+    sink, store = str(tmp_path / "out"), f"sqlite:///{tmp_path / 'retry.db'}"
+    steps = fail_then_retry(fake_aep, sink, store, capsys)
+    check_fail_then_retry(steps)
+    assert sink_tree(LocalSink(sink)) == expected_tree(fake_aep)
