@@ -13,6 +13,9 @@ FilesCopied        Count    files this run wrote to the sink
 BytesCopied        Bytes    bytes this run wrote to the sink
 FilesSkipped       Count    files an earlier run had copied
 UnitsCompleted     Count    units this run completed
+UnitsWaiting       Count    units of the dataset waiting for AEP to promote
+                            their batch when the run ended (alarm on it to
+                            catch a batch stuck in ``loading``)
 Failures           Count    failed unit attempts
 Retries            Count    source requests retried
 Throttled          Count    429 answers from the platform
@@ -29,6 +32,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Optional
 
 from .errors import AepExtractError
+from .models import UnitStatus
 from .report import RunReport
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ def report_metrics(report: RunReport) -> list[tuple[str, str, float]]:
         ("BytesCopied", "Bytes", report.bytes_copied),
         ("FilesSkipped", "Count", report.files_skipped),
         ("UnitsCompleted", "Count", report.units_completed),
+        ("UnitsWaiting", "Count", report.units.get(UnitStatus.WAITING, 0)),
         ("Failures", "Count", len(report.failures)),
         ("Retries", "Count", report.retries),
         ("Throttled", "Count", report.throttled),

@@ -11,7 +11,7 @@ from aep_extract.metrics import CloudWatchMetrics, MetricsError
 
 REPORT = RunReport(
     dataset_id="ds-42",
-    units={UnitStatus.COMPLETED: 3},
+    units={UnitStatus.COMPLETED: 3, UnitStatus.WAITING: 2},
     units_completed=3,
     files_copied=7,
     bytes_copied=12_345,
@@ -33,6 +33,7 @@ def test_publish_puts_every_metric_with_the_dataset_dimension(moto_in_process):
         "BytesCopied",
         "FilesSkipped",
         "UnitsCompleted",
+        "UnitsWaiting",
         "Failures",
         "Retries",
         "Throttled",
@@ -57,6 +58,7 @@ def test_publish_puts_every_metric_with_the_dataset_dimension(moto_in_process):
 
     assert total("FilesCopied") == 7
     assert total("BytesCopied") == 12_345
+    assert total("UnitsWaiting") == 2
     assert total("Failures") == 1
     assert total("Retries") == 2
     assert total("Throttled") == 1

@@ -107,6 +107,7 @@ def test_run_with_emf_metrics_prints_one_metric_line(fake_aep_env, tmp_path, cap
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "aep_extract"
     assert emf["DatasetId"] == DATASET
     assert emf["FilesCopied"] == 34
+    assert emf["UnitsWaiting"] == 1  # the demo's loading batch
 
 
 def test_source_reports_throttles_and_retries_to_hooks(fake_aep, tmp_path):
