@@ -132,9 +132,9 @@ def _lease_lines(status: DatasetStatus) -> list[str]:
 def _notes(title: str, units: tuple[Checkpoint, ...], header: str) -> list[str]:
     if not units:
         return []
-    rows = [("UNIT", header, "UPDATED")]
+    rows = [("UNIT", header, "SINCE", "UPDATED")]
     rows += [
-        (cp.unit_id, _one_line(cp.error), utc(cp.updated_at))
+        (cp.unit_id, _one_line(cp.error), utc(cp.created_at), utc(cp.updated_at))
         for cp in units[:NOTES_SHOWN]
     ]
     lines = [title, *_indent(_table(rows))]

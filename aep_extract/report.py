@@ -200,6 +200,7 @@ def _note_json(cp: Checkpoint, key: str) -> dict[str, Any]:
         "unit": cp.unit_id,
         "batchId": cp.unit.batch_id,
         key: cp.error,
+        "createdAt": cp.created_at,
         "updatedAt": cp.updated_at,
     }
 

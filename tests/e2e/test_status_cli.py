@@ -357,6 +357,7 @@ def test_last_errors_newest_first_and_notes_apart(
         "unit": "planted-waiting",
         "batchId": "planted-waiting",
         "note": "AEP status 'staged'",
+        "createdAt": NOW,
         "updatedAt": NOW,
     } in data["waiting"]
     assert data["skipped"] == [
@@ -364,6 +365,7 @@ def test_last_errors_newest_first_and_notes_apart(
             "unit": "planted-skip",
             "batchId": "planted-skip",
             "reason": "superseded by batch planted-6",
+            "createdAt": NOW,
             "updatedAt": NOW,
         }
     ]
@@ -392,7 +394,9 @@ def test_last_errors_newest_first_and_notes_apart(
         re.M,
     )
     assert re.search(
-        rf"^  planted-waiting\s+AEP status 'staged'\s+{utc(NOW)}$", out, re.M
+        rf"^  planted-waiting\s+AEP status 'staged'\s+{utc(NOW)}\s+{utc(NOW)}$",
+        out,
+        re.M,
     )
     assert re.search(r"^skipped, not to be copied \(1\):$", out, re.M)
     assert re.search(r"^  planted-skip\s+superseded by batch planted-6\s", out, re.M)
