@@ -1,8 +1,8 @@
 """A checkpoint store in one SQLite file, shared by threads and processes on one host.
 
 The table ``units`` mirrors the DynamoDB item of DESIGN.md column for column, so the
-two stores read alike; the table ``watermarks`` holds one row per dataset planned by
-an incremental run. Every write is a short ``BEGIN IMMEDIATE`` transaction and every
+two stores read alike; the table ``watermarks`` holds one row per dataset planned (the
+end of its last planned window, where an incremental run starts). Every write is a short ``BEGIN IMMEDIATE`` transaction and every
 fenced write an ``UPDATE ... WHERE Version = ?``; the WAL journal lets readers run
 while one process writes, and the busy timeout makes writers queue instead of failing.
 """
