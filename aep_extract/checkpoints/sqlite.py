@@ -2,9 +2,10 @@
 
 The table ``units`` mirrors the DynamoDB item of DESIGN.md column for column, so the
 two stores read alike; the table ``watermarks`` holds one row per dataset planned (the
-end of its last planned window, where an incremental run starts). Every write is a short ``BEGIN IMMEDIATE`` transaction and every
-fenced write an ``UPDATE ... WHERE Version = ?``; the WAL journal lets readers run
-while one process writes, and the busy timeout makes writers queue instead of failing.
+end of its last planned window, where an incremental run starts). Every write is a
+short ``BEGIN IMMEDIATE`` transaction and every fenced write an ``UPDATE ... WHERE
+Version = ?``; the WAL journal lets readers run while one process writes, and the busy
+timeout makes writers queue instead of failing.
 """
 
 from __future__ import annotations
