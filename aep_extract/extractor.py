@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from ._engine import Engine
 from ._planning import Planner
@@ -285,10 +285,9 @@ class Extractor:
         progress: Optional[bool] = None,
     ) -> RunReport:
         """:meth:`plan` then :meth:`execute`: the whole job, safe to rerun."""
-        limit = _monotonic_deadline(deadline)
-        since = (time.monotonic(), dict(self.source.counters()))
-        self.plan(dataset_id, start, end)
-        return self._execute(dataset_id, limit, since, progress=progress)
+        return self._plan_and_execute(
+            dataset_id, lambda: self.plan(dataset_id, start, end), deadline, progress
+        )
 
     def run_since_last(
         self,
@@ -304,9 +303,24 @@ class Extractor:
         Raises:
             ConfigError: see :meth:`plan_since_last`.
         """
+        return self._plan_and_execute(
+            dataset_id,
+            lambda: self.plan_since_last(dataset_id, start=start, end=end),
+            deadline,
+            progress,
+        )
+
+    def _plan_and_execute(
+        self,
+        dataset_id: str,
+        plan: Callable[[], PlanResult],
+        deadline: Optional[Deadline],
+        progress: Optional[bool],
+    ) -> RunReport:
+        """Run ``plan``, then execute; the report covers both."""
         limit = _monotonic_deadline(deadline)
         since = (time.monotonic(), dict(self.source.counters()))
-        self.plan_since_last(dataset_id, start=start, end=end)
+        plan()
         return self._execute(dataset_id, limit, since, progress=progress)
 
     def status(

@@ -14,15 +14,6 @@ from aep_extract.cli import main
 from .helpers import DATASET, END, START, expected_tree, run_args, sink_tree
 
 
-@pytest.fixture
-def paths(tmp_path):
-    return {
-        "store": f"sqlite:///{tmp_path / 'state.db'}",
-        "sink": str(tmp_path / "out"),
-        "out": tmp_path / "out",
-    }
-
-
 def cli_args(paths, *extra: str) -> list[str]:
     return run_args(paths["sink"], paths["store"], *extra)
 

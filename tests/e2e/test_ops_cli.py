@@ -18,15 +18,6 @@ from ..ops_scenarios import check_fail_then_retry, fail_then_retry
 from .helpers import DATASET, END, START, expected_tree, sink_tree
 
 
-@pytest.fixture
-def paths(tmp_path):
-    return {
-        "store": f"sqlite:///{tmp_path / 'state.db'}",
-        "sink": str(tmp_path / "out"),
-        "out": tmp_path / "out",
-    }
-
-
 def window(*extra: str) -> list[str]:
     return ["--dataset", DATASET, "--start", START, "--end", END, *extra]
 

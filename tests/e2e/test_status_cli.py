@@ -54,16 +54,6 @@ JSON_KEYS = {
 
 
 @pytest.fixture
-def paths(tmp_path):
-    return {
-        "db": tmp_path / "state.db",
-        "store": f"sqlite:///{tmp_path / 'state.db'}",
-        "sink": str(tmp_path / "out"),
-        "out": tmp_path / "out",
-    }
-
-
-@pytest.fixture
 def copied(fake_aep, fake_aep_env, paths, capsys):
     """A finished run of the demo window; the tree it copied."""
     args = [
