@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import tenacity
 from tenacity.wait import wait_base
 
+from ._cancel import aborted, pause
 from .errors import RETRYABLE, ThrottledError
 
 if TYPE_CHECKING:
@@ -84,19 +85,57 @@ class _wait_retry_after(wait_base):
         return self.fallback(retry_state)
 
 
+class _wait_until(wait_base):
+    """Never wait past ``deadline`` (time.monotonic)."""
+
+    def __init__(self, wait: wait_base, deadline: float) -> None:
+        self.wait = wait
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        left = self.deadline - time.monotonic()
+        return max(0.0, min(self.wait(retry_state), left))
+
+
+class _unless_aborted(tenacity.retry_base):
+    """Retry nothing for a run that is aborting (see :mod:`aep_extract._cancel`)."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not aborted()
+
+
+class _stop_near(tenacity.stop.stop_base):
+    """Stop when less than ``margin`` seconds are left before ``deadline``."""
+
+    def __init__(self, deadline: float, margin: float) -> None:
+        self.deadline = deadline
+        self.margin = margin
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return time.monotonic() >= self.deadline - self.margin
+
+
+DEADLINE_MARGIN = 1.0
+"""Seconds that must be left before a deadline for another attempt to start."""
+
+
 def build_retrying(
     config: RetryConfig,
     *,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Optional[Callable[[tenacity.RetryCallState], None]] = None,
+    deadline: Optional[float] = None,
 ) -> tenacity.Retrying:
     """Build the retry controller for one kind of request.
 
     Args:
         config: attempts and wait bounds.
-        sleep: how to wait (inject a recorder in tests instead of sleeping).
+        sleep: how to wait (inject a recorder in tests instead of sleeping); a
+            real wait ends early when the run aborts.
         on_retry: called before each wait, after the WARNING log line (e.g. to count
             retries).
+        deadline: a ``time.monotonic()`` instant: no wait goes past it, and no
+            attempt starts less than :data:`DEADLINE_MARGIN` seconds before it.
 
     Returns:
         A :class:`tenacity.Retrying` that retries :data:`~aep_extract.errors.RETRYABLE`
@@ -124,11 +163,16 @@ def build_retrying(
     backoff = tenacity.wait_random_exponential(
         multiplier=config.initial_wait, max=config.max_wait
     )
+    wait: wait_base = _wait_retry_after(backoff, config.max_wait)
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(attempts)
+    if deadline is not None:
+        wait = _wait_until(wait, deadline)
+        stop = stop | _stop_near(deadline, DEADLINE_MARGIN)
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(RETRYABLE),
-        wait=_wait_retry_after(backoff, config.max_wait),
-        stop=tenacity.stop_after_attempt(attempts),
-        sleep=sleep,
+        retry=tenacity.retry_if_exception_type(RETRYABLE) & _unless_aborted(),
+        wait=wait,
+        stop=stop,
+        sleep=lambda seconds: pause(seconds, sleep),
         before_sleep=before_sleep,
         reraise=True,
     )

@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import attrs
 from attrs import validators as v
@@ -22,6 +23,11 @@ DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 """Bytes per ranged GET: small enough to finish far inside Adobe's 60 s limit."""
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_REQUEST_TIMEOUT = 120.0
+"""Total seconds one platform request may take, body included: twice Adobe's 60 s
+response limit."""
+DEFAULT_TOKEN_TIMEOUT = 30.0
+"""Total seconds to obtain an IMS token, retries included."""
 DEFAULT_TOKEN_REFRESH_MARGIN = 300.0
 """Seconds before expiry at which a cached IMS token is replaced."""
 
@@ -87,6 +93,25 @@ def _positive_int(
         )
 
 
+def _http_url(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An http(s) URL with a host, and nothing after its path (credentials go there)."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or "\\" in value
+        or any(ch.isspace() for ch in value)
+    ):
+        raise ValueError(
+            f"{attribute.name} must be an http(s) URL like https://host[:port][/path], "
+            f"got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class AepConfig:
     """Where and how to reach AEP. The secret never appears in the repr.
@@ -105,6 +130,12 @@ class AepConfig:
         chunk_size: bytes asked for by one ``Range`` request.
         connect_timeout: seconds to wait for a connection.
         read_timeout: seconds to wait for the next bytes of an answer.
+        request_timeout: total seconds a platform request may take, from sending
+            it to the last byte of its answer (a body trickling in is cut off here;
+            a cut download resumes from its last byte like any other).
+        token_timeout: total seconds to obtain an IMS token, retries included;
+            after that the run stops with
+            :class:`~aep_extract.errors.TokenUnavailable`.
         token_refresh_margin: seconds before expiry at which a token is replaced.
         verify_tls: check TLS certificates (leave on outside tests).
         retry: attempts and backoff of failed requests.
@@ -121,13 +152,17 @@ class AepConfig:
     org_id: str = attrs.field(validator=v.min_len(1))
     scopes: str = DEFAULT_SCOPES
     sandbox: str = DEFAULT_SANDBOX
-    platform_url: str = DEFAULT_PLATFORM_URL
-    ims_url: str = DEFAULT_IMS_URL
+    platform_url: str = attrs.field(default=DEFAULT_PLATFORM_URL, validator=_http_url)
+    ims_url: str = attrs.field(default=DEFAULT_IMS_URL, validator=_http_url)
     chunk_size: int = attrs.field(default=DEFAULT_CHUNK_SIZE, validator=v.ge(1))
     connect_timeout: float = attrs.field(
         default=DEFAULT_CONNECT_TIMEOUT, validator=v.gt(0)
     )
     read_timeout: float = attrs.field(default=DEFAULT_READ_TIMEOUT, validator=v.gt(0))
+    request_timeout: float = attrs.field(
+        default=DEFAULT_REQUEST_TIMEOUT, validator=v.gt(0)
+    )
+    token_timeout: float = attrs.field(default=DEFAULT_TOKEN_TIMEOUT, validator=v.gt(0))
     token_refresh_margin: float = attrs.field(
         default=DEFAULT_TOKEN_REFRESH_MARGIN, validator=v.ge(0)
     )

@@ -7,13 +7,18 @@
     │   └── MissingResourceError    the table or bucket named does not exist
     ├── SourceError                 anything from the AEP side
     │   ├── AuthError               token request refused (wrong id/secret/scope)
+    │   ├── TokenUnavailable        IMS gave no token within ``token_timeout``
     │   ├── ApiError(status)        an HTTP answer the client cannot use
     │   │   ├── NotFoundError       unknown dataset, batch or file (404)
+    │   │   ├── Unauthorized        401; retryable with a new token
     │   │   ├── ThrottledError      429; retryable, carries ``retry_after``
     │   │   └── ServerError         5xx; retryable
     │   ├── TransientNetworkError   connection reset, timeout; retryable
+    │   │   └── DeadlineExceeded    a request outlived its total deadline, or an abort
     │   ├── IncompleteDownload      fewer bytes than announced; retryable
-    │   └── InvalidResponse         malformed JSON, missing fields, unsafe names
+    │   └── InvalidResponse         malformed JSON, missing fields, unsafe names,
+    │       │                       more bytes than announced, an encoding
+    │       └── UntrustedLinkError  a link or redirect away from the configured origin
     ├── CheckpointError             the checkpoint store failed
     │   └── CheckpointConflict      a conditional write lost (lease taken over)
     ├── SinkError                   the sink failed
@@ -50,6 +55,11 @@ class AuthError(SourceError):
     """The IMS token request was refused (wrong client id, secret, org or scope)."""
 
 
+class TokenUnavailable(SourceError):
+    """IMS answered no token within ``AepConfig.token_timeout`` seconds, retries
+    included (unreachable, failing or too slow): a run cannot go on without one."""
+
+
 class ApiError(SourceError):
     """An HTTP response the client cannot use.
 
@@ -77,6 +87,12 @@ class NotFoundError(ApiError):
     """The dataset, batch or file does not exist (HTTP 404)."""
 
 
+class Unauthorized(ApiError):
+    """HTTP 401: the token expired or was revoked. The token is dropped and the
+    request retried with a new one; a 401 that persists through every retry means
+    the API key, org id, sandbox or product profile is wrong."""
+
+
 class ThrottledError(ApiError):
     """HTTP 429. ``retry_after`` is the server's hint in seconds, if it sent one."""
 
@@ -101,12 +117,23 @@ class TransientNetworkError(SourceError):
     """The connection failed or timed out before a complete answer arrived."""
 
 
+class DeadlineExceeded(TransientNetworkError):
+    """A request was cut short: it outlived ``AepConfig.request_timeout`` (a server
+    trickling its answer), or the run was aborted. Retryable."""
+
+
 class IncompleteDownload(SourceError):
     """A body was shorter than announced, or a range came back wrong."""
 
 
 class InvalidResponse(SourceError):
-    """A response that does not have the documented shape (bad JSON, missing fields)."""
+    """A response that does not have the documented shape (bad JSON, missing fields),
+    or that breaks the protocol (more bytes than announced, an unasked encoding)."""
+
+
+class UntrustedLinkError(InvalidResponse):
+    """A link or redirect in an answer points away from the configured origin, or is
+    ambiguous; nothing was sent there."""
 
 
 class CheckpointError(AepExtractError):
@@ -137,6 +164,7 @@ class ExtractionFailed(AepExtractError):
 
 
 RETRYABLE: tuple[type[AepExtractError], ...] = (
+    Unauthorized,
     ThrottledError,
     ServerError,
     TransientNetworkError,

@@ -8,13 +8,15 @@ import math
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Optional
-from urllib.parse import urlsplit
 
-from ..errors import AuthError, InvalidResponse
-from ._http_errors import check_response, error_text, map_requests_errors, parse_json
+from .._retry import build_retrying
+from ..errors import AuthError, InvalidResponse, SourceError, TokenUnavailable
+from ._bodies import MAX_JSON_BYTES, parse_json, read_bounded
+from ._http_errors import Redactor, check_response, describe, error_text
+from ._transport import Origin, Transport
 
 if TYPE_CHECKING:
-    import requests
+    import tenacity
 
     from ..config import AepConfig
 
@@ -31,42 +33,69 @@ class ImsTokenProvider:
     The token is replaced ``config.token_refresh_margin`` seconds before it expires
     (at most half its lifetime early, so a short-lived token is still reused), or
     after :meth:`invalidate`. A lock makes concurrent callers wait for one fetch.
-    Retrying failed fetches is the caller's business: the errors raised are the
-    library's retryable ones where a retry can help.
+
+    A fetch retries failures a retry can fix (network, 429, 5xx) under the retry
+    policy, all within ``config.token_timeout`` seconds in total; then it raises
+    :class:`~aep_extract.errors.TokenUnavailable`, and so do the callers that were
+    waiting for that fetch, at once. The request is never redirected (a 3xx would
+    POST the secret again elsewhere) and goes only to ``config.ims_url``'s origin.
 
     Args:
         config: IMS URL, client id, secret and scopes; timeouts and TLS verification.
-        session: the HTTP session to send the token request with.
-        clock: monotonic seconds (injectable for tests).
+        transport: how requests are sent.
+        clock: monotonic seconds of the token's expiry (injectable for tests).
+        sleep: how retries wait (injectable for tests).
+        redact: blanks secrets out of error texts; it also learns every token
+            issued. Default: one that knows the client secret.
+        on_retry: called before each wait between two tries of a fetch.
     """
 
     def __init__(
         self,
         config: AepConfig,
-        session: requests.Session,
+        transport: Transport,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        redact: Optional[Redactor] = None,
+        on_retry: Optional[Callable[[tenacity.RetryCallState], None]] = None,
     ) -> None:
         self._config = config
-        self._session = session
+        self._on_retry = on_retry
+        self._transport = transport
         self._clock = clock
+        self._sleep = sleep
+        self._redact = redact if redact is not None else Redactor(config.client_secret)
+        self._url = config.ims_url.rstrip("/") + TOKEN_PATH
+        self._origin = Origin.of(self._url)
         self._lock = threading.Lock()
         self._token: Optional[str] = None
         self._refresh_at = 0.0
+        self._failure: Optional[tuple[float, SourceError]] = None
 
     def token(self) -> str:
         """A valid access token, fetched only when none is cached or it is due.
 
         Raises:
             AuthError: IMS refused the credentials (HTTP 400, 401 or 403).
-            ThrottledError, ServerError, TransientNetworkError: retryable failures.
-            InvalidResponse: IMS answered without a usable token.
+            TokenUnavailable: no token within ``config.token_timeout`` seconds.
         """
+        asked = time.monotonic()
         with self._lock:
             if self._token is not None and self._clock() < self._refresh_at:
                 return self._token
+            if self._failure is not None and self._failure[0] >= asked:
+                # The fetch we waited for has just failed: do not try again at once.
+                raise _again(self._failure[1])
             self._token = None
             started = self._clock()
-            token, lifetime = self._fetch()
+            try:
+                token, lifetime = self._fetch()
+            except (AuthError, TokenUnavailable) as exc:
+                self._failure = (time.monotonic(), exc)
+                raise
+            self._failure = None
+            self._redact.add_token(token)
             margin = min(self._config.token_refresh_margin, lifetime / 2)
             self._token, self._refresh_at = token, started + lifetime - margin
             return token
@@ -82,8 +111,28 @@ class ImsTokenProvider:
                 self._token = None
 
     def _fetch(self) -> tuple[str, float]:
+        budget = self._config.token_timeout
+        ends = time.monotonic() + budget
+        retrying = build_retrying(
+            self._config.retry,
+            sleep=self._sleep,
+            on_retry=self._on_retry,
+            deadline=ends,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._fetch_once(max(ends - time.monotonic(), 0.001))
+        except AuthError:
+            raise
+        except SourceError as exc:
+            raise TokenUnavailable(
+                f"no IMS token from {self._origin} within {budget:g}s: {exc}"
+            ) from None
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def _fetch_once(self, seconds: float) -> tuple[str, float]:
         config = self._config
-        url = config.ims_url.rstrip("/") + TOKEN_PATH
         form = {
             "grant_type": "client_credentials",
             "client_id": config.client_id,
@@ -91,37 +140,49 @@ class ImsTokenProvider:
             "scope": config.scopes,
         }
         started = time.monotonic()
-        with map_requests_errors("POST", url):
-            response = self._session.post(
-                url,
-                data=form,
-                headers={"Accept": "application/json"},
-                timeout=(config.connect_timeout, config.read_timeout),
-                verify=config.verify_tls,
-            )
-        logger.debug(
-            "POST %s -> %d in %.3fs",
-            urlsplit(url).path,
-            response.status_code,
-            time.monotonic() - started,
+        exchange = self._transport.send(
+            "POST",
+            self._url,
+            origin=self._origin,
+            seconds=min(seconds, config.request_timeout),
+            headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
+            data=form,
         )
-        if response.status_code in (400, 401, 403):
-            # IMS names the problem (invalid_client, invalid_scope, ...); it should
-            # never echo the secret, but scrub it in case.
-            reason = error_text(response).replace(config.client_secret, "***")
-            raise AuthError(
-                f"IMS refused the token request for client_id {config.client_id!r} "
-                f"(HTTP {response.status_code}): {reason or 'no reason given'}; "
-                "check AEP_CLIENT_ID, AEP_CLIENT_SECRET and AEP_SCOPES"
+        try:
+            response = exchange.response
+            where = describe("POST", self._url)
+            logger.debug(
+                "%s -> %d in %.3fs",
+                where,
+                response.status_code,
+                time.monotonic() - started,
             )
-        check_response(response, "POST")
-        return _read_token(parse_json(response, "POST"))
+            with exchange.reading():
+                if response.status_code in (400, 401, 403):
+                    # IMS names the problem (invalid_client, invalid_scope, ...).
+                    reason = self._redact(error_text(response))
+                    raise AuthError(
+                        "IMS refused the token request for client_id "
+                        f"{config.client_id!r} (HTTP {response.status_code}): "
+                        f"{reason or 'no reason given'}; "
+                        "check AEP_CLIENT_ID, AEP_CLIENT_SECRET and AEP_SCOPES"
+                    )
+                check_response(response, "POST", self._redact)
+                body = read_bounded(response, MAX_JSON_BYTES, where)
+            return _read_token(parse_json(body, where, response.status_code))
+        finally:
+            exchange.close()
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(ims_url={self._config.ims_url!r}, "
             f"client_id={self._config.client_id!r}, cached={self._token is not None})"
         )
+
+
+def _again(exc: SourceError) -> SourceError:
+    """A fresh error like ``exc`` for another thread to raise."""
+    return type(exc)(str(exc))
 
 
 def _read_token(body: object) -> tuple[str, float]:

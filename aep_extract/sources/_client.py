@@ -1,8 +1,11 @@
 """Authenticated, rate-limited, retried, counted requests to the AEP platform.
 
 :class:`PlatformClient` is the plumbing under :class:`~.http.HttpAepSource`: it adds
-the token and platform headers, timeouts and TLS settings to every request, renews the
-token once on a 401, maps failures to the error tree and keeps the counters.
+the token and platform headers to every request and sends it through the
+:class:`~._transport.Transport` (trusted origin, no redirects, a total deadline),
+renews the token on a 401, maps failures to the error tree and keeps the counters.
+Work of an aborting run (:mod:`aep_extract._cancel`) sends nothing more and retries
+nothing.
 
 Every platform request holds a permit of the source's
 :class:`~aep_extract._ratelimit.AdaptiveRateLimiter` from just before it is sent until
@@ -21,17 +24,18 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
-from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from .._cancel import aborted, pause
 from .._ratelimit import AdaptiveRateLimiter, Permit
 from .._retry import build_retrying, parse_retry_after
 from ..config import DEFAULT_MAX_REQUESTS_PER_SECOND
-from ..errors import ApiError, ThrottledError
+from ..errors import ApiError, DeadlineExceeded, ThrottledError, Unauthorized
 from ._auth import ImsTokenProvider
-from ._http_errors import check_response, describe, map_requests_errors, parse_json
+from ._bodies import MAX_JSON_BYTES, parse_json, read_bounded
+from ._http_errors import Redactor, check_response, describe
+from ._transport import Exchange, Origin, Transport, rebase
 
 if TYPE_CHECKING:
     import tenacity
@@ -45,6 +49,9 @@ _T = TypeVar("_T")
 
 POOL_SIZE = 64
 """Connections kept per host by a session we create (one per worker thread)."""
+
+_JSON_ENCODINGS = "gzip, deflate"
+"""What a JSON request accepts: both are decoded with a size cap (see ._bodies)."""
 
 
 class PlatformClient:
@@ -65,9 +72,15 @@ class PlatformClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self._owns_session = session is None
-        self._session = session if session is not None else _new_session()
-        self.auth = ImsTokenProvider(config, self._session)
+        self.redact = Redactor(config.client_secret)
+        self.transport = Transport.for_config(config, session, POOL_SIZE)
+        self.auth = ImsTokenProvider(
+            config,
+            self.transport,
+            sleep=sleep,
+            redact=self.redact,
+            on_retry=self._on_retry,
+        )
         self._retrying = build_retrying(
             config.retry, sleep=sleep, on_retry=self._on_retry
         )
@@ -76,9 +89,10 @@ class PlatformClient:
             max_in_flight=config.max_in_flight,
             max_cooldown=config.retry.max_wait,
             clock=clock,
-            sleep=sleep,
+            sleep=lambda seconds: pause(seconds, sleep),
         )
         self.base_url = config.platform_url.rstrip("/")
+        self.origin = Origin.of(self.base_url)
         self._platform_headers = {
             "x-api-key": config.client_id,
             "x-gw-ims-org-id": config.org_id,
@@ -100,46 +114,51 @@ class PlatformClient:
     def get_json(self, url: str, params: Optional[Mapping[str, str]] = None) -> Any:
         """GET a JSON document under the retry policy.
 
+        The answer may be gzip- or deflate-encoded; it is read with a size cap
+        (:data:`~._bodies.MAX_JSON_BYTES`) within the request's total deadline.
+
         Raises:
-            InvalidResponse: the body is not JSON.
+            InvalidResponse: the body is not JSON, too large, or in another encoding.
             ApiError, TransientNetworkError: after the retry policy gave up.
         """
-        return self.call(lambda: parse_json(self.request("GET", url, params), "GET"))
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        params: Optional[Mapping[str, str]] = None,
-        *,
-        headers: Optional[Mapping[str, str]] = None,
-    ) -> requests.Response:
-        """One authenticated request (not retried), its body read before it returns.
+        def once() -> Any:
+            headers = {"Accept-Encoding": _JSON_ENCODINGS}
+            with self.stream("GET", url, params=params, headers=headers) as exchange:
+                where = describe("GET", exchange.url)
+                with exchange.reading():
+                    body = read_bounded(exchange.response, MAX_JSON_BYTES, where)
+                return parse_json(body, where, exchange.response.status_code)
 
-        On a 401 it is sent once more with a new token.
-
-        Raises:
-            ApiError: (or a subclass) for any status of 400 or more.
-            TransientNetworkError: the connection failed.
-        """
-        permit, response = self._exchange(method, url, params, headers, stream=False)
-        permit.release()
-        return response
+        return self.call(once)
 
     @contextlib.contextmanager
     def stream(
-        self, method: str, url: str, *, headers: Optional[Mapping[str, str]] = None
-    ) -> Iterator[requests.Response]:
-        """Like :meth:`request`, but the body is read inside the ``with`` block.
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Iterator[Exchange]:
+        """One authenticated request (not retried) whose body is read inside the
+        ``with`` block; its response is closed, and its rate-limiter permit
+        released, when the block ends.
 
-        The response is closed, and its rate-limiter permit released, when the block
-        ends.
+        A 401 drops the token; the request is sent once more at once with a new
+        one, and a second 401 raises :class:`~aep_extract.errors.Unauthorized`,
+        which the retry policy retries (with yet another token).
+
+        Raises:
+            ApiError: (or a subclass) for any status of 400 or more.
+            UntrustedLinkError: a redirect, or a URL off the configured origin.
+            TransientNetworkError: the connection failed or the deadline passed.
         """
-        permit, response = self._exchange(method, url, None, headers, stream=True)
+        permit, exchange = self._exchange(method, url, params, headers)
         try:
-            yield response
+            yield exchange
         finally:
-            response.close()
+            exchange.close()
             permit.release()
 
     def _exchange(
@@ -148,39 +167,40 @@ class PlatformClient:
         url: str,
         params: Optional[Mapping[str, str]],
         headers: Optional[Mapping[str, str]],
-        stream: bool,
-    ) -> tuple[Permit, requests.Response]:
+    ) -> tuple[Permit, Exchange]:
         token = self.auth.token()
-        permit, response = self._send(method, url, token, params, headers, stream)
-        if response.status_code == 401:
-            # The token expired or was revoked early: fetch a new one, once.
-            response.close()
+        permit, exchange = self._send(method, url, token, params, headers)
+        if exchange.response.status_code == 401:
+            # The token expired or was revoked early: fetch a new one at once.
+            exchange.close()
             permit.release()
             logger.info("%s -> 401: fetching a new token", describe(method, url))
             self.auth.invalidate(token)
             token = self.auth.token()
-            permit, response = self._send(method, url, token, params, headers, stream)
+            permit, exchange = self._send(method, url, token, params, headers)
         try:
-            check_response(response, method)
+            check_response(exchange.response, method, self.redact)
         except ApiError as exc:
+            exchange.close()
             permit.release()
-            _hide(token, exc)
-            self._feedback(permit, exc, response)
-            if exc.status != 401:
+            self._feedback(permit, exc, exchange.response)
+            if not isinstance(exc, Unauthorized):
                 raise
-            raise ApiError(
-                f"{exc}; still unauthorized with a new IMS token: check the API key, "
-                "org id, sandbox and the credential's product profile",
+            self.auth.invalidate(token)
+            raise Unauthorized(
+                f"{exc}; a new IMS token is fetched for the next try; if this "
+                "persists, check the API key, org id, sandbox and the credential's "
+                "product profile",
                 status=401,
                 url=exc.url,
                 request_id=exc.request_id,
             ) from None
         except BaseException:
-            response.close()
+            exchange.close()
             permit.release()
             raise
         self.limiter.succeeded(permit)
-        return permit, response
+        return permit, exchange
 
     def _feedback(
         self, permit: Permit, exc: ApiError, response: requests.Response
@@ -200,8 +220,11 @@ class PlatformClient:
         token: str,
         params: Optional[Mapping[str, str]],
         headers: Optional[Mapping[str, str]],
-        stream: bool,
-    ) -> tuple[Permit, requests.Response]:
+    ) -> tuple[Permit, Exchange]:
+        if aborted():
+            raise DeadlineExceeded(
+                f"{describe(method, url)}: not sent, the run is aborting"
+            )
         all_headers = {
             "Accept": "application/json",
             **self._platform_headers,
@@ -211,19 +234,18 @@ class PlatformClient:
         permit = self.limiter.acquire()
         started = time.monotonic()
         try:
-            with map_requests_errors(method, url):
-                response = self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=all_headers,
-                    timeout=(self.config.connect_timeout, self.config.read_timeout),
-                    verify=self.config.verify_tls,
-                    stream=stream,
-                )
+            exchange = self.transport.send(
+                method,
+                url,
+                origin=self.origin,
+                seconds=self.config.request_timeout,
+                params=params,
+                headers=all_headers,
+            )
         except BaseException:
             permit.release()
             raise
+        response = exchange.response
         self.bump("requests")
         if response.status_code == 429:
             self.bump("throttled")
@@ -233,23 +255,24 @@ class PlatformClient:
                 hooks.throttled(retry_after=retry_after)
         logger.debug(
             "%s -> %d in %.3fs",
-            describe(method, response.url),
+            describe(method, exchange.url),
             response.status_code,
             time.monotonic() - started,
         )
-        return permit, response
+        return permit, exchange
 
     def on_platform(self, url: str) -> str:
-        """``url`` moved onto the configured platform origin if it points elsewhere.
+        """A link from an answer, moved onto the configured platform origin.
 
-        Links in answers (``_links.next``, file hrefs) may name another host or the
-        explicit ``:443`` port; the bearer token only ever goes to ``platform_url``.
-        (A path prefix in ``platform_url`` is not added to such links.)
+        Raises:
+            UntrustedLinkError: an ambiguous link (see :func:`._transport.rebase`).
         """
-        target, base = urlsplit(url), urlsplit(self.base_url)
-        if _origin(target) == _origin(base):
-            return url
-        return urlunsplit((base.scheme, base.netloc, target.path, target.query, ""))
+        return rebase(url, self.base_url)
+
+    def interrupt(self) -> int:
+        """Cut every request in flight short now (an aborted run); returns how
+        many."""
+        return self.transport.deadlines.interrupt()
 
     def _on_retry(self, retry_state: tenacity.RetryCallState) -> None:
         outcome = retry_state.outcome
@@ -279,28 +302,4 @@ class PlatformClient:
 
     def close(self) -> None:
         """Close the session if we made it."""
-        if self._owns_session:
-            self._session.close()
-
-
-def _hide(token: str, exc: ApiError) -> None:
-    """Blank the token out of an error's text: Adobe never quotes it, but a proxy
-    echoing request headers into its error body would."""
-    exc.args = tuple(
-        arg.replace(token, "***") if isinstance(arg, str) else arg for arg in exc.args
-    )
-
-
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    # Retries are the retry policy's, not urllib3's; pool a connection per thread.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
-def _origin(parts: SplitResult) -> tuple[str, str, int]:
-    scheme = parts.scheme.lower()
-    port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
-    return scheme, (parts.hostname or "").lower(), port
+        self.transport.close()

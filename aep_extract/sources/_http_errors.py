@@ -1,19 +1,24 @@
 """Translate ``requests``/``urllib3`` failures and HTTP statuses into the error tree.
 
 One place decides what is retryable: network failures become
-:class:`~aep_extract.errors.TransientNetworkError`, 429 :class:`ThrottledError`, 5xx
-:class:`ServerError`, 404 :class:`NotFoundError`, any other 4xx a plain
-:class:`ApiError`. Messages name the method, path, status, Adobe's error text and
-``x-request-id``; they never carry headers, tokens or request bodies.
+:class:`~aep_extract.errors.TransientNetworkError`, 401 :class:`Unauthorized`, 429
+:class:`ThrottledError`, 5xx :class:`ServerError`, 404 :class:`NotFoundError`, any
+other 4xx a plain :class:`ApiError`, and a 3xx (never followed) an
+:class:`UntrustedLinkError` naming where it pointed. Messages name the method, path,
+status, Adobe's error text and ``x-request-id``; they never carry headers, tokens or
+request bodies, and a :class:`Redactor` blanks the secrets out of any text an error
+body echoes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
+from collections import deque
 from collections.abc import Iterator
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Callable
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -21,14 +26,15 @@ import urllib3.exceptions
 from .._retry import parse_retry_after
 from ..errors import (
     ApiError,
-    IncompleteDownload,
-    InvalidResponse,
     NotFoundError,
     ServerError,
     SourceError,
     ThrottledError,
     TransientNetworkError,
+    Unauthorized,
+    UntrustedLinkError,
 )
+from ._bodies import read_bounded
 
 _MAX_ERROR_BODY = 64 * 1024
 """Bytes of an error body read for its message: error bodies are small; stay bounded."""
@@ -50,6 +56,52 @@ _TRANSIENT = (
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.ReadTimeoutError,
 )
+
+
+_RECENT_TOKENS = 8
+"""Access tokens a :class:`Redactor` remembers (the current one and a few before)."""
+
+
+class Redactor:
+    """Blanks secrets out of text: the client secret, raw and URL-encoded, and the
+    access tokens issued lately. Thread-safe.
+
+    Args:
+        secrets: values never to show (empty ones are ignored).
+    """
+
+    def __init__(self, *secrets: str) -> None:
+        self._lock = threading.Lock()
+        self._fixed = _forms(secrets)
+        self._tokens: deque[str] = deque(maxlen=_RECENT_TOKENS)
+
+    def add_token(self, token: str) -> None:
+        """Remember an access token to blank out."""
+        with self._lock:
+            self._tokens.append(token)
+
+    def __call__(self, text: str) -> str:
+        with self._lock:
+            secrets = self._fixed + _forms(self._tokens)
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _forms(values: Any) -> list[str]:
+    """Each value as sent raw, in a query or path (%-encoded) and in a form (+ for
+    spaces), longest first so that no form survives half-blanked."""
+    forms = {
+        form
+        for value in values
+        if value
+        for form in (value, quote(value, safe=""), quote_plus(value))
+    }
+    return sorted(forms, key=len, reverse=True)
+
+
+def _no_redaction(text: str) -> str:
+    return text
 
 
 def describe(method: str, url: str) -> str:
@@ -96,23 +148,37 @@ def _scrub(exc: BaseException) -> BaseException:
     return exc
 
 
-def check_response(response: requests.Response, method: str) -> None:
-    """Raise the matching error for a 4xx/5xx response; return for anything else.
+def check_response(
+    response: requests.Response,
+    method: str,
+    redact: Callable[[str], str] = _no_redaction,
+) -> None:
+    """Raise the matching error for a 3xx, 4xx or 5xx response; return for others.
 
-    The error body is read (at most 64 KiB) and the response closed.
+    The error body is read (at most 64 KiB) and the response closed; ``redact``
+    blanks secrets out of the text the body contributes.
 
     Raises:
+        UntrustedLinkError: a redirect (3xx), which is never followed.
+        Unauthorized: 401.
         NotFoundError: 404.
         ThrottledError: 429, with ``retry_after`` from ``Retry-After``.
         ServerError: 5xx.
         ApiError: any other status of 400 or more.
     """
     status = response.status_code
+    if 300 <= status < 400:
+        response.close()
+        raise UntrustedLinkError(
+            f"{describe(method, response.url)}: HTTP {status} redirect to "
+            f"{_redirect_target(response)}; not followed (requests go only to the "
+            "configured origin)"
+        )
     if status < 400:
         return
     request_id = response.headers.get("x-request-id")
     message = f"{describe(method, response.url)}: HTTP {status}"
-    detail = error_text(response)
+    detail = redact(error_text(response))
     if detail:
         message += f" {detail}"
     if request_id:
@@ -122,6 +188,8 @@ def check_response(response: requests.Response, method: str) -> None:
         "url": response.url,
         "request_id": request_id,
     }
+    if status == 401:
+        raise Unauthorized(message, **fields)
     if status == 404:
         raise NotFoundError(message, **fields)
     if status == 429:
@@ -132,6 +200,21 @@ def check_response(response: requests.Response, method: str) -> None:
     raise ApiError(message, **fields)
 
 
+def _redirect_target(response: requests.Response) -> str:
+    """Where a redirect points, by host (a relative one: this origin's path)."""
+    location = response.headers.get("Location", "")
+    parts = urlsplit(location)
+    if not location:
+        return "nowhere (no Location header)"
+    if not parts.netloc:
+        return f"path {parts.path[:200]!r} of the same host"
+    try:
+        host = urllib3.util.parse_url(location).host or parts.netloc
+    except ValueError:
+        host = parts.netloc
+    return f"host {host[:200]!r}"
+
+
 def error_text(response: requests.Response) -> str:
     """Adobe's error text from a JSON error body, ``""`` if none; closes the response.
 
@@ -139,8 +222,8 @@ def error_text(response: requests.Response) -> str:
     request headers, so it is never copied into a message.
     """
     try:
-        raw = next(response.iter_content(_MAX_ERROR_BODY), b"")
-    except (requests.RequestException, urllib3.exceptions.HTTPError):
+        raw = read_bounded(response, _MAX_ERROR_BODY, "error body")
+    except (SourceError, requests.RequestException, urllib3.exceptions.HTTPError):
         return ""
     finally:
         response.close()
@@ -157,27 +240,3 @@ def error_text(response: requests.Response) -> str:
 def _one_line(value: object, limit: int = 300) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_json(response: requests.Response, method: str) -> Any:
-    """The JSON body of a successful response.
-
-    Raises:
-        IncompleteDownload: the body is shorter than its ``Content-Length`` (urllib3
-            1.x does not check; the answer is retried like any short body).
-        InvalidResponse: the body is not JSON.
-    """
-    announced = response.headers.get("Content-Length", "")
-    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
-    if not encoded and announced.isdigit() and len(response.content) < int(announced):
-        raise IncompleteDownload(
-            f"{describe(method, response.url)}: body ended after "
-            f"{len(response.content)} of {announced} bytes"
-        )
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        raise InvalidResponse(
-            f"{describe(method, response.url)}: HTTP {response.status_code} "
-            "answer is not valid JSON"
-        ) from None

@@ -158,8 +158,9 @@ def announced_bytes(
 
     Raises:
         IncompleteDownload: the range starts elsewhere or is unreadable (retryable).
-        InvalidResponse: the total differs from the listed length, or a whole body
-            came back when a later range was asked for.
+        InvalidResponse: the total differs from the listed length, a whole body
+            came back when a later range was asked for, or ``Content-Length``
+            disagrees with the range.
     """
     if status == 200:
         if pos != 0:
@@ -187,4 +188,11 @@ def announced_bytes(
         raise IncompleteDownload(
             f"{where}: asked for bytes from {pos}, got Content-Range {content_range!r}"
         )
-    return last - first + 1
+    span = last - first + 1
+    length = headers.get("Content-Length")
+    if length is not None and _as_int(length) != span:
+        raise InvalidResponse(
+            f"{where}: Content-Length {length} differs from the {span} bytes of "
+            f"Content-Range {content_range!r}"
+        )
+    return span

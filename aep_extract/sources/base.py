@@ -75,6 +75,16 @@ class AepSource(Closeable, abc.ABC):
         retry_after=...)``, from any thread. The default reports nothing.
         """
 
+    def interrupt(self) -> int:
+        """Cut every request in flight short, so that reads blocked on a slow
+        server fail within moments (optional override; the default does nothing).
+
+        The engine calls it when a run aborts; requests of other runs sharing the
+        source are retried as after any broken connection. Returns how many
+        requests were cut.
+        """
+        return 0
+
     def counters(self) -> Mapping[str, int]:
         """Running totals such as ``requests``, ``retries`` and ``throttled``."""
         return {}

@@ -1,16 +1,22 @@
 """The default source: AEP Catalog and Data Access over HTTP with ``requests``.
 
-Every request carries the IMS token and the platform headers, has connect/read
-timeouts, goes through the one retry policy (:mod:`aep_extract._retry`) and the
-source's rate limiter (:mod:`aep_extract._ratelimit`), and has its failures mapped to
-the error tree in one place (:mod:`._http_errors`). Files are read in ``Range``
-requests of ``chunk_size`` bytes; a failed request resumes from the last byte handed
-to the caller.
+Every request carries the IMS token and the platform headers, goes only to the
+configured origin and is never redirected, has connect/read timeouts and a total
+deadline (:mod:`._transport`), goes through the one retry policy
+(:mod:`aep_extract._retry`) and the source's rate limiter
+(:mod:`aep_extract._ratelimit`), and has its failures mapped to the error tree in one
+place (:mod:`._http_errors`). Files are read in ``Range`` requests of ``chunk_size``
+bytes; a failed request resumes from the last byte handed to the caller.
+
+Every walk through pages and directories is bounded (:data:`MAX_PAGES`,
+:data:`MAX_LISTED`, :data:`MAX_DEPTH`), and a page that adds nothing new ends it
+with an error: a platform whose paging never ends cannot keep a run going for ever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Generator, Iterator, Mapping
@@ -19,11 +25,13 @@ from urllib.parse import quote, urljoin
 
 import requests
 
+from .._cancel import aborted
 from .._ratelimit import AdaptiveRateLimiter
 from ..config import AepConfig
 from ..errors import (
     RETRYABLE,
     ConfigError,
+    DeadlineExceeded,
     IncompleteDownload,
     InvalidResponse,
     NotFoundError,
@@ -31,8 +39,9 @@ from ..errors import (
 from ..hooks import ExtractionHooks
 from ..models import Batch, FileRef, TimeWindow
 from . import _parsing as parsing
+from ._bodies import announced_length, content_encoding
 from ._client import PlatformClient
-from ._http_errors import describe, map_requests_errors
+from ._http_errors import describe
 from .base import AepSource
 
 __all__ = ["HttpAepSource"]
@@ -44,8 +53,16 @@ EXPORT = "/data/foundation/export"
 PAGE_SIZE = 100
 """Catalog and Data Access both cap a page at 100 entries."""
 PIECE_SIZE = 64 * 1024
-"""Bytes read from the socket at a time; a broken read loses at most this much."""
-"""Largest bytes object :meth:`HttpAepSource.read_file` yields."""
+"""Bytes read from the socket at a time, and the largest bytes object
+:meth:`HttpAepSource.read_file` yields; a broken read loses at most this much."""
+MAX_PAGES = 100_000
+"""Pages one listing may take (10 million entries at 100 a page)."""
+MAX_LISTED = 1_000_000
+"""Files (and sub-directories) one batch may list."""
+MAX_DEPTH = 32
+"""How deep directories of dataset files may nest."""
+_COUNT_METRICS = ("outputFileCount", "outputRecordCount", "outputByteSize")
+"""Catalog batch metrics that, when positive, say the batch holds data."""
 
 
 class HttpAepSource(AepSource):
@@ -162,21 +179,26 @@ class HttpAepSource(AepSource):
             params["status"] = status
         seen: set[str] = set()
         after, start = window.start_ms - 1, 0
-        while True:
+        for pages in itertools.count(1):
+            if pages > MAX_PAGES:
+                raise InvalidResponse(
+                    f"{describe('GET', url)}: the Catalog's paging did not end after "
+                    f"{MAX_PAGES} pages (MAX_PAGES); giving up"
+                )
             query = {**params, "createdAfter": str(after), "start": str(start)}
+            where = f"{describe('GET', url)} (createdAfter={after}, start={start})"
             page = self._client.get_json(url, query)
             if not isinstance(page, dict):
-                raise InvalidResponse(
-                    f"{describe('GET', url)} (createdAfter={after}, start={start}): "
-                    "not a JSON object"
-                )
-            newest = after
+                raise InvalidResponse(f"{where}: not a JSON object")
+            newest, fresh, past_end = after, 0, False
             for batch_id, obj in page.items():
                 batch = parsing.parse_batch(batch_id, obj, dataset_id)
                 newest = max(newest, batch.created_ms)
+                past_end = past_end or batch.created_ms >= window.end_ms
                 if batch_id in seen:  # the page boundary's millisecond, again
                     continue
                 seen.add(batch_id)
+                fresh += 1
                 if window.contains_ms(batch.created_ms) and parsing.related_to_dataset(
                     batch.raw, dataset_id
                 ):
@@ -185,8 +207,13 @@ class HttpAepSource(AepSource):
                     logger.debug(
                         "batch %s: outside window or dataset, skipped", batch_id
                     )
-            if len(page) < PAGE_SIZE:
-                return
+            if len(page) < PAGE_SIZE or past_end:
+                return  # oldest first: a batch past the end means no more inside
+            if not fresh:
+                raise InvalidResponse(
+                    f"{where}: a full page of batches already listed; the Catalog "
+                    "ignores the paging parameters"
+                )
             if newest - 1 > after:
                 after, start = newest - 1, 0
             else:  # a whole page created in one millisecond: step through it
@@ -228,23 +255,64 @@ class HttpAepSource(AepSource):
         """
         url = f"{self._base}{EXPORT}/batches/{quote(batch_id, safe='')}/files"
         pending = [
-            parsing.dataset_file_id(item, f"batch {batch_id}")
+            (parsing.dataset_file_id(item, f"batch {batch_id}"), 1)
             for item in self._data_items(url)
         ]
         resolved: set[str] = set()
         files: dict[tuple[str, str], FileRef] = {}
         while pending:
-            file_id = pending.pop()
+            file_id, depth = pending.pop()
             if file_id in resolved:
                 continue
+            if depth > MAX_DEPTH:
+                raise InvalidResponse(
+                    f"batch {batch_id}: dataset files nest deeper than {MAX_DEPTH} "
+                    f"directories (MAX_DEPTH) at {file_id}; giving up"
+                )
             resolved.add(file_id)
             for item in self._data_items(self._file_url(file_id)):
                 if parsing.is_physical_file(item):
                     ref = parsing.file_ref(file_id, item, self._file_url(file_id))
                     files.setdefault(ref.sort_key, ref)
                 else:  # a directory of further dataset files
-                    pending.append(parsing.dataset_file_id(item, f"file {file_id}"))
+                    child = parsing.dataset_file_id(item, f"file {file_id}")
+                    pending.append((child, depth + 1))
+                if len(files) + len(pending) > MAX_LISTED:
+                    raise InvalidResponse(
+                        f"batch {batch_id}: lists more than {MAX_LISTED} files "
+                        "(MAX_LISTED); giving up"
+                    )
+        if not files:
+            self._check_empty(batch_id)
         return sorted(files.values(), key=lambda ref: ref.sort_key)
+
+    def _check_empty(self, batch_id: str) -> None:
+        """Refuse an empty listing of a batch whose Catalog entry counts data.
+
+        Raises:
+            InvalidResponse: the Catalog's metrics count files, records or bytes.
+        """
+        url = f"{self._base}{CATALOG}/batches/{quote(batch_id, safe='')}"
+        try:
+            body = self._client.get_json(url)
+        except NotFoundError:
+            return
+        obj = body.get(batch_id) if isinstance(body, dict) else None
+        metrics = obj.get("metrics") if isinstance(obj, dict) else None
+        counted = {
+            name: value
+            for name, value in (metrics.items() if isinstance(metrics, dict) else ())
+            if name in _COUNT_METRICS
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and value > 0
+        }
+        if counted:
+            named = ", ".join(f"{k}={v}" for k, v in sorted(counted.items()))
+            raise InvalidResponse(
+                f"batch {batch_id}: Data Access lists no files, but its Catalog entry "
+                f"counts {named}; not taken as an empty batch (a later try lists again)"
+            )
 
     def list_failed_files(self, batch_id: str) -> list[FileRef]:
         """Files of a batch that failed ingestion (``/export/batches/{id}/failed``).
@@ -262,21 +330,41 @@ class HttpAepSource(AepSource):
         return sorted(files, key=lambda ref: ref.sort_key)
 
     def _data_items(self, url: str) -> Iterator[dict[str, Any]]:
-        """The ``data`` items of a Data Access listing, following ``_links.next``."""
+        """The ``data`` items of a Data Access listing, following ``_links.next``.
+
+        Raises:
+            InvalidResponse: a malformed page, a page that repeats one already read
+                or adds no new item, or more than :data:`MAX_PAGES` pages.
+            UntrustedLinkError: an ambiguous ``next`` link.
+        """
         next_url: Optional[str] = f"{url}?limit={PAGE_SIZE}"
-        seen: set[str] = set()
+        seen_urls: set[str] = set()
+        seen_items: set[str] = set()
+        pages = 0
         while next_url is not None:
-            if next_url in seen:
-                raise InvalidResponse(f"{describe('GET', next_url)}: paging loops")
-            seen.add(next_url)
+            where = describe("GET", next_url)
+            pages += 1
+            if next_url in seen_urls:
+                raise InvalidResponse(f"{where}: paging loops")
+            if pages > MAX_PAGES:
+                raise InvalidResponse(
+                    f"{where}: listing did not end after {MAX_PAGES} pages "
+                    "(MAX_PAGES); giving up"
+                )
+            seen_urls.add(next_url)
             page = self._client.get_json(next_url)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+                raise InvalidResponse(f"{where}: no 'data' list of objects")
+            before = len(seen_items)
+            seen_items.update(_item_identity(item) for item in data)
+            href = parsing.next_href(page)
+            if pages > 1 and href and len(seen_items) == before:
                 raise InvalidResponse(
-                    f"{describe('GET', next_url)}: no 'data' list of objects"
+                    f"{where}: a page adds no item the listing did not already "
+                    "hold, and links to another; its paging does not end"
                 )
             yield from data
-            href = parsing.next_href(page)
             next_url = (
                 self._client.on_platform(urljoin(next_url, href)) if href else None
             )
@@ -293,13 +381,16 @@ class HttpAepSource(AepSource):
         Each ``Range`` request asks for ``chunk_size`` bytes. When a request fails
         with a retryable error (short body, reset, 5xx, 429) it is retried under the
         retry policy from the last byte already yielded, so no byte is yielded twice.
-        A zero-length file (or ``start == file.length``) yields nothing and sends no
-        request. Memory stays bounded by one piece.
+        A body the server cut short after some progress (Adobe ends every answer at
+        60 s) resumes at once; one cut by the request's total deadline counts as a
+        failed try. A zero-length file (or ``start == file.length``) yields nothing
+        and sends no request. Memory stays bounded by one piece.
 
         Raises:
             ConfigError: ``start`` outside ``[0, file.length]``.
             IncompleteDownload: the body stayed short after every retry.
-            InvalidResponse: the server reports a different length, or ignored Range.
+            InvalidResponse: the server reports a different length, ignored Range,
+                sent more bytes than it announced, or encoded the bytes.
         """
         if not 0 <= start <= file.length:
             raise ConfigError(f"start {start} outside file of {file.length} bytes")
@@ -318,7 +409,9 @@ class HttpAepSource(AepSource):
                             pos += len(piece)
                             yield piece
                 except RETRYABLE as exc:
-                    if pos > begun:
+                    if pos > begun and not (
+                        isinstance(exc, DeadlineExceeded) or aborted()
+                    ):
                         # Progress, then a break (a response cut at Adobe's 60 s
                         # limit, a reset): resume at once with a fresh budget.
                         logger.warning(
@@ -343,29 +436,55 @@ class HttpAepSource(AepSource):
         headers = {"Range": f"bytes={pos}-{last}", "Accept-Encoding": "identity"}
         # The rate limiter's in-flight slot is held until the range is read (or
         # this generator is closed).
-        with self._client.stream("GET", url, headers=headers) as response:
-            where = describe("GET", response.url)
+        with self._client.stream("GET", url, headers=headers) as exchange:
+            response = exchange.response
+            where = describe("GET", exchange.url)
+            encoding = content_encoding(response)
+            if encoding != "identity":
+                raise InvalidResponse(
+                    f"{where}: file bytes in encoding {encoding!r}; asked for "
+                    "identity, and byte ranges of an encoded body cannot be checked"
+                )
             expected = parsing.announced_bytes(
                 response.status_code, response.headers, pos, file, where
             )
-            received = 0
+            closing = announced_length(response) is None  # ends when the server closes
             raw = response.raw
             # Read the socket ourselves in small pieces: urllib3 2 drops the bytes
             # of a read that ends early (it raises instead), and a body cut short is
             # exactly what must resume from its last byte. We check the length.
             raw.enforce_content_length = False
             size = min(PIECE_SIZE, self.config.chunk_size)
-            with map_requests_errors("GET", url):
-                for piece in iter(lambda: raw.read(size, decode_content=False), b""):
-                    if received + len(piece) > expected:
-                        raise IncompleteDownload(f"{where}: body longer than announced")
+            received = 0
+            with exchange.reading():
+                while received < expected:
+                    piece = raw.read(
+                        min(size, expected - received), decode_content=False
+                    )
+                    if not piece:
+                        break
                     received += len(piece)
                     self._client.bump("bytes", len(piece))
                     yield piece
-        if received < expected:
-            raise IncompleteDownload(
-                f"{where}: body ended after {received} of {expected} bytes"
-            )
+                if (
+                    received == expected
+                    and closing
+                    and raw.read(1, decode_content=False)
+                ):
+                    raise InvalidResponse(
+                        f"{where}: body longer than the {expected} bytes announced"
+                    )
+            if received < expected:
+                if exchange.watch.expired:
+                    raise exchange.watch.error("GET", exchange.url)
+                raise IncompleteDownload(
+                    f"{where}: body ended after {received} of {expected} bytes"
+                )
+
+    def interrupt(self) -> int:
+        """Cut every request in flight short now (an aborted run): their reads fail
+        within moments instead of waiting for a slow server. Returns how many."""
+        return self._client.interrupt()
 
     @property
     def rate_limiter(self) -> AdaptiveRateLimiter:
@@ -390,3 +509,8 @@ class HttpAepSource(AepSource):
             f"{type(self).__name__}(platform_url={self.config.platform_url!r}, "
             f"org_id={self.config.org_id!r}, sandbox={self.config.sandbox!r})"
         )
+
+
+def _item_identity(item: Mapping[str, Any]) -> str:
+    """What tells two items of a Data Access listing apart."""
+    return f"{item.get('dataSetFileId')!r}/{item.get('name')!r}"

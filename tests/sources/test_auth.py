@@ -11,15 +11,10 @@ import pytest
 import requests
 import responses
 
-from aep_extract.config import AepConfig
-from aep_extract.errors import (
-    AuthError,
-    InvalidResponse,
-    ServerError,
-    ThrottledError,
-    TransientNetworkError,
-)
+from aep_extract.config import AepConfig, RetryConfig
+from aep_extract.errors import AuthError, TokenUnavailable
 from aep_extract.sources._auth import ImsTokenProvider
+from aep_extract.sources._transport import Transport
 
 IMS = "https://ims.test"
 TOKEN_URL = f"{IMS}/ims/token/v3"
@@ -59,9 +54,20 @@ def clock():
 
 
 @pytest.fixture
-def provider(clock):
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def provider(clock, waits):
     with requests.Session() as session:
-        yield ImsTokenProvider(make_config(), session, clock=clock)
+        config = make_config()
+        yield ImsTokenProvider(
+            config,
+            Transport.for_config(config, session),
+            clock=clock,
+            sleep=waits.append,
+        )
 
 
 def issue(rsps, *tokens: str, expires_in: object = 3600) -> None:
@@ -78,7 +84,7 @@ def issue(rsps, *tokens: str, expires_in: object = 3600) -> None:
 
 def test_token_request_is_a_client_credentials_form(rsps, clock):
     config = make_config(verify_tls=False, connect_timeout=3.0, read_timeout=7.0)
-    provider = ImsTokenProvider(config, requests.Session(), clock=clock)
+    provider = ImsTokenProvider(config, Transport.for_config(config), clock=clock)
     issue(rsps, "tok-1")
     assert provider.token() == "tok-1"
     [call] = rsps.calls
@@ -181,23 +187,36 @@ def test_refused_credentials_raise_auth_error_without_the_secret(
     assert info.value.__cause__ is None
 
 
-def test_connection_error_is_transient_and_drops_the_request(rsps, provider):
+def test_connection_errors_are_retried_then_the_token_is_unavailable(
+    rsps, provider, waits
+):
     rsps.post(TOKEN_URL, body=requests.ConnectionError("connection reset"))
-    with pytest.raises(TransientNetworkError) as info:
+    with pytest.raises(TokenUnavailable, match="connection reset") as info:
         provider.token()
     assert SECRET not in str(info.value)
-    # The chained cause must not keep the request whose body holds the secret.
-    assert getattr(info.value.__cause__, "request", None) is None
+    # Nothing chained: no cause may keep the request whose body holds the secret.
+    assert info.value.__cause__ is None
+    assert len(rsps.calls) == RetryConfig().attempts
+    assert len(waits) == RetryConfig().attempts - 1
 
 
-@pytest.mark.parametrize(
-    ("status", "error"), [(429, ThrottledError), (500, ServerError), (503, ServerError)]
-)
-def test_ims_outages_map_to_retryable_errors(rsps, provider, status, error):
+@pytest.mark.parametrize(("status", "error"), [(429, "HTTP 429"), (503, "HTTP 503")])
+def test_ims_outages_are_retried_within_the_budget(
+    rsps, provider, waits, status, error
+):
     rsps.post(TOKEN_URL, status=status, headers={"Retry-After": "2"})
-    with pytest.raises(error) as info:
+    with pytest.raises(TokenUnavailable, match=error):
         provider.token()
-    assert info.value.status == status
+    assert len(rsps.calls) == RetryConfig().attempts
+    if status == 429:
+        assert waits == [2.0] * (RetryConfig().attempts - 1)
+
+
+def test_an_ims_outage_then_a_token(rsps, provider, waits):
+    rsps.post(TOKEN_URL, status=500, json={"error": "server_error"})
+    issue(rsps, "tok-1")
+    assert provider.token() == "tok-1"
+    assert len(waits) == 1
 
 
 @pytest.mark.parametrize(
@@ -213,8 +232,9 @@ def test_ims_outages_map_to_retryable_errors(rsps, provider, status, error):
 )
 def test_unusable_token_answers_are_invalid(rsps, provider, body):
     rsps.post(TOKEN_URL, json=body)
-    with pytest.raises(InvalidResponse):
+    with pytest.raises(TokenUnavailable, match="IMS token answer"):
         provider.token()
+    assert len(rsps.calls) == 1  # an unusable answer is not retried
 
 
 def test_expires_in_as_a_string_is_accepted(rsps, provider):

@@ -29,6 +29,7 @@ from aep_extract.errors import (
     ServerError,
     SourceError,
     ThrottledError,
+    Unauthorized,
 )
 from aep_extract.models import FileRef, TimeWindow
 from aep_extract.sources.http import HttpAepSource
@@ -178,16 +179,33 @@ def test_401_refreshes_the_token_once_and_retries(rsps, waits):
     assert waits == []
 
 
-def test_401_twice_is_an_api_error(rsps, waits):
+def test_a_401_that_persists_through_every_retry_is_unauthorized(rsps, waits):
     issue_tokens(rsps, "tok-1", "tok-2", "tok-3")
     source = make_source(waits)
     rsps.get(f"{CATALOG}/dataSets/{DATASET}", status=401, json={"message": "nope"})
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(Unauthorized) as info:
         source.get_dataset(DATASET)
     assert info.value.status == 401
     assert "tok-" not in str(info.value)
-    assert len(platform_calls(rsps)) == 2
-    assert waits == []
+    assert "check the API key" in str(info.value)
+    # Each of the 3 tries: a 401, a new token at once, a 401 again; then a wait.
+    assert len(platform_calls(rsps)) == 6
+    assert len(waits) == 2
+    tokens = [c.request.headers["Authorization"] for c in platform_calls(rsps)]
+    assert len(set(tokens)) == 3  # the IMS mock repeats its last token
+
+
+def test_a_401_after_a_token_refresh_is_retried_with_yet_another_token(rsps, waits):
+    issue_tokens(rsps, "tok-1", "tok-2", "tok-3")
+    source = make_source(waits)
+    url = f"{CATALOG}/dataSets/{DATASET}"
+    rsps.get(url, status=401, json={"message": "expired"})
+    rsps.get(url, status=401, json={"message": "expired"})
+    rsps.get(url, json={DATASET: {"name": "Web"}})
+    assert source.get_dataset(DATASET) == {"name": "Web"}
+    tokens = [c.request.headers["Authorization"] for c in platform_calls(rsps)]
+    assert tokens == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-3"]
+    assert len(waits) == 1
 
 
 def test_refused_credentials_surface_as_auth_error(rsps, waits):
@@ -632,7 +650,8 @@ def test_next_links_to_another_host_stay_on_the_platform(rsps, source):
     )
     assert source.list_files("batch-1") == []
     assert all(c.request.url.startswith(PLATFORM) for c in rsps.calls[1:])
-    assert len(platform_calls(rsps)) == 2
+    # Two listing pages, then the Catalog entry of the empty batch (404 here).
+    assert len(platform_calls(rsps)) == 3
 
 
 @pytest.mark.parametrize(
@@ -889,7 +908,7 @@ def test_content_range_with_another_total_is_invalid(rsps, waits):
     assert waits == []
 
 
-def test_a_body_longer_than_announced_is_not_passed_on(rsps, waits):
+def test_a_body_longer_than_announced_is_invalid_not_retried(rsps, waits):
     source = small_chunks(rsps, waits)
 
     def too_long(first, last, body, headers):
@@ -897,8 +916,9 @@ def test_a_body_longer_than_announced_is_not_passed_on(rsps, waits):
         return 206, headers, body + b"EXTRA"
 
     serve_file(rsps, FileServer(faults=[too_long]))
-    assert b"".join(source.read_file(ref())) == CONTENT
-    assert source.counters()["retries"] == 1
+    with pytest.raises(InvalidResponse, match="longer than"):
+        b"".join(source.read_file(ref()))
+    assert source.counters()["retries"] == 0
 
 
 def test_whole_body_200_is_accepted_from_byte_zero(rsps, waits):
