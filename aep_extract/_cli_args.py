@@ -165,8 +165,9 @@ def work_args(parser: argparse.ArgumentParser) -> None:
         "--deadline",
         type=deadline,
         default=None,
-        help="stop starting new work after this many seconds, or at this ISO 8601 "
-        "time; set it before a Glue or Lambda timeout",
+        help="stop by this many seconds from now, or by this ISO 8601 time: files "
+        "in flight are abandoned, leases given back; set it a minute before a Glue "
+        "or Lambda timeout",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(

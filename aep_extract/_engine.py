@@ -3,6 +3,13 @@
 All store writes happen on the thread that runs the loop; worker threads only read
 from the source and write to the sink. That keeps fencing simple (one writer per lease
 per process) and makes the checkpoint order deterministic.
+
+An abort (a second SIGTERM, ``stop(abort=True)``) or the deadline ends the run within
+moments: the loop cuts the source's requests in flight (:meth:`AepSource.interrupt`),
+their tasks give up without retrying (:mod:`._cancel`), nothing partial is kept and
+the leases are given back. An error that no unit can overcome (IMS refuses the
+credentials or gives no token) ends the run the same way and is raised: it is not
+counted against the units.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from ._logging import log_context
 from ._tasks import CopyAborted, FileTasks, describe
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
-from .errors import AepExtractError, CheckpointConflict
+from .errors import AepExtractError, AuthError, CheckpointConflict, TokenUnavailable
 from .hooks import ExtractionHooks, HookDispatcher
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, UnitStatus
@@ -35,6 +42,8 @@ from .sources.base import AepSource
 logger = logging.getLogger(__name__)
 
 _Result = Union[list[FileRef], tuple[FileCopy, bool], None]
+_RUN_FATAL = (AuthError, TokenUnavailable)
+"""Errors that end the run, not a unit: without a token no unit can go on."""
 _IDLE_POLL_SECONDS = 5.0
 _RECHECK_SECONDS = 1.0
 T = TypeVar("T")
@@ -86,6 +95,9 @@ class Engine:
         self.counters = _Counters()
         self.may_claim = True
         self.rechecked = False
+        self.fatal: Optional[AepExtractError] = None
+        """An error that ended the run (raised once its leases are given back)."""
+        self.interrupted = False
 
     # -- the loop -----------------------------------------------------------------
 
@@ -119,10 +131,13 @@ class Engine:
                 )
                 for future in done:
                     self._collect(future)
+                self._interrupt_if_aborting()
                 self._renew_due()
         except BaseException:
             self._abandon()
             raise
+        if self.fatal is not None:
+            raise self.fatal
         after = self.source.counters()
         c = self.counters
         units = self.store.summary(dataset_id)
@@ -150,9 +165,29 @@ class Engine:
             and self.deadline is not None
             and time.monotonic() >= self.deadline
         ):
-            logger.warning("deadline reached: finishing in-flight files, then stopping")
+            logger.warning(
+                "deadline reached: abandoning in-flight files, giving leases back"
+            )
+            self.abort_event.set()
             self.stop_event.set()
         return self.stop_event.is_set()
+
+    def _interrupt_if_aborting(self) -> None:
+        """Once per abort, cut the source's requests in flight: a read blocked on a
+        slow server would otherwise hold its thread until the request deadline."""
+        if self.abort_event.is_set() and not self.interrupted and self.in_flight:
+            self.interrupted = True
+            cut = self.source.interrupt()
+            logger.info("aborting: %d request(s) in flight cut short", cut)
+
+    def _halt(self, exc: AepExtractError) -> None:
+        """End the run because of ``exc``: abort what is in flight, raise it later."""
+        if self.fatal is None:
+            logger.error("stopping the run: %s", describe(exc))
+            self.fatal = exc
+        self.abort_event.set()
+        self.stop_event.set()
+        self._interrupt_if_aborting()
 
     def _fill(self, dataset_id: str) -> None:
         """Submit tasks up to the scheduler's width; claim units when out of tasks."""
@@ -179,7 +214,7 @@ class Engine:
             self.hooks.unit_started(unit=lease.unit, attempt=lease.checkpoint.attempts)
             job = UnitJob(lease=lease)
             self.jobs[job.unit_id] = job
-            self._submit(job, "list", -1, self.source.list_files, lease.unit.batch_id)
+            self._submit(job, "list", -1, self.tasks.list_files, lease.unit)
 
     def _submit_next_task(self) -> bool:
         for job in self.jobs.values():
@@ -253,6 +288,10 @@ class Engine:
             result = future.result()
         except CopyAborted:
             job.todo.clear()  # the unit is released once nothing is in flight
+            return
+        except _RUN_FATAL as exc:
+            job.todo.clear()
+            self._halt(exc)
             return
         except AepExtractError as exc:
             self._note_error(job, exc)

@@ -1,17 +1,24 @@
-"""The work of the scheduler's threads: copy one file, or write one manifest.
+"""The work of the scheduler's threads: list a batch, copy one file, or write one
+manifest.
 
 These read the source and write the sink only; every checkpoint write stays on the
-engine's loop thread.
+engine's loop thread. Each task runs as work the run's abort event aborts
+(:func:`~aep_extract._cancel.abortable`): once the run aborts, a task's failure is
+reported as :class:`CopyAborted`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Callable, TypeVar
 
+from ._cancel import abortable
 from ._logging import log_context
 from .errors import IncompleteDownload
 from .layout import KeyLayout
@@ -20,6 +27,8 @@ from .sinks.base import Sink
 from .sources.base import AepSource
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class CopyAborted(Exception):
@@ -31,8 +40,19 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _task(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a :class:`FileTasks` method as abortable work of the run."""
+
+    @functools.wraps(method)
+    def run(self: FileTasks, *args: Any) -> _T:
+        with self.aborting():
+            return method(self, *args)
+
+    return run
+
+
 class FileTasks:
-    """Copies files from a source to a sink and writes batch manifests."""
+    """Lists batches, copies files from a source to a sink, writes manifests."""
 
     def __init__(
         self,
@@ -46,6 +66,26 @@ class FileTasks:
         self.layout = layout
         self.abort_event = abort_event
 
+    @contextlib.contextmanager
+    def aborting(self) -> Iterator[None]:
+        """Run the block as abortable work; once aborted, any failure is
+        :class:`CopyAborted`."""
+        try:
+            with abortable(self.abort_event):
+                yield
+        except CopyAborted:
+            raise
+        except Exception as exc:
+            if self.abort_event.is_set():
+                raise CopyAborted(f"aborted: {describe(exc)}") from exc
+            raise
+
+    @_task
+    def list_files(self, unit: WorkUnit) -> list[FileRef]:
+        """The listing of the unit's batch."""
+        return self.source.list_files(unit.batch_id)
+
+    @_task
     def fetch(
         self, unit: WorkUnit, offset: int, file: FileRef, key: str, recorded: bool
     ) -> tuple[FileCopy, bool]:
@@ -104,6 +144,7 @@ class FileTasks:
         )
         return _file_copy(offset, file, key, digest.hexdigest())
 
+    @_task
     def write_manifest(self, unit: WorkUnit, copies: list[FileCopy]) -> None:
         """Write the manifest of a unit whose files are all in, in offset order."""
         manifest: dict[str, Any] = {

@@ -223,9 +223,10 @@ class Extractor:
 
         Args:
             dataset_id: the dataset whose planned units to work on.
-            deadline: seconds from now, or an aware datetime, after which no new
-                unit or file is started; in-flight files finish and leases are
-                given back. Set it a few minutes before a Glue or Lambda timeout.
+            deadline: seconds from now, or an aware datetime, by which the run
+                has stopped: no unit or file starts after it, files in flight are
+                abandoned within seconds (nothing partial is kept) and leases are
+                given back. Set it a minute before a Glue or Lambda timeout.
             progress: show a progress bar (None: the extractor's ``progress``).
         """
         return self._execute(
