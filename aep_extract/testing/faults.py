@@ -452,12 +452,18 @@ class FaultPlan:
         ``cut``; ``500``, ``502``, ``503`` and ``504`` are ``5xx`` rules with that
         status. After the value come, in any order, ``@ROUTE[+ROUTE...]`` to scope
         the rule and ``:NAME=VALUE`` options: ``retry_after`` (seconds, or ``none``),
-        ``after`` (bytes), ``delay`` (seconds), ``change`` (``insert`` or ``move``),
-        ``max`` (faults of this rule). ``seed=N`` and ``max=N`` set the plan's seed
-        and ``max_faults``. For example::
+        ``after`` (bytes), ``delay`` (seconds), ``per_second``, ``change``,
+        ``status``, ``host``, ``style``, ``location``, ``encoding``, ``delta``,
+        ``extra``, ``mode`` (as the :class:`FaultRule` fields of those names) and
+        ``max`` (faults of this rule). A ``:`` or ``@`` that starts no option or
+        route stays in the value before it (``host=127.0.0.1:9999``); a value with
+        a comma, or one that would still read as several, goes in double quotes
+        (``location="http://a@b/x,y"``). ``seed=N`` and ``max=N`` set the plan's
+        seed and ``max_faults``. For example::
 
             429=0.1,reset=0.05@download,5xx=0.05,truncate=0.05,rate=20,cut=1048576
             seed=3,429=0.2:retry_after=1@catalog+listing,slow=0.1:delay=0.2,max=50
+            foreign_link=1:host=127.0.0.1:9999,redirect=0.1:location=/x{path}
 
         Args:
             spec: the spec.
