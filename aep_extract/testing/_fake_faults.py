@@ -290,13 +290,16 @@ class FaultInjector:
     ) -> bool:
         """Apply a rule that fired and does not answer; whether it acted."""
         if rule.kind == "token_expiry":
-            acted, before.expire = not before.expire, True
-            return acted
+            if before.expire:
+                return False  # one revocation is enough
+            before.expire = True
+            return True
         if rule.kind == "latency":
+            if before.wait:
+                return False  # the first latency rule sets the wait
             assert rule.delay is not None
-            acted = not before.wait
-            before.wait = before.wait or rule.delay
-            return acted
+            before.wait = rule.delay
+            return True
         if rule.kind == "listing_change":
             if not (listing and listing[1]):
                 return False  # only between the pages of one listing
