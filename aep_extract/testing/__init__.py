@@ -10,6 +10,7 @@ from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
 from ._fake_http import FakeRequest
 from .fake_platform import FakeAepPlatform, Fault, FaultResponse
 from .faults import FaultPlan, FaultRule
+from .foreign_host import ForeignHost
 
 __all__ = [
     "FakeAepPlatform",
@@ -21,4 +22,5 @@ __all__ = [
     "FaultPlan",
     "FaultResponse",
     "FaultRule",
+    "ForeignHost",
 ]

@@ -12,10 +12,28 @@ _OPTION_FIELDS = {
     "retry_after": "retry_after",
     "after": "after_bytes",
     "delay": "delay",
+    "per_second": "per_second",
     "change": "change",
+    "status": "status",
+    "host": "host",
+    "style": "style",
+    "location": "location",
+    "encoding": "encoding",
+    "delta": "delta",
+    "extra": "extra",
+    "mode": "mode",
     "max": "max_faults",
 }
-_MODIFIER = re.compile(r"([@:])([^@:]*)")
+_NUMBERS = frozenset({"retry_after", "delay", "per_second"})
+_WORDS = frozenset({"change", "style", "encoding", "mode"})
+_TEXTS = frozenset({"host", "location"})
+_LOWEST = {"after_bytes": 0, "max_faults": 1}
+# A piece after "@" or ":" that starts a modifier; any other piece continues the
+# option before it, so that "host=127.0.0.1:9999" keeps its port.
+_STARTS = {
+    "@": re.compile(r"\s*\w+(?:\s*\+\s*\w+)*\s*\Z"),
+    ":": re.compile(r"\s*\w+\s*="),
+}
 
 
 def parse_items(spec: str) -> tuple[list[FaultRule], dict[str, int]]:
@@ -28,8 +46,8 @@ def parse_items(spec: str) -> tuple[list[FaultRule], dict[str, int]]:
         raise ValueError("empty fault spec: expected items like '429=0.1,reset=0.05'")
     rules: list[FaultRule] = []
     options: dict[str, int] = {}
-    for raw in spec.split(","):
-        item = raw.strip()
+    for raw in _cut(spec, ","):
+        item = raw.lstrip(",").strip()
         if not item:
             raise ValueError(f"empty item in fault spec {spec!r}")
         try:
@@ -47,6 +65,24 @@ def parse_items(spec: str) -> tuple[list[FaultRule], dict[str, int]]:
     return rules, options
 
 
+def _cut(text: str, separators: str) -> list[str]:
+    """``text`` cut before each of ``separators`` outside double quotes.
+
+    Raises:
+        ValueError: a double quote is not closed.
+    """
+    pieces, start, quoted = [], 0, False
+    for index, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char in separators and not quoted:
+            pieces.append(text[start:index])
+            start = index
+    if quoted:
+        raise ValueError(f"unclosed double quote in {text!r}")
+    return [*pieces, text[start:]]
+
+
 def _split(item: str) -> tuple[str, str]:
     name, equals, value = item.partition("=")
     name = name.strip().lower()
@@ -58,10 +94,24 @@ def _split(item: str) -> tuple[str, str]:
     return name, value.strip()
 
 
+def _modifiers(text: str) -> list[str]:
+    """The modifiers of ``text`` (each starting with ``@`` or ``:``); a piece that
+    starts none continues the one before."""
+    pieces: list[str] = []
+    for piece in _cut(text, "@:")[1:]:
+        if (
+            pieces
+            and not _STARTS[piece[0]].match(piece[1:])
+            and (piece[0] == ":" or pieces[-1][0] == ":")
+        ):
+            pieces[-1] += piece
+        else:
+            pieces.append(piece)
+    return pieces
+
+
 def _rule(name: str, text: str) -> FaultRule:
-    cut = min((i for i in (text.find("@"), text.find(":")) if i >= 0), default=None)
-    head, modifiers = (text, "") if cut is None else (text[:cut], text[cut:])
-    head = head.strip()
+    head = _cut(text, "@:")[0].strip()
     fields: dict[str, Any] = {}
     kind = "5xx" if name in _STATUS_KINDS else name
     if name in _STATUS_KINDS:
@@ -72,13 +122,13 @@ def _rule(name: str, text: str) -> FaultRule:
         fields["after_bytes"] = _integer(head, "bytes", low=0)
     else:
         fields["probability"] = _number(head, "probability")
-    for sign, body in (m.groups() for m in _MODIFIER.finditer(modifiers)):
-        if sign == "@":
+    for piece in _modifiers(text):
+        if piece[0] == "@":
             if "routes" in fields:
                 raise ValueError("routes given twice")
-            fields["routes"] = body.strip()
+            fields["routes"] = piece[1:].strip()
         else:
-            option, value = _option(body)
+            option, value = _option(piece[1:])
             if option in fields:
                 raise ValueError(f"option {option!r} given twice")
             fields[option] = value
@@ -93,14 +143,20 @@ def _option(body: str) -> tuple[str, Any]:
         raise ValueError(
             f"unknown option {body!r} (expected NAME=VALUE, NAME one of {options})"
         )
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    if '"' in value:
+        raise ValueError(f"option {name!r}: a double quote only encloses a value")
     field = _OPTION_FIELDS[name]
     if field == "retry_after" and value.lower() == "none":
         return field, None
-    if field in ("retry_after", "delay"):
+    if field in _NUMBERS:
         return field, _number(value, name)
-    if field == "change":
+    if field in _WORDS:
         return field, value.lower()
-    return field, _integer(value, name, low=1 if field == "max_faults" else 0)
+    if field in _TEXTS:
+        return field, value
+    return field, _integer(value, name, low=_LOWEST.get(field))
 
 
 def _number(text: str, what: str) -> float:
@@ -110,14 +166,22 @@ def _number(text: str, what: str) -> float:
         raise ValueError(f"{what} {text!r} is not a number") from None
 
 
-def _integer(text: str, what: str, *, low: int) -> int:
+def _integer(text: str, what: str, *, low: Optional[int]) -> int:
     try:
         value = int(text)
     except ValueError:
         raise ValueError(f"{what} {text!r} is not a whole number") from None
-    if value < low:
+    if low is not None and value < low:
         raise ValueError(f"{what} must be at least {low}, got {value}")
     return value
+
+
+def _value(text: str) -> str:
+    """``text`` as an option value: in double quotes when it holds a comma or would
+    read back as more than one modifier."""
+    if "," in text or len(_modifiers(f":x={text}")) > 1:
+        return f'"{text}"'
+    return text
 
 
 def format_rule(rule: FaultRule) -> str:
@@ -142,17 +206,21 @@ def format_rule(rule: FaultRule) -> str:
     default = _DEFAULT_ROUTES.get(rule.kind, ROUTES)
     if rule.routes is not None and rule.routes != default:
         item += "@" + "+".join(rule.routes)
-    values: dict[str, Optional[object]] = {
-        "retry_after": rule.retry_after,
-        "after": rule.after_bytes if rule.kind != "cut" else None,
-        "delay": rule.delay,
-        "change": rule.change,
-        "max": rule.max_faults,
-    }
-    for name, value in values.items():
-        if value is not None:
-            text = f"{value:g}" if isinstance(value, float) else str(value)
-            item += f":{name}={text}"
+    for name, field in _OPTION_FIELDS.items():
+        value = getattr(rule, field)
+        if value is None or (rule.kind, field) in (
+            ("rate", "per_second"),
+            ("cut", "after_bytes"),
+            ("5xx", "status"),
+        ):
+            continue  # absent, or already in the item's head
+        if isinstance(value, float):
+            text = f"{value:g}"
+        elif field in _TEXTS:
+            text = _value(value)
+        else:
+            text = str(value)
+        item += f":{name}={text}"
     return item
 
 

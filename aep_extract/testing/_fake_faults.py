@@ -10,12 +10,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
 import attrs
 
 from . import _fake_api as api
+from . import _fake_hostile as hostile
 from ._fake_api import Entry, Reorder
 from ._fake_gateway import IMS_TOKEN_PATH
 from ._fake_http import Delivery, FakeRequest, FakeResponse
@@ -28,8 +29,14 @@ SLOW_PIECES = 4
 DEFAULT_SLOW_DELAY = 0.05
 """Seconds between the pieces of a ``slow`` body when the rule names no ``delay``."""
 
-_ANSWERS = frozenset({"429", "5xx", "rate"})
-_BODIES = frozenset({"reset", "truncate", "slow", "cut"})
+_ANSWERS = frozenset({"429", "5xx", "redirect", "endless_body", "echo_secret"})
+_STAGES = {
+    **dict.fromkeys(("foreign_link", "misreport"), "json"),
+    **dict.fromkeys(("encoding", "overlong"), "bytes"),
+    **dict.fromkeys(
+        ("reset", "truncate", "slow", "cut", "close_delimited", "trickle"), "delivery"
+    ),
+}
 _BATCHES_PATH = f"{api.CATALOG}/batches"
 _PROBLEM = "application/problem+json;charset=utf-8"
 _TITLES = {
@@ -39,8 +46,8 @@ _TITLES = {
     504: "Gateway Timeout",
 }
 
-Serve = Callable[[Optional[Reorder]], FakeResponse]
-"""Answers the request as the platform would, with the listing changed by a Reorder."""
+Serve = Callable[[FakeRequest, Optional[Reorder]], FakeResponse]
+"""Answers a request as the platform would, with the listing changed by a Reorder."""
 Hook = Callable[[FakeRequest], Optional[tuple[int, Mapping[str, str], bytes]]]
 """A fault hook: ``(status, headers, body)`` to answer with, or None."""
 
@@ -106,7 +113,7 @@ class FaultControl:
                 status, headers, body = answer
                 return FakeResponse(status, dict(headers), body)
         if injector is None:
-            return serve(None)
+            return serve(request, None)
         return injector.handle(request, serve, revoke)
 
 
@@ -127,6 +134,14 @@ def request_key(request: FakeRequest) -> str:
     return f"{request.method} {request.path}?{query} {request.headers.get('Range', '')}"
 
 
+def _stage(rule: FaultRule) -> str:
+    """When a rule acts: ``before`` the platform answers, or after, on its answer's
+    ``json``, its ``bytes`` or its ``delivery``."""
+    if rule.kind == "endless" and rule.mode == "changing_next":
+        return "json"
+    return _STAGES.get(rule.kind, "before")
+
+
 @attrs.define
 class _Ticket:
     """One request's identity for the decisions: route, key and occurrence."""
@@ -134,6 +149,17 @@ class _Ticket:
     route: str
     key: str
     occurrence: int
+
+
+@attrs.define
+class _Before:
+    """What the rules decided before the platform answers."""
+
+    request: FakeRequest  # what the platform answers, maybe changed
+    answer: Optional[FakeResponse] = None  # a fault's, in the platform's place
+    expire: bool = False
+    reorder: Optional[Reorder] = None
+    wait: float = 0.0
 
 
 class FaultInjector:
@@ -163,6 +189,7 @@ class FaultInjector:
         self._seen: collections.Counter[str] = collections.Counter()
         self._served = dict.fromkeys(FAULT_KINDS, 0)
         self._by_rule = [0] * len(plan.rules)
+        self._stages = [_stage(rule) for rule in plan.rules]
         self._admitted: dict[int, collections.deque[float]] = {}
         self._listings: dict[str, list[str]] = {}
         self._listing_starts: dict[str, tuple[str, str]] = {}
@@ -182,19 +209,23 @@ class FaultInjector:
         """
         route = route_of(request)
         if route is None:
-            return serve(None)
+            return serve(request, None)
         key = request_key(request)
         with self._lock:
             ticket = _Ticket(route, key, self._seen[key])
             self._seen[key] += 1
-            answer, expire, reorder = self._before(request, ticket)
-        if expire:
+            before = self._before(request, ticket)
+        if before.expire:
             revoke()
-        if answer is not None:
-            return answer
-        response = serve(reorder)
-        with self._lock:
-            return self._after(request, ticket, response)
+        response = before.answer
+        if response is None:
+            response = serve(before.request, before.reorder)
+            with self._lock:
+                response = self._after(request, ticket, response)
+        if before.wait:
+            delivery = attrs.evolve(response.delivery or Delivery(), wait=before.wait)
+            response = attrs.evolve(response, delivery=delivery)
+        return response
 
     # -- decisions (under the lock) ------------------------------------------------
 
@@ -210,6 +241,15 @@ class FaultInjector:
             return False
         return rule.max_faults is None or self._by_rule[index] < rule.max_faults
 
+    def _rules(
+        self, stage: str, request: FakeRequest, ticket: _Ticket
+    ) -> Iterator[tuple[int, FaultRule]]:
+        """The rules of ``stage`` that apply to the request, in order (checked
+        as the iteration reaches each, so counts served meanwhile hold)."""
+        for index, rule in enumerate(self.plan.rules):
+            if self._stages[index] == stage and self._applies(index, request, ticket):
+                yield index, rule
+
     def _fires(self, index: int, ticket: _Ticket) -> bool:
         probability = self.plan.rules[index].probability
         chance = self.plan.chance(index, ticket.key, ticket.occurrence)
@@ -219,35 +259,76 @@ class FaultInjector:
         self._served[self.plan.rules[index].kind] += 1
         self._by_rule[index] += 1
 
-    def _before(
-        self, request: FakeRequest, ticket: _Ticket
-    ) -> tuple[Optional[FakeResponse], bool, Optional[Reorder]]:
-        expire = False
+    def _before(self, request: FakeRequest, ticket: _Ticket) -> _Before:
+        before = _Before(request)
         listing = self._listing_key(request)
-        for index, rule in enumerate(self.plan.rules):
-            if rule.kind in _BODIES or not self._applies(index, request, ticket):
-                continue
+        for index, rule in self._rules("before", request, ticket):
             if rule.kind == "rate":
-                answer = self._limit(index, rule)
-                if answer is not None:
-                    self._count(index)
-                    return answer, expire, None
+                before.answer = self._limit(index, rule)
+                acted = before.answer is not None
             elif not self._fires(index, ticket):
                 continue
             elif rule.kind in _ANSWERS:
+                before.answer = self._answer(index, rule, ticket, request)
+                acted = True
+            else:
+                acted = self._act(index, rule, ticket, before, listing)
+            if acted:
                 self._count(index)
-                return self._answer(index, rule, ticket), expire, None
-            elif rule.kind == "token_expiry" and not expire:
-                self._count(index)
-                expire = True
-            elif rule.kind == "listing_change" and listing and listing[1]:
-                # Only between the pages of one listing.
-                self._count(index)
-                change = self._change(index, rule, ticket)
-                self._listings.setdefault(listing[0], []).append(change)
-        return None, expire, self._reorder(listing)
+            if before.answer is not None:
+                return before
+        before.reorder = self._reorder(listing)
+        return before
 
-    def _answer(self, index: int, rule: FaultRule, ticket: _Ticket) -> FakeResponse:
+    def _act(
+        self,
+        index: int,
+        rule: FaultRule,
+        ticket: _Ticket,
+        before: _Before,
+        listing: Optional[tuple[str, bool]],
+    ) -> bool:
+        """Apply a rule that fired and does not answer; whether it acted."""
+        if rule.kind == "token_expiry":
+            if before.expire:
+                return False  # one revocation is enough
+            before.expire = True
+            return True
+        if rule.kind == "latency":
+            if before.wait:
+                return False  # the first latency rule sets the wait
+            assert rule.delay is not None
+            before.wait = rule.delay
+            return True
+        if rule.kind == "listing_change":
+            if not (listing and listing[1]):
+                return False  # only between the pages of one listing
+            change = self._change(index, rule, ticket)
+            self._listings.setdefault(listing[0], []).append(change)
+            return True
+        if rule.kind == "endless" and rule.mode == "deep_dirs":
+            before.answer = hostile.deep_directory(before.request)
+            return before.answer is not None
+        if rule.kind == "ignore_range":
+            changed = hostile.without_range(before.request)
+        else:
+            assert rule.mode is not None  # an endless rule
+            changed = hostile.endless_query(before.request, rule.mode)
+        if changed is None:
+            return False
+        before.request = changed
+        return True
+
+    def _answer(
+        self, index: int, rule: FaultRule, ticket: _Ticket, request: FakeRequest
+    ) -> FakeResponse:
+        if rule.kind == "redirect":
+            assert rule.location is not None
+            return hostile.redirect(request, rule.status, rule.location)
+        if rule.kind == "endless_body":
+            return hostile.endless_body()
+        if rule.kind == "echo_secret":
+            return hostile.echo_secret(request, ticket.route, rule.status)
         if rule.kind == "429":
             headers = {"x-request-id": str(uuid.uuid4())}
             if rule.retry_after is not None:
@@ -341,12 +422,22 @@ class FaultInjector:
     def _after(
         self, request: FakeRequest, ticket: _Ticket, response: FakeResponse
     ) -> FakeResponse:
-        size = len(response.body)
-        if request.method == "HEAD" or not 200 <= response.status < 300 or not size:
+        """The platform's answer with the rules of the stages after it applied:
+        rewritten JSON, changed bytes, then a faulty delivery."""
+        if request.method == "HEAD" or not 200 <= response.status < 300:
             return response
-        for index, rule in enumerate(self.plan.rules):
-            if rule.kind not in _BODIES or not self._applies(index, request, ticket):
-                continue
+        if not response.body:
+            return response
+        response = self._rewrite(request, ticket, response)
+        for index, rule in self._rules("bytes", request, ticket):
+            if self._fires(index, ticket):
+                self._count(index)
+                if rule.kind == "encoding":
+                    response = hostile.encode(response, rule.encoding)
+                else:
+                    response = hostile.overlong(response, rule.extra)
+        size = len(response.body)
+        for index, rule in self._rules("delivery", request, ticket):
             delivery = self._delivery(rule, size)
             if delivery is None or not self._fires(index, ticket):
                 continue
@@ -354,9 +445,42 @@ class FaultInjector:
             return attrs.evolve(response, delivery=delivery)
         return response
 
+    def _rewrite(
+        self, request: FakeRequest, ticket: _Ticket, response: FakeResponse
+    ) -> FakeResponse:
+        """The answer's JSON as the ``json`` stage's rules rewrite it."""
+        payload: Any = None
+        changed = False
+        for index, rule in self._rules("json", request, ticket):
+            if not self._fires(index, ticket):
+                continue
+            if payload is None:
+                payload = _json(response)
+                if payload is None:
+                    return response  # nothing to rewrite
+            if rule.kind == "foreign_link":
+                assert rule.host is not None
+                acted = hostile.foreign_links(payload, rule.host, rule.style)
+            elif rule.kind == "misreport":
+                assert rule.delta is not None
+                acted = hostile.misreport(payload, rule.delta)
+            else:
+                acted = hostile.changing_next(payload, request)
+            if acted:
+                self._count(index)
+                changed = True
+        if not changed:
+            return response
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return attrs.evolve(response, body=body)
+
     @staticmethod
     def _delivery(rule: FaultRule, size: int) -> Optional[Delivery]:
         """How ``rule`` sends a body of ``size`` bytes; None if it does not apply."""
+        if rule.kind == "close_delimited":
+            return Delivery(length=False)
+        if rule.kind == "trickle":
+            return Delivery(per_second=rule.per_second or hostile.DEFAULT_TRICKLE)
         if rule.kind == "slow":
             if size < 2:
                 return None
@@ -369,6 +493,16 @@ class FaultInjector:
             return Delivery(stop_after=rule.after_bytes)
         sent = size // 2 if rule.after_bytes is None else rule.after_bytes
         return Delivery(stop_after=min(sent, size - 1), reset=rule.kind == "reset")
+
+
+def _json(response: FakeResponse) -> Any:
+    """The JSON of an answer; None if it has none."""
+    if not response.headers.get("Content-Type", "").startswith("application/json"):
+        return None
+    try:
+        return json.loads(bytes(response.body))
+    except ValueError:
+        return None
 
 
 def _throttled(headers: dict[str, str]) -> FakeResponse:

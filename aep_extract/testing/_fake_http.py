@@ -27,6 +27,10 @@ except ImportError:  # pragma: no cover - not on Windows
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
+_FILLER = b" " * _CHUNK
+"""What an endless body goes on with (spaces: still inside a JSON string)."""
+_TICK = 0.05
+"""Seconds between checks, in a pause, that the server and the client are still on."""
 _RESET_DRAIN_SECONDS = 1.0
 """Longest wait for the client to acknowledge the bytes sent before a reset."""
 _RESET_GRACE_SECONDS = 0.02
@@ -59,7 +63,10 @@ class FakeRequest:
 
 @attrs.frozen
 class Delivery:
-    """How a body is sent when not simply whole: cut short, or slowly.
+    """How a response is sent when not simply whole and at once.
+
+    Every pause ends early, and the body with it, when the server stops or the
+    client hangs up.
 
     Attributes:
         stop_after: send only this many body bytes (``Content-Length`` still
@@ -67,12 +74,22 @@ class Delivery:
         reset: end the connection with a TCP reset (RST) rather than a clean close.
         pieces: send the body in this many writes ...
         delay: ... with this many seconds between them.
+        wait: seconds to wait before sending anything, the status line included.
+        per_second: send the body at this many bytes per second; None at once.
+        length: send ``Content-Length``; False sends ``Connection: close`` instead,
+            so that the body ends where the connection does.
+        endless: after the body, send filler bytes for as long as the client reads
+            (with ``length`` False).
     """
 
     stop_after: Optional[int] = None
     reset: bool = False
     pieces: int = 1
     delay: float = 0.0
+    wait: float = 0.0
+    per_second: Optional[float] = None
+    length: bool = True
+    endless: bool = False
 
 
 @attrs.frozen
@@ -93,6 +110,8 @@ class FakeResponse:
         body = json.dumps(payload, separators=(",", ":")).encode()
         return cls(status, {"Content-Type": content_type}, body)
 
+
+_AT_ONCE = Delivery()
 
 Dispatch = Callable[[FakeRequest, str], FakeResponse]
 """Answers a request; the second argument is the server's base URL."""
@@ -216,40 +235,95 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: FakeResponse) -> None:
+        delivery = response.delivery or _AT_ONCE
         try:
+            if delivery.wait and not self._pause(delivery.wait):
+                self.close_connection = True  # stopping, or the client left
+                return
             self.send_response(response.status)
             for name, value in response.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
+            if delivery.length:
+                self.send_header("Content-Length", str(len(response.body)))
+            else:
+                self.send_header("Connection", "close")  # the close ends the body
             self.end_headers()
             if self.command != "HEAD":
-                self._write_body(memoryview(response.body), response.delivery)
+                self._write_body(memoryview(response.body), delivery)
             self.wfile.flush()
         except OSError as exc:  # the client went away; nothing left to answer
             logger.debug("fake AEP: connection lost: %s", exc)
             self.close_connection = True
 
-    def _write_body(self, view: memoryview, delivery: Optional[Delivery]) -> None:
-        if delivery is None:
-            for offset in range(0, len(view), _CHUNK):
-                self.wfile.write(view[offset : offset + _CHUNK])
-            return
+    def _write_body(self, view: memoryview, delivery: Delivery) -> None:
         if delivery.stop_after is not None:
             view = view[: delivery.stop_after]
-        pieces = max(1, min(delivery.pieces, len(view)))
-        bounds = [len(view) * index // pieces for index in range(pieces + 1)]
-        for index in range(pieces):
-            if index and self.server.stopping.wait(delivery.delay):
-                break  # the server is stopping: give up the slow body
-            piece = view[bounds[index] : bounds[index + 1]]
-            for offset in range(0, len(piece), _CHUNK):
-                self.wfile.write(piece[offset : offset + _CHUNK])
-            self.wfile.flush()
+        if delivery.per_second is not None:
+            whole = self._trickle(view, delivery.per_second)
+        else:
+            whole = self._write_pieces(view, delivery.pieces, delivery.delay)
+        if not whole:
+            self.close_connection = True
+            return
+        if delivery.endless:
+            while not self.server.stopping.is_set():
+                self.wfile.write(_FILLER)  # blocks while the client does not read
         if delivery.stop_after is None:
             return
         self.close_connection = True  # a clean close (FIN) ends a truncated body
         if delivery.reset:
             self._reset()
+
+    def _write_pieces(self, view: memoryview, pieces: int, delay: float) -> bool:
+        """Send ``view`` in ``pieces`` writes, ``delay`` seconds apart; False if
+        the server stopped or the client left in a pause."""
+        pieces = max(1, min(pieces, len(view)))
+        bounds = [len(view) * index // pieces for index in range(pieces + 1)]
+        for index in range(pieces):
+            if index and not self._pause(delay):
+                return False
+            piece = view[bounds[index] : bounds[index + 1]]
+            for offset in range(0, len(piece), _CHUNK):
+                self.wfile.write(piece[offset : offset + _CHUNK])
+            self.wfile.flush()
+        return True
+
+    def _trickle(self, view: memoryview, per_second: float) -> bool:
+        """Send ``view`` at ``per_second`` bytes per second, in pieces of what a
+        tick allows; False if the server stopped or the client left."""
+        piece = max(1, int(per_second * _TICK))
+        started = time.monotonic()
+        for offset in range(0, len(view), piece):
+            due = started + offset / per_second - time.monotonic()
+            if due > 0 and not self._pause(due):
+                return False
+            self.wfile.write(view[offset : offset + piece])
+        return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; False as soon as the server stops or the client hangs
+        up (checked every tick), True after the whole wait."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if self.server.stopping.wait(min(left, _TICK)) or self._hung_up():
+                return False
+
+    def _hung_up(self) -> bool:
+        """Whether the client closed its end (end of stream, or an error); bytes
+        it sent meanwhile stay for the next request."""
+        timeout = self.connection.gettimeout()
+        self.connection.settimeout(0)  # peek without waiting
+        try:
+            return not self.connection.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False  # nothing to read: still there
+        except OSError:
+            return True
+        finally:
+            self.connection.settimeout(timeout)
 
     def _reset(self) -> None:
         """Abort the connection: with SO_LINGER 0, close sends a TCP reset (RST).

@@ -503,8 +503,8 @@ class FakeAepPlatform:
             self._requests.append(request)
 
     def _dispatch(self, request: FakeRequest, base_url: str) -> FakeResponse:
-        def serve(reorder: Optional[Reorder]) -> FakeResponse:
-            return self._serve(request, base_url, reorder)
+        def serve(changed: FakeRequest, reorder: Optional[Reorder]) -> FakeResponse:
+            return self._serve(changed, base_url, reorder)
 
         return self._faults.handle(request, serve, self._gateway.expire_tokens)
 

@@ -69,7 +69,11 @@ def test_rule_defaults_and_scopes() -> None:
         ("429", {"retry_after": float("nan")}, "retry_after must be at least 0"),
         ("429", {"max_faults": 0}, "max_faults must be at least 1"),
         ("429", {"match": "("}, "invalid match pattern"),
-        ("token_expiry", {"routes": "token"}, "cannot apply to the token route"),
+        (
+            "token_expiry",
+            {"routes": "token"},
+            r"apply to the catalog\+listing\+download routes only",
+        ),
         ("listing_change", {"routes": "listing"}, "catalog route only"),
         ("listing_change", {"change": "shuffle"}, "unknown listing change"),
     ],
@@ -199,7 +203,7 @@ def download(name: str = "f", file_id: str = "d-1") -> FakeRequest:
     return request(f"{EXPORT}/files/{file_id}", **{"path": name})
 
 
-def ok(_: Any) -> FakeResponse:
+def ok(*_: Any) -> FakeResponse:
     return FakeResponse(200, {}, BODY)
 
 
@@ -319,7 +323,7 @@ def test_first_answering_rule_wins_and_bodies_need_a_success() -> None:
     assert fired(plan, [download()]) == [429]
     injector = FaultInjector(FaultPlan(rules=[FaultRule("truncate")]))
 
-    def not_found(_: Any) -> FakeResponse:
+    def not_found(*_: Any) -> FakeResponse:
         return FakeResponse(404, {}, b'{"title": "no"}')
 
     assert injector.handle(download(), not_found, lambda: None).delivery is None
