@@ -209,7 +209,7 @@ def _redirect_target(response: requests.Response) -> str:
     if not parts.netloc:
         return f"path {parts.path[:200]!r} of the same host"
     try:
-        host = urllib3.util.parse_url(location).host or parts.netloc
+        host = urllib3.util.parse_url(location).netloc or parts.netloc
     except ValueError:
         host = parts.netloc
     return f"host {host[:200]!r}"
