@@ -488,8 +488,8 @@ class CheckpointStore(Closeable, abc.ABC):
     def check(self) -> None:
         """Fail now, rather than in the middle of a run, if the store cannot be
         used (a missing table, a file that cannot be written). The default does
-        nothing; a store whose constructor does not reach its backend overrides
-        it.
+        nothing; the SQLite store tries a write, the DynamoDB store describes its
+        table.
 
         Raises:
             ConfigError: the store cannot be used as configured (its subclass

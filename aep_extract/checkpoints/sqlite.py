@@ -179,7 +179,8 @@ class SQLiteCheckpointStore(CheckpointStore):
                 # A write that changes nothing: SQLite refuses it on a read-only file.
                 conn.execute("DELETE FROM destinations WHERE 0")
         except CheckpointError as exc:
-            raise ConfigError(f"{self!r} cannot be written: {exc.__cause__}") from exc
+            reason = exc.__cause__ or exc
+            raise ConfigError(f"{self!r} cannot be written: {reason}") from exc
 
     # -- primitives ---------------------------------------------------------------
 
