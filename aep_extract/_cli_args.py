@@ -1,15 +1,23 @@
 """The options of the ``aep-extract`` commands, shared by :mod:`aep_extract.cli` and
-its operations commands."""
+its operations commands, and :func:`check_args`, which checks them all before a
+command opens anything."""
 
 from __future__ import annotations
 
 import argparse
+import math
+from datetime import datetime
+from typing import Callable, Optional
 
-from .checkpoints import CheckpointStore, open_store
+from .checkpoints import CheckpointStore, check_store_url, open_store
 from .config import DEFAULT_LEASE_SECONDS, DEFAULT_SAFETY_LAG_SECONDS
-from .errors import ConfigError
+from .errors import ConfigError, MissingResourceError
 from .extractor import Deadline
-from .models import parse_timestamp
+from .models import TimeWindow, parse_timestamp
+from .sinks import check_sink_url
+
+# How a command takes its window (the ``window_rule`` default of its parser).
+_REQUIRED, _OPTIONAL, _PLANNED = "required", "optional", "planned"
 
 
 def dataset_arg(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +34,16 @@ def window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--end", required=True, help="window end, ISO 8601 with offset or Z (exclusive)"
     )
+    parser.set_defaults(window_rule=_REQUIRED)
+
+
+def optional_window_args(parser: argparse.ArgumentParser) -> None:
+    """--start and --end, both or neither (``args.window`` is None without)."""
+    parser.add_argument(
+        "--start", help="with --end: only units whose batch was created from here"
+    )
+    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
+    parser.set_defaults(window_rule=_OPTIONAL)
 
 
 def plan_args(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +80,7 @@ def plan_args(parser: argparse.ArgumentParser) -> None:
     )
     store_arg(parser)
     split_arg(parser)
+    parser.set_defaults(window_rule=_PLANNED)
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -89,17 +108,19 @@ def sink_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def store_arg(parser: argparse.ArgumentParser) -> None:
+def store_arg(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
+    """--store, and --create-table for a command that writes the store."""
     parser.add_argument(
         "--store",
         required=True,
         help="sqlite:///state.db, dynamodb://TABLE or memory://",
     )
-    parser.add_argument(
-        "--create-table",
-        action="store_true",
-        help="create the DynamoDB table (on-demand billing) if it does not exist",
-    )
+    if writes:
+        parser.add_argument(
+            "--create-table",
+            action="store_true",
+            help="create the DynamoDB table (on-demand billing) if it does not exist",
+        )
 
 
 def deadline(text: str) -> Deadline:
@@ -111,6 +132,16 @@ def deadline(text: str) -> Deadline:
         return parse_timestamp(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (or give seconds)") from None
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -143,7 +174,7 @@ def work_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-rps",
         dest="max_requests_per_second",
-        type=float,
+        type=positive_number,
         default=None,
         help="ceiling of AEP requests per second; the rate adapts below it on 429s "
         "(default 50, or AEP_MAX_RPS)",
@@ -193,19 +224,92 @@ def status_args(parser: argparse.ArgumentParser) -> None:
     parser.epilog = STATUS_EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     dataset_arg(parser)
-    store_arg(parser)
-    parser.add_argument(
-        "--start", help="with --end: only units whose batch was created from here"
-    )
-    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
+    store_arg(parser, writes=False)
+    optional_window_args(parser)
     parser.add_argument(
         "--units", action="store_true", help="also list every unit, one row each"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def open_store_arg(args: argparse.Namespace) -> CheckpointStore:
-    """The store of ``--store`` (and ``--create-table``)."""
-    if args.store.startswith("dynamodb://"):
-        return open_store(args.store, create_table=args.create_table)
-    return open_store(args.store)
+def open_store_arg(
+    args: argparse.Namespace, *, read_only: bool = False
+) -> CheckpointStore:
+    """The store of ``--store`` (and ``--create-table``); ``read_only`` for a
+    command that only reads it, which then creates nothing.
+
+    Raises:
+        MissingResourceError: the SQLite file or DynamoDB table does not exist
+            (and is not to be created).
+    """
+    options = {"create_table": True} if getattr(args, "create_table", False) else {}
+    try:
+        return open_store(args.store, read_only=read_only, **options)
+    except MissingResourceError as exc:
+        raise MissingResourceError(f"{exc}; check --store") from exc
+
+
+_URL_OPTIONS: tuple[tuple[str, str, Callable[[str], None]], ...] = (
+    ("store", "--store", check_store_url),
+    ("sink", "--sink", check_sink_url),
+    ("export_to", "--export-to", check_sink_url),
+)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Check every argument of a command before it opens anything, and report all
+    errors at once. Sets ``args.window``: the window given (None without one).
+
+    Raises:
+        ConfigError: one or more arguments are wrong; the message lists them all.
+    """
+    errors: list[str] = []
+    dataset = getattr(args, "dataset", None)
+    if dataset is not None and not dataset.strip():
+        errors.append("--dataset is empty")
+    args.window = _window(args, errors)
+    for name, flag, check in _URL_OPTIONS:
+        url = getattr(args, name, None)
+        if url is not None:
+            try:
+                check(url)
+            except ConfigError as exc:
+                errors.append(f"{flag}: {exc}")
+    if getattr(args, "create_table", False) and not (
+        (args.store or "").lower().startswith("dynamodb://")
+    ):
+        errors.append("--create-table needs a dynamodb:// --store")
+    if getattr(args, "export_to", None) and not args.store:
+        errors.append("--export-to needs --store to checkpoint the export")
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        numbered = "; ".join(f"({n}) {error}" for n, error in enumerate(errors, 1))
+        raise ConfigError(f"{len(errors)} errors in the arguments: {numbered}")
+
+
+def _window(args: argparse.Namespace, errors: list[str]) -> Optional[TimeWindow]:
+    """The window of --start and --end, checked as the command takes it."""
+    rule = getattr(args, "window_rule", None)
+    if rule is None:
+        return None
+    given = {flag: getattr(args, flag) for flag in ("start", "end")}
+    moments: dict[str, datetime] = {}
+    for flag, text in given.items():
+        if text is not None:
+            try:
+                moments[flag] = parse_timestamp(text)
+            except ConfigError as exc:
+                errors.append(f"--{flag}: {exc}")
+    count = sum(text is not None for text in given.values())
+    if rule == _OPTIONAL and count == 1:
+        errors.append("give both --start and --end, or neither")
+    if rule == _PLANNED and count < 2 and not args.since_last:
+        errors.append("give --start and --end, or --since-last")
+    if len(moments) < 2:
+        return None
+    try:
+        return TimeWindow(moments["start"], moments["end"])
+    except ConfigError as exc:
+        errors.append(str(exc))
+        return None

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from datetime import timedelta
-from typing import Any
+from typing import Any, Optional
 
 from . import _cli_args as args_
 from .errors import ConfigError
@@ -45,7 +45,7 @@ def add_verify(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``verify``."""
     args_.window_args(parser)
     args_.sink_arg(parser)
-    args_.store_arg(parser)
+    args_.store_arg(parser, writes=False)
     parser.add_argument(
         "--no-checksums",
         dest="checksums",
@@ -84,10 +84,7 @@ def add_reset(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``reset``."""
     args_.dataset_arg(parser)
     args_.store_arg(parser)
-    parser.add_argument(
-        "--start", help="with --end: only units whose batch was created from here"
-    )
-    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
+    args_.optional_window_args(parser)
     parser.add_argument(
         "--yes", action="store_true", help="do not ask for confirmation"
     )
@@ -111,7 +108,9 @@ def add_failed(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="create the DynamoDB table (on-demand billing) if it does not exist",
     )
-    parser.add_argument("--workers", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers", type=args_.positive_int, default=4, help=argparse.SUPPRESS
+    )
     _json_flag(parser)
 
 
@@ -121,12 +120,13 @@ def _print(args: argparse.Namespace, data: Any, text: object) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``aep-extract verify``."""
-    window = TimeWindow.parse(args.start, args.end)
+    window: TimeWindow = args.window
     source = AepSource.from_env() if args.catalog else None
     try:
-        with args_.open_store_arg(args) as store, open_sink(args.sink) as sink:
-            if source is not None:
-                source.get_dataset(args.dataset)  # an unknown dataset exits 2
+        if source is not None:
+            source.get_dataset(args.dataset)  # an unknown dataset exits 2
+        store = args_.open_store_arg(args, read_only=True)
+        with store, open_sink(args.sink) as sink:
             report = verify(
                 source=source,
                 store=store,
@@ -159,9 +159,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """``aep-extract reset``."""
-    if (args.start is None) != (args.end is None):
-        raise ConfigError("give both --start and --end, or neither")
-    window = None if args.start is None else TimeWindow.parse(args.start, args.end)
+    window: Optional[TimeWindow] = args.window
     scope = f"dataset {args.dataset}" + ("" if window is None else f" in {window}")
     if not args.yes:
         if not sys.stdin.isatty():
@@ -188,9 +186,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_failed(args: argparse.Namespace) -> int:
     """``aep-extract failed``."""
-    window = TimeWindow.parse(args.start, args.end)
-    if args.export_to and not args.store:
-        raise ConfigError("--export-to needs --store to checkpoint the export")
+    window: TimeWindow = args.window
     with AepSource.from_env() as source:
         source.get_dataset(args.dataset)
         batches = failed_batches(source, args.dataset, window)

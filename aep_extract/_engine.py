@@ -200,18 +200,24 @@ class Engine:
                 return
             if len(self.jobs) >= capacity:
                 return
-            lease = self.store.claim(dataset_id, self.owner, self.config.lease_seconds)
+            lease = self.store.claim(
+                dataset_id,
+                self.owner,
+                self.config.lease_seconds,
+                max_crashes=self.config.unit_crashes,
+            )
             if lease is None:
                 self.may_claim = False
                 return
+            attempt = lease.checkpoint.attempts + 1  # the one now being made
             logger.info(
                 "unit %s: claimed (attempt %d, resuming after offset %d)",
                 lease.unit.unit_id,
-                lease.checkpoint.attempts,
+                attempt,
                 lease.checkpoint.last_processed_offset,
                 extra=log_context(lease.unit),
             )
-            self.hooks.unit_started(unit=lease.unit, attempt=lease.checkpoint.attempts)
+            self.hooks.unit_started(unit=lease.unit, attempt=attempt)
             job = UnitJob(lease=lease)
             self.jobs[job.unit_id] = job
             self._submit(job, "list", -1, self.tasks.list_files, lease.unit)

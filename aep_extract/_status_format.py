@@ -115,9 +115,12 @@ def _lease_lines(status: DatasetStatus) -> list[str]:
         when = f"expired {utc(expires)} ({duration(status.as_of - expires)} ago)"
     else:
         when = f"expires {utc(expires)} (in {duration(expires - status.as_of)})"
+    crashes = ""
+    if lease.crashes:  # earlier workers of the unit died or hung
+        crashes = f", {lease.crashes} crash{'es' if lease.crashes > 1 else ''}"
     lines = [
         f"oldest lease: unit {lease.unit_id} of {lease.owner} "
-        f"(attempt {lease.attempts}), {when}; "
+        f"(attempt {lease.attempts + 1}{crashes}), {when}; "
         f"{status.counts[UnitStatus.IN_PROGRESS]} unit(s) InProgress, "
         f"{status.expired_leases} lease(s) expired"
     ]
@@ -148,24 +151,28 @@ def _errors(status: DatasetStatus) -> list[str]:
     if not errors:
         return ["last errors: none"]
     total = status.units_with_errors
-    rows = [("UPDATED", "UNIT", "STATUS", "ATTEMPTS", "ERROR")]
+    rows = [("UPDATED", "UNIT", "STATUS", "ATTEMPTS", "CRASHES", "ERROR")]
     rows += [
         (
             utc(cp.updated_at),
             cp.unit_id,
             cp.status.value,
             str(cp.attempts),
+            str(cp.crashes),
             _one_line(cp.error),
         )
         for cp in errors
     ]
     shown = f"{len(errors)} of {total}" if total > len(errors) else str(total)
     title = f"last errors ({shown} unit(s) with an error, newest first):"
-    return [title, *_indent(_table(rows, right=(3,)))]
+    return [title, *_indent(_table(rows, right=(3, 4)))]
 
 
 def _unit_rows(status: DatasetStatus) -> list[str]:
-    header = ("UNIT", "STATUS", "LAST OFFSET", "FILES", "BYTES", "ATTEMPTS", "NOTE")
+    header = (
+        *("UNIT", "STATUS", "LAST OFFSET", "FILES", "BYTES"),
+        *("ATTEMPTS", "CRASHES", "NOTE"),
+    )
     rows = [header] + [
         (
             cp.unit_id,
@@ -174,11 +181,12 @@ def _unit_rows(status: DatasetStatus) -> list[str]:
             str(cp.files_done),
             str(cp.bytes_done),
             str(cp.attempts),
+            str(cp.crashes),
             _one_line(cp.error, 60),
         )
         for cp in status.units
     ]
-    return ["units:", *_indent(_table(rows, right=(2, 3, 4, 5)))]
+    return ["units:", *_indent(_table(rows, right=(2, 3, 4, 5, 6)))]
 
 
 def format_status(status: DatasetStatus, *, units: bool = False) -> str:

@@ -3,6 +3,10 @@
 Exit codes: 0 every unit Completed, Skipped or Waiting on AEP; 1 some unit Failed or
 left unfinished, or a check found a discrepancy; 2 usage or configuration error (one
 line on stderr).
+
+Every argument is checked before a command opens anything, so a rejected command
+leaves no file, directory or table behind; commands that only read the store open it
+read-only and never create it.
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
     try:
+        args_.check_args(args)  # every argument error at once, before AEP_* are read
         return handler(args)
     except (ConfigError, AuthError, NotFoundError) as exc:
         print(f"aep-extract: error: {exc}", file=sys.stderr)
@@ -149,8 +154,12 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
         for name in ("max_requests_per_second", "max_in_flight")
         if getattr(args, name, None) is not None
     }  # only what was given: AEP_MAX_RPS / AEP_MAX_IN_FLIGHT apply otherwise
+    source = AepSource.from_env(**limits)
+    # Before the store is opened (a SQLite file would be created): a wrong secret or
+    # dataset id leaves nothing behind.
+    source.get_dataset(args.dataset)
     return Extractor(
-        AepSource.from_env(**limits),
+        source,
         store=args_.open_store_arg(args),
         sink=open_sink(sink_url),
         scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),
@@ -165,9 +174,7 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
 
 
 def _window(args: argparse.Namespace) -> dict[str, Any]:
-    """The window arguments of ``run``/``plan``, checked; exits 2 if incomplete."""
-    if not args.since_last and (args.start is None or args.end is None):
-        raise ConfigError("give --start and --end, or --since-last")
+    """The window arguments of ``run``/``plan`` (checked by ``check_args``)."""
     return {"start": args.start, "end": args.end}
 
 
@@ -238,10 +245,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    if (args.start is None) != (args.end is None):
-        raise ConfigError("give both --start and --end, or neither")
-    window = None if args.start is None else TimeWindow.parse(args.start, args.end)
-    with args_.open_store_arg(args) as store:
+    window: Optional[TimeWindow] = args.window
+    with args_.open_store_arg(args, read_only=True) as store:
         status = DatasetStatus.from_store(store, args.dataset, window)
     if args.json:
         print(json.dumps(status.to_dict(), indent=2))
@@ -258,7 +263,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry_failed(args: argparse.Namespace) -> int:
-    moved = args_.open_store_arg(args).retry_failed(args.dataset, args.unit)
+    with args_.open_store_arg(args) as store:
+        moved = store.retry_failed(args.dataset, args.unit)
     if args.json:
         print(json.dumps({"datasetId": args.dataset, "unitsMoved": moved}))
     else:

@@ -42,6 +42,7 @@ DEFAULT_MAX_IN_FLIGHT = 16
 
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_UNIT_ATTEMPTS = 3
+DEFAULT_UNIT_CRASHES = 10
 DEFAULT_SAFETY_LAG_SECONDS = 900.0
 """How far behind now an incremental run's window ends by default (15 minutes)."""
 DEFAULT_KEY_TEMPLATE = (
@@ -244,7 +245,11 @@ class ExtractorConfig:
     Attributes:
         lease_seconds: how long a claimed unit stays ours without renewal; renewed
             every third of it while the unit is worked on.
-        unit_attempts: attempts after which a failing unit is marked Failed.
+        unit_attempts: failed attempts (errors) after which a unit is marked Failed.
+        unit_crashes: lease takeovers after which a unit is marked Failed instead
+            of claimed again: its workers died or hung that often while copying
+            it (killed, out of memory, a timeout), so it likely kills them. A
+            graceful stop counts neither an attempt nor a crash.
         files_per_unit: split batches with more files into offset ranges of this many
             files (lists every batch's files while planning); None keeps a batch whole.
         key_template: sink key of a file; fields ``dataset_id``, ``date`` (batch
@@ -261,6 +266,7 @@ class ExtractorConfig:
 
     lease_seconds: float = attrs.field(default=DEFAULT_LEASE_SECONDS, validator=v.gt(0))
     unit_attempts: int = attrs.field(default=DEFAULT_UNIT_ATTEMPTS, validator=v.ge(1))
+    unit_crashes: int = attrs.field(default=DEFAULT_UNIT_CRASHES, validator=v.ge(1))
     files_per_unit: Optional[int] = attrs.field(
         default=None, validator=v.optional(v.ge(1))
     )

@@ -4,7 +4,8 @@
 
     AepExtractError
     ├── ConfigError                 bad arguments, settings or window
-    │   └── MissingResourceError    the table or bucket named does not exist
+    │   ├── MissingResourceError    the table, bucket or database file does not exist
+    │   └── DestinationMismatch     the store copied the dataset to another sink
     ├── SourceError                 anything from the AEP side
     │   ├── AuthError               token request refused (wrong id/secret/scope)
     │   ├── TokenUnavailable        IMS gave no token within ``token_timeout``
@@ -45,6 +46,30 @@ class ConfigError(AepExtractError):
 
 class MissingResourceError(ConfigError):
     """The DynamoDB table or S3 bucket the configuration names does not exist."""
+
+
+class DestinationMismatch(ConfigError):
+    """The store recorded that the dataset was copied to another destination.
+
+    Progress is recorded per unit, not per destination: with the same store, a run
+    into a second sink would find every unit Completed and copy nothing.
+
+    Attributes:
+        dataset_id: the dataset.
+        recorded: the destination its units were copied to with this store.
+        destination: the destination this run writes to.
+    """
+
+    def __init__(self, dataset_id: str, recorded: str, destination: str) -> None:
+        super().__init__(
+            f"dataset {dataset_id} was copied with this store to {recorded}; this run "
+            f"writes to {destination}. To copy it there too, use another store (e.g. "
+            "--store sqlite:///other.db), or forget the dataset's recorded state "
+            "first with `aep-extract reset` (its objects stay in the old sink)"
+        )
+        self.dataset_id = dataset_id
+        self.recorded = recorded
+        self.destination = destination
 
 
 class SourceError(AepExtractError):

@@ -235,8 +235,10 @@ class Checkpoint:
     """The recorded state of one work unit.
 
     ``last_processed_offset`` means every file of the unit at or below that offset is
-    durably in the sink; it only moves forward. ``version`` increases with every write
-    and fences concurrent writers. Times are epoch seconds.
+    durably in the sink; it only moves forward. ``attempts`` counts the attempts that
+    failed with an error, ``crashes`` the times the unit's lease was taken over after
+    it expired (its worker died or hung). ``version`` increases with every write and
+    fences concurrent writers. Times are epoch seconds.
     """
 
     unit: WorkUnit
@@ -245,6 +247,7 @@ class Checkpoint:
     owner: Optional[str] = None
     lease_expires_at: Optional[float] = None
     attempts: int = 0
+    crashes: int = 0
     error: Optional[str] = None
     files_done: int = 0
     bytes_done: int = 0

@@ -358,6 +358,7 @@ class DatasetStatus:
                 "unit": lease.unit_id,
                 "owner": lease.owner,
                 "attempts": lease.attempts,
+                "crashes": lease.crashes,
                 "leaseExpiresAt": lease.lease_expires_at,
                 "expired": self.lease_expired(lease),
             },
@@ -367,6 +368,7 @@ class DatasetStatus:
                     "unit": cp.unit_id,
                     "status": cp.status.value,
                     "attempts": cp.attempts,
+                    "crashes": cp.crashes,
                     "updatedAt": cp.updated_at,
                     "error": cp.error,
                 }
@@ -385,6 +387,7 @@ class DatasetStatus:
                     "filesDone": cp.files_done,
                     "bytesDone": cp.bytes_done,
                     "attempts": cp.attempts,
+                    "crashes": cp.crashes,
                     "owner": cp.owner,
                     "leaseExpiresAt": cp.lease_expires_at,
                     "error": cp.error,

@@ -9,10 +9,11 @@ import pytest
 from aep_extract.checkpoints import (
     MemoryCheckpointStore,
     SQLiteCheckpointStore,
+    check_store_url,
     open_store,
 )
-from aep_extract.errors import ConfigError
-from aep_extract.sinks import LocalSink, MemorySink, open_sink
+from aep_extract.errors import CheckpointError, ConfigError, MissingResourceError
+from aep_extract.sinks import LocalSink, MemorySink, check_sink_url, open_sink
 
 # -- open_store -----------------------------------------------------------------------
 
@@ -72,6 +73,42 @@ def test_bad_store_urls(url, message):
         open_store(url)
     if message == "unsupported":
         assert "sqlite:////absolute/path.db" in str(caught.value)
+    with pytest.raises(ConfigError) as checked:
+        check_store_url(url)
+    assert str(checked.value) == str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["memory://", "sqlite://", "sqlite:///x/y.db", "dynamodb://aep-state"]
+)
+def test_check_store_url_opens_nothing(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_store_url(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_read_only_of_a_missing_file_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingResourceError, match="no state database at /"):
+        open_store("sqlite:///typo/state.db", read_only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_read_only_opens_an_existing_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    open_store(url).close()
+    with open_store(url, read_only=True) as store:
+        assert isinstance(store, SQLiteCheckpointStore)
+        assert store.read_only
+        assert store.list("ds") == []
+        with pytest.raises(CheckpointError, match="read-only"):
+            store.raise_watermark("ds", 1)
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite://"])
+def test_read_only_in_memory_stores_are_empty(url):
+    with open_store(url, read_only=True) as store:
+        assert store.list("ds") == []
 
 
 def missing_module(name, package=None):
@@ -112,7 +149,13 @@ def test_dynamodb_store_is_built_with_the_table_name(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", lambda name, package=None: module)
     store = open_store("dynamodb://aep-extract.state_1", create_table=True)
     assert isinstance(store, FakeDynamoDBStore)
-    assert built == {"table": "aep-extract.state_1", "create_table": True}
+    assert built == {
+        "table": "aep-extract.state_1",
+        "create_table": True,
+        "read_only": False,
+    }
+    open_store("dynamodb://aep-extract.state_1", read_only=True)
+    assert built["read_only"] is True
 
 
 # -- open_sink ------------------------------------------------------------------------
@@ -181,5 +224,33 @@ def test_s3_sink_is_built_with_the_url(monkeypatch):
     ],
 )
 def test_bad_sink_urls(url, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        open_sink(url)
+    with pytest.raises(ConfigError) as checked:
+        check_sink_url(url)
+    assert str(checked.value) == str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3://Bad_Bucket/x", "invalid bucket name"),
+        ("s3://bucket/a/../b", "invalid prefix"),
+    ],
+)
+def test_bad_s3_urls_are_refused_before_any_client(url, message, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", missing_module)
+    with pytest.raises(ConfigError, match=message):
+        check_sink_url(url)
     with pytest.raises(ConfigError, match=message):
         open_sink(url)
+
+
+@pytest.mark.parametrize("url", ["out/dir", "file:///data/out", "memory://"])
+def test_check_sink_url_opens_nothing(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_sink_url(url)
+    check_sink_url("s3://bucket/prefix")
+    assert list(tmp_path.iterdir()) == []

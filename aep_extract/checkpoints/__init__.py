@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointStore",
     "MemoryCheckpointStore",
     "SQLiteCheckpointStore",
+    "check_store_url",
     "open_store",
 ]
 
@@ -30,7 +31,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
-def open_store(url: str, **kwargs: Any) -> CheckpointStore:
+def open_store(url: str, *, read_only: bool = False, **kwargs: Any) -> CheckpointStore:
     """Open the checkpoint store a URL names.
 
     The forms follow SQLAlchemy's for SQLite: what follows ``sqlite:///`` is the path
@@ -44,41 +45,68 @@ def open_store(url: str, **kwargs: Any) -> CheckpointStore:
 
     Args:
         url: the store URL.
+        read_only: open an existing store to read it, creating nothing: a SQLite
+            file must exist, a DynamoDB table is never created; writes raise
+            :exc:`~aep_extract.errors.CheckpointError`. (A ``memory://`` store is
+            new and empty either way.)
         **kwargs: passed to the store's constructor (``clock``, ``timeout``, ...).
 
     Raises:
         ConfigError: the URL has none of these forms, or names an unavailable store.
+        MissingResourceError: ``read_only`` and the SQLite file or the DynamoDB
+            table does not exist.
     """
+    kind, target = _parse(url)
+    if kind == "memory":
+        return MemoryCheckpointStore(**kwargs)
+    if kind == "sqlite":
+        return SQLiteCheckpointStore(target, read_only=read_only, **kwargs)
+    return _open_dynamodb(target, read_only=read_only, **kwargs)
+
+
+def check_store_url(url: str) -> None:
+    """Check that :func:`open_store` accepts the URL's form, opening nothing.
+
+    Raises:
+        ConfigError: see :func:`open_store`.
+    """
+    _parse(url)
+
+
+def _parse(url: str) -> tuple[str, str]:
+    """The kind of store a URL names (memory, sqlite, dynamodb) and its path or
+    table."""
     match = _SCHEME.match(url)
     scheme = match.group(1).lower() if match else ""
     rest = url[match.end() :] if match else ""
     if scheme == "memory" and rest in ("", "/"):
-        return MemoryCheckpointStore(**kwargs)
+        return scheme, ""
     if scheme == "sqlite":
         if rest == "":
-            return SQLiteCheckpointStore(MEMORY, **kwargs)
+            return scheme, MEMORY
         if rest.startswith("/"):
             if rest == "/":
                 raise ConfigError(f"store URL {url!r} names no file")
-            return SQLiteCheckpointStore(rest[1:], **kwargs)
+            return scheme, rest[1:]
         # sqlite://name would put the path where a URL's host goes: refuse to guess.
         raise ConfigError(
             f"store URL {url!r}: write sqlite:///{rest} for the relative path "
             f"{rest!r}, or sqlite:////{rest} for the absolute path /{rest}"
         )
     if scheme == "dynamodb":
-        return _open_dynamodb(url, rest.rstrip("/"), kwargs)
+        table = rest.rstrip("/")
+        if not _TABLE_NAME.match(table):
+            raise ConfigError(
+                f"store URL {url!r}: {table!r} is not a DynamoDB table name "
+                "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
+            )
+        return scheme, table
     raise ConfigError(
         f"unsupported store URL {url!r}; expected one of: {', '.join(STORE_URL_FORMS)}"
     )
 
 
-def _open_dynamodb(url: str, table: str, kwargs: dict[str, Any]) -> CheckpointStore:
-    if not _TABLE_NAME.match(table):
-        raise ConfigError(
-            f"store URL {url!r}: {table!r} is not a DynamoDB table name "
-            "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
-        )
+def _open_dynamodb(table: str, **kwargs: Any) -> CheckpointStore:
     module_name = f"{__name__}.dynamodb"
     # Imported by name and lazily: boto3 loads only when a DynamoDB store is used.
     try:

@@ -5,13 +5,15 @@ travel as decimal strings, so nothing passes through binary floats on the wire.
 Attribute names follow the seed and the SQLite store column for column. ``CreatedAt``
 and ``UpdatedAt`` are ISO 8601 UTC strings with microseconds, readable in the console;
 ``LeaseExpiresAt`` stays a number (epoch seconds) because it is compared with a clock.
-Attributes whose value is None are left out of the item.
+Attributes whose value is None are left out of the item; ``Crashes``, absent from
+items of older releases, reads as 0.
 
-A dataset's watermark lives in the same table, in an item of its own that no unit
-key can equal: ``BatchID`` ``dataset#<dataset id>``, ``OffsetRange`` ``watermark``
-(no unit's range, which is always ``a-b``), ``PlannedUntil`` (epoch ms) and
-``UpdatedAt``. It has neither ``DatasetID`` nor ``Status``, so the sparse index
-``DatasetID-Status-index`` never holds it and no listing of units can meet it.
+A dataset's watermark and destination live in the same table, each in an item of its
+own that no unit key can equal: ``BatchID`` ``dataset#<dataset id>`` and
+``OffsetRange`` ``watermark`` or ``destination`` (no unit's range, which is always
+``a-b``), with ``PlannedUntil`` (epoch ms) and ``UpdatedAt``, or ``Destination``.
+They have neither ``DatasetID`` nor ``Status``, so the sparse index
+``DatasetID-Status-index`` never holds them and no listing of units can meet them.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ DATASET = "DatasetID"
 STATUS = "Status"
 
 PLANNED_UNTIL = "PlannedUntil"
-WATERMARK_PREFIX = "dataset#"
-"""Prefix of a watermark item's ``BatchID``, before the dataset id."""
+DESTINATION = "Destination"
+DATASET_PREFIX = "dataset#"
+"""Prefix of the ``BatchID`` of a dataset's own items, before the dataset id."""
 WATERMARK_RANGE = "watermark"
 """The ``OffsetRange`` of every watermark item."""
+DESTINATION_RANGE = "destination"
+"""The ``OffsetRange`` of every destination item."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROS = 1_000_000
@@ -61,6 +66,7 @@ def to_item(cp: Checkpoint) -> Item:
         STATUS: {"S": cp.status.value},
         "LastProcessedOffset": {"N": str(cp.last_processed_offset)},
         "Attempts": {"N": str(cp.attempts)},
+        "Crashes": {"N": str(cp.crashes)},
         "FilesDone": {"N": str(cp.files_done)},
         "BytesDone": {"N": str(cp.bytes_done)},
         "CreatedAt": {"S": to_iso(cp.created_at)},
@@ -78,7 +84,7 @@ def to_item(cp: Checkpoint) -> Item:
 
 def watermark_key(dataset_id: str) -> Item:
     """The primary key of a dataset's watermark item."""
-    return key(f"{WATERMARK_PREFIX}{dataset_id}", WATERMARK_RANGE)
+    return key(f"{DATASET_PREFIX}{dataset_id}", WATERMARK_RANGE)
 
 
 def watermark_item(dataset_id: str, end_ms: int, updated_at: float) -> Item:
@@ -90,9 +96,19 @@ def watermark_item(dataset_id: str, end_ms: int, updated_at: float) -> Item:
     }
 
 
-def is_watermark(item: Mapping[str, AttributeValueTypeDef]) -> bool:
-    """Whether an item is a watermark, not a unit."""
-    return item.get(SORT_KEY, {}).get("S") == WATERMARK_RANGE
+def destination_key(dataset_id: str) -> Item:
+    """The primary key of a dataset's destination item."""
+    return key(f"{DATASET_PREFIX}{dataset_id}", DESTINATION_RANGE)
+
+
+def destination_item(dataset_id: str, destination: str) -> Item:
+    """The destination item of a dataset."""
+    return {**destination_key(dataset_id), DESTINATION: {"S": destination}}
+
+
+def is_unit(item: Mapping[str, AttributeValueTypeDef]) -> bool:
+    """Whether an item is a unit, not one of a dataset's own items."""
+    return item.get(SORT_KEY, {}).get("S") not in (WATERMARK_RANGE, DESTINATION_RANGE)
 
 
 def watermark_from_item(item: Mapping[str, AttributeValueTypeDef]) -> int:
@@ -107,6 +123,21 @@ def watermark_from_item(item: Mapping[str, AttributeValueTypeDef]) -> int:
         raise CheckpointError(
             f"unreadable watermark item {item.get(PARTITION_KEY, {}).get('S', '?')!r}: "
             f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def destination_from_item(item: Mapping[str, AttributeValueTypeDef]) -> str:
+    """The ``Destination`` of a destination item.
+
+    Raises:
+        CheckpointError: the attribute is missing or not a string.
+    """
+    try:
+        return _string(item, DESTINATION)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"unreadable destination item {item.get(PARTITION_KEY, {}).get('S', '?')!r}"
+            f": {type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -133,6 +164,7 @@ def from_item(item: Mapping[str, AttributeValueTypeDef]) -> Checkpoint:
             owner=_optional_string(item, "Owner"),
             lease_expires_at=_optional_float(item, "LeaseExpiresAt"),
             attempts=_integer(item, "Attempts"),
+            crashes=_integer(item, "Crashes") if "Crashes" in item else 0,
             error=_optional_string(item, "Error"),
             files_done=_integer(item, "FilesDone"),
             bytes_done=_integer(item, "BytesDone"),

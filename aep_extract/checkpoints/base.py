@@ -5,7 +5,9 @@ A store implements four primitives (:meth:`_insert`, :meth:`_load`, :meth:`_repl
 idempotent registration, claim with owner and expiry, renewal, fenced advance, complete,
 fail and release. Optional primitives back the rest: :meth:`_delete` backs
 :meth:`forget`; :meth:`_load_watermark` and :meth:`_save_watermark` back
-:meth:`watermark`, which incremental runs (``run --since-last``) start from.
+:meth:`watermark`, which incremental runs (``run --since-last``) start from;
+:meth:`_load_destination` and :meth:`_save_destination` back
+:meth:`bind_destination`, which keeps a dataset's units to one sink.
 Every write after a claim is a compare-and-swap on
 :attr:`Checkpoint.version`, so a worker whose lease was taken over can no longer touch
 the unit: its next write raises :class:`~aep_extract.errors.CheckpointConflict`.
@@ -26,7 +28,7 @@ from typing import Callable, Optional
 import attrs
 
 from .._closeable import Closeable
-from ..errors import CheckpointConflict, CheckpointError
+from ..errors import CheckpointConflict, CheckpointError, DestinationMismatch
 from ..models import (
     WHOLE_BATCH,
     Checkpoint,
@@ -125,6 +127,45 @@ class CheckpointStore(Closeable, abc.ABC):
             "_load_watermark and _save_watermark to support --since-last"
         )
 
+    def _load_destination(self, dataset_id: str) -> Optional[str]:
+        """The destination recorded for a dataset, or None.
+
+        Optional primitive, with :meth:`_save_destination`: only
+        :meth:`bind_destination` and :meth:`destination` need them.
+
+        Raises:
+            NotImplementedError: the store records no destinations (the default).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} records no destinations: implement "
+            "_load_destination and _save_destination"
+        )
+
+    def _save_destination(self, dataset_id: str, destination: Optional[str]) -> None:
+        """Record a dataset's destination; None removes it.
+
+        Raises:
+            NotImplementedError: the store records no destinations (the default).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} records no destinations: implement "
+            "_load_destination and _save_destination"
+        )
+
+    def _bind_destination(self, dataset_id: str, destination: str) -> str:
+        """Record ``destination`` unless the dataset has one; return the one
+        recorded now.
+
+        Built on the two primitives, so two first bindings racing may both think
+        they won; a store that can read and write at once overrides it (the
+        built-in stores do).
+        """
+        recorded = self._load_destination(dataset_id)
+        if recorded is None:
+            self._save_destination(dataset_id, destination)
+            return destination
+        return recorded
+
     # -- the work model -----------------------------------------------------------
 
     def register(
@@ -197,13 +238,49 @@ class CheckpointStore(Closeable, abc.ABC):
         if current is None or end_ms > current:
             self._save_watermark(dataset_id, end_ms)
 
+    def bind_destination(self, dataset_id: str, destination: str) -> None:
+        """Bind a dataset to the destination (sink and layout) its units are
+        copied to: the first binding records it; binding the same one again
+        changes nothing. A store that records no destinations accepts any.
+
+        Raises:
+            DestinationMismatch: another destination is recorded for the dataset;
+                with this store its units count as copied there.
+        """
+        if not destination:
+            raise ValueError("destination must not be empty")
+        try:
+            recorded = self._bind_destination(dataset_id, destination)
+        except NotImplementedError:
+            logger.debug("%r records no destinations; %s not bound", self, dataset_id)
+            return
+        if recorded != destination:
+            raise DestinationMismatch(dataset_id, recorded, destination)
+
+    def destination(self, dataset_id: str) -> Optional[str]:
+        """The destination the dataset is bound to, or None (also from a store
+        that records no destinations)."""
+        try:
+            return self._load_destination(dataset_id)
+        except NotImplementedError:
+            return None
+
     def claim(
-        self, dataset_id: str, owner: str, lease_seconds: float
+        self,
+        dataset_id: str,
+        owner: str,
+        lease_seconds: float,
+        *,
+        max_crashes: Optional[int] = None,
     ) -> Optional[Lease]:
         """Take a Pending unit, or an InProgress one whose lease expired.
 
-        The unit becomes InProgress, owned by ``owner`` until ``now + lease_seconds``,
-        and its attempt count goes up by one.
+        The unit becomes InProgress, owned by ``owner`` until ``now + lease_seconds``.
+        Taking over an expired lease counts a crash of the unit (its worker died or
+        hung). A unit whose crashes would reach ``max_crashes`` is not taken but
+        moved to Failed, so a unit that kills its workers cannot do so forever; the
+        claim goes on with the next unit. Failed attempts are counted by
+        :meth:`fail`, not here.
 
         Returns:
             The lease, or None when nothing is claimable.
@@ -221,20 +298,32 @@ class CheckpointStore(Closeable, abc.ABC):
                     break
                 random.shuffle(batch)  # workers racing for the same page spread out
                 for current in batch:
-                    lease = self._try_claim(current, owner, now + lease_seconds)
+                    lease = self._try_claim(
+                        current, owner, now + lease_seconds, max_crashes
+                    )
                     if lease is not None:
                         return lease
         return None
 
     def _try_claim(
-        self, current: Checkpoint, owner: str, expires_at: float
+        self,
+        current: Checkpoint,
+        owner: str,
+        expires_at: float,
+        max_crashes: Optional[int],
     ) -> Optional[Lease]:
+        crashes = current.crashes
+        if current.status is UnitStatus.IN_PROGRESS:
+            crashes += 1
+            if max_crashes is not None and crashes >= max_crashes:
+                self._fail_crashed(current, crashes)
+                return None
         taken = attrs.evolve(
             current,
             status=UnitStatus.IN_PROGRESS,
             owner=owner,
             lease_expires_at=expires_at,
-            attempts=current.attempts + 1,
+            crashes=crashes,
             updated_at=self.clock(),
             version=current.version + 1,
         )
@@ -244,9 +333,36 @@ class CheckpointStore(Closeable, abc.ABC):
             return None  # another worker was faster
         if current.status is UnitStatus.IN_PROGRESS:
             logger.warning(
-                "unit %s: took over expired lease of %s", current.unit_id, current.owner
+                "unit %s: took over expired lease of %s (crash %d)",
+                current.unit_id,
+                current.owner,
+                crashes,
             )
         return Lease(checkpoint=taken, owner=owner)
+
+    def _fail_crashed(self, current: Checkpoint, crashes: int) -> None:
+        """Move a unit whose lease expired once too often to Failed."""
+        error = (
+            f"lease of {current.owner} expired {crashes} times: its workers died "
+            "or hung while copying it"
+        )
+        try:
+            self._replace(
+                attrs.evolve(
+                    current,
+                    status=UnitStatus.FAILED,
+                    owner=None,
+                    lease_expires_at=None,
+                    crashes=crashes,
+                    error=error,
+                    updated_at=self.clock(),
+                    version=current.version + 1,
+                ),
+                current.version,
+            )
+        except CheckpointConflict:
+            return  # another worker moved it first
+        logger.error("unit %s: %s; now Failed", current.unit_id, error)
 
     def renew(self, lease: Lease, lease_seconds: float) -> Lease:
         """Extend a lease. Raises CheckpointConflict if it was lost."""
@@ -290,25 +406,25 @@ class CheckpointStore(Closeable, abc.ABC):
         ).checkpoint
 
     def fail(self, lease: Lease, error: str, *, max_attempts: int) -> Checkpoint:
-        """Record an error; the unit goes back to Pending, or to Failed after
-        ``max_attempts`` attempts. Progress is kept either way."""
-        exhausted = lease.checkpoint.attempts >= max_attempts
+        """Record a failed attempt and its error. The attempt count goes up by one;
+        the unit goes back to Pending, or to Failed once the count reaches
+        ``max_attempts``. Progress is kept either way."""
+        attempts = lease.checkpoint.attempts + 1
+        exhausted = attempts >= max_attempts
         return self._write(
             lease,
             status=UnitStatus.FAILED if exhausted else UnitStatus.PENDING,
             owner=None,
             lease_expires_at=None,
+            attempts=attempts,
             error=error[:MAX_ERROR_LENGTH],
         ).checkpoint
 
     def release(self, lease: Lease) -> Checkpoint:
-        """Give a unit back as Pending without counting the attempt (graceful stop)."""
+        """Give a unit back as Pending, counting neither an attempt nor a crash
+        (a graceful stop)."""
         return self._write(
-            lease,
-            status=UnitStatus.PENDING,
-            owner=None,
-            lease_expires_at=None,
-            attempts=max(0, lease.checkpoint.attempts - 1),
+            lease, status=UnitStatus.PENDING, owner=None, lease_expires_at=None
         ).checkpoint
 
     def retry_failed(
@@ -316,7 +432,8 @@ class CheckpointStore(Closeable, abc.ABC):
     ) -> int:
         """Put Failed units (all, or those in ``unit_ids``) back to Pending.
 
-        Their progress is kept and their attempt count reset. Returns how many moved.
+        Their progress is kept and their counts of attempts and crashes reset.
+        Returns how many moved.
         """
         moved = 0
         for current in self._scan(dataset_id, (UnitStatus.FAILED,)):
@@ -328,6 +445,7 @@ class CheckpointStore(Closeable, abc.ABC):
                         current,
                         status=UnitStatus.PENDING,
                         attempts=0,
+                        crashes=0,
                         updated_at=self.clock(),
                         version=current.version + 1,
                     ),
@@ -341,7 +459,7 @@ class CheckpointStore(Closeable, abc.ABC):
     def forget(self, dataset_id: str, window: Optional[TimeWindow] = None) -> int:
         """Delete the units of a dataset, or only those whose batch was created in
         ``window``, so that the next plan registers them afresh. Forgetting the
-        whole dataset also forgets its watermark.
+        whole dataset also forgets its watermark and its destination.
 
         Objects already in the sink are not touched; a later run finds them there
         and does not copy them again. Do not forget units while a run works on them.
@@ -362,8 +480,22 @@ class CheckpointStore(Closeable, abc.ABC):
         if window is None:
             with contextlib.suppress(NotImplementedError):
                 self._save_watermark(dataset_id, None)
+            with contextlib.suppress(NotImplementedError):
+                self._save_destination(dataset_id, None)
         logger.info("forgot %d unit(s) of dataset %s", len(doomed), dataset_id)
         return len(doomed)
+
+    def check(self) -> None:
+        """Fail now, rather than in the middle of a run, if the store cannot be
+        used (a missing table, a file that cannot be written). The default does
+        nothing; the SQLite store tries a write, the DynamoDB store describes its
+        table.
+
+        Raises:
+            ConfigError: the store cannot be used as configured (its subclass
+                :exc:`~aep_extract.errors.MissingResourceError` when the table or
+                file does not exist).
+        """
 
     # -- reading ------------------------------------------------------------------
 

@@ -2,16 +2,18 @@
 
 One item per work unit, keyed by ``BatchID`` (partition) and ``OffsetRange`` (sort; a
 whole batch is ``"0-*"``), with the seed's attributes plus lease and progress fields
-(see :mod:`._dynamodb_items`), and one item per dataset holding its watermark. The
-global secondary index ``DatasetID-Status-index`` lists a dataset's units by status;
-watermark items have neither of its keys, so it never holds them.
+(see :mod:`._dynamodb_items`), and per dataset an item holding its watermark and one
+holding its destination. The global secondary index ``DatasetID-Status-index`` lists a
+dataset's units by status; a dataset's own items have neither of its keys, so it never
+holds them.
 
 Every write of a unit is a conditional ``PutItem``: registration only creates absent
 items (``attribute_not_exists``), and every later write is a compare-and-swap on
 ``Version``. Raising a watermark is a ``PutItem`` conditional on the stored one being
-lower. Throttling, 5xx answers and connection failures are retried here with
-exponential backoff and jitter (botocore's own retries are switched off on clients
-this module creates, so there is one policy); every other botocore error becomes a
+lower, binding a destination one conditional on there being none. Throttling, 5xx
+answers and connection failures are retried here with exponential backoff and jitter
+(botocore's own retries are switched off on clients this module creates, so there is
+one policy); every other botocore error becomes a
 :class:`~aep_extract.errors.CheckpointError`.
 """
 
@@ -30,7 +32,12 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..config import RetryConfig
-from ..errors import CheckpointConflict, CheckpointError, MissingResourceError
+from ..errors import (
+    CheckpointConflict,
+    CheckpointError,
+    ConfigError,
+    MissingResourceError,
+)
 from ..models import Checkpoint, UnitStatus
 from . import _dynamodb_items as items
 from .base import CheckpointStore
@@ -80,6 +87,9 @@ _RETRYABLE_CODES = frozenset(
 )
 """Error codes that mean "try again later"; any 5xx status is retried as well."""
 
+_WRITES = frozenset({"PutItem", "DeleteItem", "CreateTable"})
+"""The operations a read-only store refuses."""
+
 _WAITER_CONFIG: WaiterConfigTypeDef = {"Delay": 2, "MaxAttempts": 150}
 """Poll DescribeTable every 2 s for up to 5 minutes while a new table gets ACTIVE."""
 
@@ -124,10 +134,13 @@ class DynamoDBCheckpointStore(CheckpointStore):
         clock: epoch-seconds clock; defaults to :func:`time.time`.
         retry: attempts and backoff for throttled and failed requests.
         sleep: how to wait between attempts (inject a recorder in tests).
+        read_only: only read: every write raises CheckpointError (and the table is
+            never created).
 
     Raises:
-        CheckpointError: the table does not exist, has another schema, or AWS
-            cannot be reached.
+        ConfigError: both ``create_table`` and ``read_only``.
+        MissingResourceError: the table does not exist.
+        CheckpointError: the table has another schema, or AWS cannot be reached.
 
     Example:
         >>> store = DynamoDBCheckpointStore(
@@ -149,10 +162,16 @@ class DynamoDBCheckpointStore(CheckpointStore):
         clock: Optional[Callable[[], float]] = None,
         retry: Optional[RetryConfig] = None,
         sleep: Callable[[float], None] = time.sleep,
+        read_only: bool = False,
     ) -> None:
+        if create_table and read_only:
+            raise ConfigError(
+                f"DynamoDB table {table_name}: a read-only store cannot create it"
+            )
         if clock is not None:
             self.clock = clock
         self._table = table_name
+        self._read_only = read_only
         self._retry = retry or RetryConfig()
         self._retrying = self._build_retrying(sleep)
         self._owns_client = client is None
@@ -171,11 +190,20 @@ class DynamoDBCheckpointStore(CheckpointStore):
         self._client = client
         if create_table:
             self.create_table()
-        table = self._describe()
-        self._check_table(table)
-        if table.get("TableStatus") == "CREATING":  # e.g. another worker's create
+        if self._check().get("TableStatus") == "CREATING":  # another worker's create
             self._wait_until_active()
         logger.debug("opened %r", self)
+
+    def check(self) -> None:
+        """Fail now if the table is gone or has another schema (``DescribeTable``).
+
+        Raises:
+            MissingResourceError: the table does not exist (the message names it
+                and ``--create-table``).
+            CheckpointError: the table has another schema, or AWS cannot be
+                reached.
+        """
+        self._check()
 
     @property
     def table_name(self) -> str:
@@ -191,6 +219,11 @@ class DynamoDBCheckpointStore(CheckpointStore):
     def client(self) -> DynamoDBClient:
         """The boto3 DynamoDB client in use."""
         return self._client
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store refuses every write."""
+        return self._read_only
 
     def create_table(self) -> None:
         """Create the table with on-demand billing and wait until it is ACTIVE.
@@ -267,7 +300,7 @@ class DynamoDBCheckpointStore(CheckpointStore):
             ),
         )
         item = response.get("Item")
-        if item is None or items.is_watermark(item):
+        if item is None or not items.is_unit(item):
             return None
         return items.from_item(item)
 
@@ -354,6 +387,58 @@ class DynamoDBCheckpointStore(CheckpointStore):
         except _ConditionFailed:
             # Already as high (or a retry finding its own first attempt applied).
             logger.debug("watermark of %s is at or past %d already", dataset_id, end_ms)
+
+    def _load_destination(self, dataset_id: str) -> Optional[str]:
+        response = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self._table,
+                Key=items.destination_key(dataset_id),
+                ConsistentRead=True,
+            ),
+        )
+        item = response.get("Item")
+        return None if item is None else items.destination_from_item(item)
+
+    def _save_destination(self, dataset_id: str, destination: Optional[str]) -> None:
+        # Both unconditional, so a retried request is harmless.
+        if destination is None:
+            self._call(
+                "DeleteItem",
+                lambda: self._client.delete_item(
+                    TableName=self._table, Key=items.destination_key(dataset_id)
+                ),
+            )
+            return
+        item = items.destination_item(dataset_id, destination)
+        self._call(
+            "PutItem",
+            lambda: self._client.put_item(TableName=self._table, Item=item),
+        )
+
+    def _bind_destination(self, dataset_id: str, destination: str) -> str:
+        """A ``PutItem`` conditional on the item being absent: of racing first
+        bindings exactly one lands; the others read what it recorded."""
+        try:
+            self._call(
+                "PutItem",
+                lambda: self._client.put_item(
+                    TableName=self._table,
+                    Item=items.destination_item(dataset_id, destination),
+                    ConditionExpression="attribute_not_exists(#b)",
+                    ExpressionAttributeNames={"#b": items.PARTITION_KEY},
+                ),
+            )
+        except _ConditionFailed:
+            # Bound already (or a retry finding its own first attempt applied).
+            recorded = self._load_destination(dataset_id)
+            if recorded is None:
+                raise CheckpointConflict(
+                    f"destination of dataset {dataset_id} was removed while "
+                    "binding it; try again"
+                ) from None
+            return recorded
+        return destination
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -457,19 +542,22 @@ class DynamoDBCheckpointStore(CheckpointStore):
         while True:
             page = self._call("Query", lambda: self._client.query(**request))
             for item in page.get("Items", []):
-                # Watermark items lack both index keys, so the sparse index never
-                # holds them; skipping them here costs nothing and keeps it so.
-                if not items.is_watermark(item):
+                # A dataset's own items lack both index keys, so the sparse index
+                # never holds them; skipping them here costs nothing and keeps it so.
+                if items.is_unit(item):
                     yield items.from_item(item)
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
             request["ExclusiveStartKey"] = last
 
-    def _describe(self) -> TableDescriptionTypeDef:
-        return self._call(
+    def _check(self) -> TableDescriptionTypeDef:
+        """Describe the table and refuse one this store cannot use."""
+        table = self._call(
             "DescribeTable", lambda: self._client.describe_table(TableName=self._table)
         )["Table"]
+        self._check_table(table)
+        return table
 
     def _check_table(self, table: TableDescriptionTypeDef) -> None:
         """Refuse a table this store cannot use, with a message naming the fix."""
@@ -510,6 +598,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
     def _call(self, operation: str, request: Callable[[], _T]) -> _T:
         """Send one request: mapped errors, transient failures retried."""
+
+        if self._read_only and operation in _WRITES:
+            raise CheckpointError(f"{self._where()} is read-only: {operation} refused")
 
         def attempt() -> _T:
             logger.debug("%s %s", operation, self._table)

@@ -30,6 +30,7 @@ class MemoryCheckpointStore(CheckpointStore):
         self._lock = threading.Lock()
         self._units: dict[tuple[str, str], Checkpoint] = {}
         self._watermarks: dict[str, int] = {}
+        self._destinations: dict[str, str] = {}
 
     def _insert(self, checkpoints: Sequence[Checkpoint]) -> int:
         inserted = 0
@@ -91,6 +92,22 @@ class MemoryCheckpointStore(CheckpointStore):
             current = self._watermarks.get(dataset_id)
             if current is None or end_ms > current:
                 self._watermarks[dataset_id] = end_ms
+
+    def _load_destination(self, dataset_id: str) -> Optional[str]:
+        with self._lock:
+            return self._destinations.get(dataset_id)
+
+    def _save_destination(self, dataset_id: str, destination: Optional[str]) -> None:
+        with self._lock:
+            if destination is None:
+                self._destinations.pop(dataset_id, None)
+            else:
+                self._destinations[dataset_id] = destination
+
+    def _bind_destination(self, dataset_id: str, destination: str) -> str:
+        # Under one lock: of racing first bindings, exactly one is recorded.
+        with self._lock:
+            return self._destinations.setdefault(dataset_id, destination)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(units={len(self._units)})"

@@ -2,10 +2,11 @@
 
 The table ``units`` mirrors the DynamoDB item of DESIGN.md column for column, so the
 two stores read alike; the table ``watermarks`` holds one row per dataset planned (the
-end of its last planned window, where an incremental run starts). Every write is a
-short ``BEGIN IMMEDIATE`` transaction and every fenced write an ``UPDATE ... WHERE
-Version = ?``; the WAL journal lets readers run while one process writes, and the busy
-timeout makes writers queue instead of failing.
+end of its last planned window, where an incremental run starts), and the table
+``destinations`` one row per dataset bound to a destination. Every write is a short
+``BEGIN IMMEDIATE`` transaction and every fenced write an
+``UPDATE ... WHERE Version = ?``; the WAL journal lets readers run while one process
+writes, and the busy timeout makes writers queue instead of failing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from ..errors import CheckpointConflict, CheckpointError
+from ..errors import (
+    CheckpointConflict,
+    CheckpointError,
+    ConfigError,
+    MissingResourceError,
+)
 from ..models import Checkpoint, UnitStatus, WorkUnit
 from .base import CheckpointStore
 
@@ -44,6 +50,7 @@ _COLUMNS = (
     "Owner",
     "LeaseExpiresAt",
     "Attempts",
+    "Crashes",
     "Error",
     "FilesDone",
     "BytesDone",
@@ -65,9 +72,11 @@ _SAVE_WATERMARK = (
     "INSERT OR REPLACE INTO watermarks (DatasetID, PlannedUntil, UpdatedAt) "
     "VALUES (?, ?, ?)"
 )
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS units (
+_SAVE_DESTINATION = (
+    "INSERT OR REPLACE INTO destinations (DatasetID, Destination) VALUES (?, ?)"
+)
+_TABLES = {
+    "units": """(
         BatchID TEXT NOT NULL,
         OffsetRange TEXT NOT NULL,
         DatasetID TEXT NOT NULL,
@@ -77,6 +86,7 @@ _SCHEMA = (
         Owner TEXT,
         LeaseExpiresAt REAL,
         Attempts INTEGER NOT NULL,
+        Crashes INTEGER NOT NULL DEFAULT 0,
         Error TEXT,
         FilesDone INTEGER NOT NULL,
         BytesDone INTEGER NOT NULL,
@@ -84,19 +94,25 @@ _SCHEMA = (
         UpdatedAt REAL NOT NULL,
         Version INTEGER NOT NULL,
         PRIMARY KEY (BatchID, OffsetRange)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS units_by_dataset_status ON units (DatasetID, Status)",
-    # Added after the first release without a new SCHEMA_VERSION: creating a missing
-    # table is all a file of that release needs, and that release can still open a
-    # file that has it.
-    """
-    CREATE TABLE IF NOT EXISTS watermarks (
+    )""",
+    "watermarks": """(
         DatasetID TEXT NOT NULL PRIMARY KEY,
         PlannedUntil INTEGER NOT NULL,
         UpdatedAt REAL NOT NULL
-    )
-    """,
+    )""",
+    "destinations": """(
+        DatasetID TEXT NOT NULL PRIMARY KEY,
+        Destination TEXT NOT NULL
+    )""",
+}
+"""Every table and its columns. Tables and columns added after the first release
+(``watermarks``, ``destinations``, ``units.Crashes``) came without a new
+SCHEMA_VERSION: creating what is missing is all an older file needs, and an older
+release can still use a file that has them (its statements name their columns)."""
+_ADDED_COLUMNS = (("units", "Crashes", "INTEGER NOT NULL DEFAULT 0", "0"),)
+"""(table, column, declaration, value for rows of older files) of added columns."""
+_INDEX = (
+    "CREATE INDEX IF NOT EXISTS units_by_dataset_status ON units (DatasetID, Status)"
 )
 
 
@@ -114,8 +130,12 @@ class SQLiteCheckpointStore(CheckpointStore):
             a private in-memory database.
         clock: epoch-seconds clock; defaults to :func:`time.time`.
         timeout: seconds to wait for another connection's write lock.
+        read_only: open an existing file for reading only: nothing is created or
+            migrated (a file of an older release reads as if it had the newer
+            tables and columns, empty), and every write raises CheckpointError.
 
     Raises:
+        MissingResourceError: ``read_only`` and the file does not exist.
         CheckpointError: the file cannot be opened or was written by a newer schema.
     """
 
@@ -125,10 +145,12 @@ class SQLiteCheckpointStore(CheckpointStore):
         *,
         clock: Optional[Callable[[], float]] = None,
         timeout: float = DEFAULT_TIMEOUT,
+        read_only: bool = False,
     ) -> None:
         if clock is not None:
             self.clock = clock
         self._path = os.fspath(path)
+        self._read_only = read_only
         self._lock = threading.Lock()
         self._conn: Optional[sqlite3.Connection] = None
         self._conn = self._open(timeout)
@@ -137,6 +159,28 @@ class SQLiteCheckpointStore(CheckpointStore):
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened for reading only."""
+        return self._read_only
+
+    def check(self) -> None:
+        """Fail now if the file cannot be written (a read-only store: read).
+
+        Raises:
+            ConfigError: the database cannot be written, e.g. the file or its
+                directory is read-only.
+        """
+        if self._read_only:
+            return  # opening read its schema already
+        try:
+            with self._transaction("check") as conn:
+                # A write that changes nothing: SQLite refuses it on a read-only file.
+                conn.execute("DELETE FROM destinations WHERE 0")
+        except CheckpointError as exc:
+            reason = exc.__cause__ or exc
+            raise ConfigError(f"{self!r} cannot be written: {reason}") from exc
 
     # -- primitives ---------------------------------------------------------------
 
@@ -216,6 +260,38 @@ class SQLiteCheckpointStore(CheckpointStore):
             if row is None or end_ms > row[0]:
                 conn.execute(_SAVE_WATERMARK, (dataset_id, end_ms, self.clock()))
 
+    def _load_destination(self, dataset_id: str) -> Optional[str]:
+        with self._locked("load a destination") as conn:
+            row = conn.execute(
+                "SELECT Destination FROM destinations WHERE DatasetID = ?",
+                (dataset_id,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _save_destination(self, dataset_id: str, destination: Optional[str]) -> None:
+        with self._transaction("save a destination") as conn:
+            if destination is None:
+                conn.execute(
+                    "DELETE FROM destinations WHERE DatasetID = ?", (dataset_id,)
+                )
+            else:
+                conn.execute(_SAVE_DESTINATION, (dataset_id, destination))
+
+    def _bind_destination(self, dataset_id: str, destination: str) -> str:
+        # Insert-if-absent and read back in one IMMEDIATE transaction: of racing
+        # first bindings, in any process, exactly one is recorded.
+        with self._transaction("bind a destination") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO destinations (DatasetID, Destination) "
+                "VALUES (?, ?)",
+                (dataset_id, destination),
+            )
+            row = conn.execute(
+                "SELECT Destination FROM destinations WHERE DatasetID = ?",
+                (dataset_id,),
+            ).fetchone()
+        return str(row[0])
+
     # -- lifecycle ----------------------------------------------------------------
 
     def close(self) -> None:
@@ -226,30 +302,43 @@ class SQLiteCheckpointStore(CheckpointStore):
             conn.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._path!r})"
+        mode = ", read_only=True" if self._read_only else ""
+        return f"{type(self).__name__}({self._path!r}{mode})"
 
     # -- helpers ------------------------------------------------------------------
 
     def _open(self, timeout: float) -> sqlite3.Connection:
+        target, read_only_file = self._path, False
         if self._path != MEMORY:
-            try:
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CheckpointError(
-                    f"{self!r}: cannot create directory: {exc}"
-                ) from exc
+            if self._read_only:
+                path = Path(self._path).absolute()
+                if not path.exists():
+                    raise MissingResourceError(f"no state database at {path}")
+                # mode=ro: SQLite itself guarantees the file is never written.
+                target, read_only_file = f"{path.as_uri()}?mode=ro", True
+            else:
+                try:
+                    Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CheckpointError(
+                        f"{self!r}: cannot create directory: {exc}"
+                    ) from exc
         with self._errors("open"):
             # isolation_level=None: no implicit transactions; we issue BEGIN ourselves.
             # check_same_thread=False: one connection, shared under self._lock.
             conn = sqlite3.connect(
-                self._path,
+                target,
                 timeout=timeout,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=read_only_file,
             )
         try:
             with self._errors("open"):
-                self._prepare(conn)
+                if read_only_file:
+                    self._prepare_read_only(conn)
+                else:
+                    self._prepare(conn)
         except BaseException:
             conn.close()
             raise
@@ -264,19 +353,50 @@ class SQLiteCheckpointStore(CheckpointStore):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise CheckpointError(
-                    f"{self!r}: schema version {version} is newer than this "
-                    f"release supports ({SCHEMA_VERSION}); upgrade aep_extract"
-                )
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            self._check_version(conn)
+            for name, columns in _TABLES.items():
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {name} {columns}")
+            conn.execute(_INDEX)
+            for table, column, declaration, _ in _ADDED_COLUMNS:
+                if column not in _column_names(conn, table):
+                    conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+                    )
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.rollback()
             raise
+
+    def _prepare_read_only(self, conn: sqlite3.Connection) -> None:
+        """Make a file of any release since the first read like a current one,
+        writing nothing to it: what it lacks is stood in for by TEMP objects,
+        which live in this connection only and shadow the file's (SQLite looks
+        names up in ``temp`` first)."""
+        self._check_version(conn)
+        for name, columns in _TABLES.items():
+            present = _column_names(conn, name)
+            if not present:
+                conn.execute(f"CREATE TEMP TABLE {name} {columns}")
+                continue
+            added = [
+                f"{value} AS {column}"
+                for table, column, _, value in _ADDED_COLUMNS
+                if table == name and column not in present
+            ]
+            if added:
+                conn.execute(
+                    f"CREATE TEMP VIEW {name} AS "
+                    f"SELECT *, {', '.join(added)} FROM main.{name}"
+                )
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{self!r}: schema version {version} is newer than this "
+                f"release supports ({SCHEMA_VERSION}); upgrade aep_extract"
+            )
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -297,6 +417,9 @@ class SQLiteCheckpointStore(CheckpointStore):
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so
         # a transaction never fails half-way on a lock upgrade.
+        if self._read_only:
+            # Refused here as well as by SQLite: TEMP stand-ins would take writes.
+            raise CheckpointError(f"{self!r} is read-only: cannot {action}")
         with self._locked(action) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -305,6 +428,11 @@ class SQLiteCheckpointStore(CheckpointStore):
             except BaseException:
                 conn.rollback()
                 raise
+
+
+def _column_names(conn: sqlite3.Connection, table: str) -> set[str]:
+    """The columns of a table of the file (``main``); empty if it has no such table."""
+    return {row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")}
 
 
 def _row(cp: Checkpoint) -> tuple[Any, ...]:
@@ -320,6 +448,7 @@ def _row(cp: Checkpoint) -> tuple[Any, ...]:
         cp.owner,
         cp.lease_expires_at,
         cp.attempts,
+        cp.crashes,
         cp.error,
         cp.files_done,
         cp.bytes_done,
@@ -341,6 +470,7 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
         owner,
         lease_expires_at,
         attempts,
+        crashes,
         error,
         files_done,
         bytes_done,
@@ -363,6 +493,7 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
             owner=owner,
             lease_expires_at=lease_expires_at,
             attempts=attempts,
+            crashes=crashes,
             error=error,
             files_done=files_done,
             bytes_done=bytes_done,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
 import urllib.parse
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
+from ._s3_support import parse_s3_url
 from .base import Sink
 from .local import LocalSink
 from .memory import MemorySink
 
-__all__ = ["LocalSink", "MemorySink", "Sink", "open_sink"]
+__all__ = ["LocalSink", "MemorySink", "Sink", "check_sink_url", "open_sink"]
 
 SINK_URL_FORMS = ("s3://BUCKET/PREFIX", "a local path", "file:///PATH", "memory://")
 """The sink URLs :func:`open_sink` accepts."""
@@ -37,20 +39,36 @@ def open_sink(url: str, **kwargs: Any) -> Sink:
     Raises:
         ConfigError: an empty or unsupported URL, or an unavailable sink.
     """
+    return _resolve(url)(**kwargs)
+
+
+def check_sink_url(url: str) -> None:
+    """Check that :func:`open_sink` accepts the URL's form, opening nothing (no
+    client is built, no directory touched).
+
+    Raises:
+        ConfigError: see :func:`open_sink`.
+    """
+    _resolve(url)
+
+
+def _resolve(url: str) -> Callable[..., Sink]:
+    """What builds the sink a URL names, its form checked."""
     if not url:
         raise ConfigError(
             f"empty sink URL; expected one of: {', '.join(SINK_URL_FORMS)}"
         )
     match = _SCHEME.match(url)
     if match is None:
-        return LocalSink(url, **kwargs)
+        return functools.partial(LocalSink, url)
     scheme = match.group(1).lower()
     if scheme == "file":
-        return LocalSink(_file_url_path(url), **kwargs)
+        return functools.partial(LocalSink, _file_url_path(url))
     if scheme == "memory" and url[match.end() :] in ("", "/"):
-        return MemorySink(**kwargs)
+        return MemorySink
     if scheme == "s3":
-        return _open_s3(url, kwargs)
+        parse_s3_url(url)  # the form, checked without importing boto3
+        return functools.partial(_open_s3, url)
     raise ConfigError(
         f"unsupported sink URL {url!r}; expected one of: {', '.join(SINK_URL_FORMS)}"
     )
@@ -73,7 +91,7 @@ def _file_url_path(url: str) -> str:
     return urllib.parse.unquote(parts.path)
 
 
-def _open_s3(url: str, kwargs: dict[str, Any]) -> Sink:
+def _open_s3(url: str, **kwargs: Any) -> Sink:
     module_name = f"{__name__}.s3"
     # Imported by name and lazily: boto3 and smart_open load only for an S3 sink.
     try:

@@ -19,9 +19,10 @@ against your implementation::
 
 The store suite controls time itself by setting ``store.clock`` (a clock attribute
 every :class:`~aep_extract.checkpoints.base.CheckpointStore` has), so nothing sleeps.
-A store without the optional watermark primitives subclasses
-:class:`BasicCheckpointStoreContract` instead; one whose ``raise_watermark`` is atomic
-subclasses :class:`AtomicWatermarksContract` to have that checked under concurrency too.
+A store without the optional per-dataset records (the watermark and destination
+primitives) subclasses :class:`BasicCheckpointStoreContract` instead; one whose
+``raise_watermark`` and first ``bind_destination`` are atomic subclasses
+:class:`AtomicWatermarksContract` to have that checked under concurrency too.
 Every test uses fresh dataset ids, batch ids and key prefixes, so a fixture may share
 one table or bucket across tests.
 """
@@ -38,7 +39,13 @@ import attrs
 import pytest
 
 from ..checkpoints.base import MAX_ERROR_LENGTH, CheckpointStore
-from ..errors import CheckpointConflict, CheckpointError, SinkError, UnsafeKeyError
+from ..errors import (
+    CheckpointConflict,
+    CheckpointError,
+    DestinationMismatch,
+    SinkError,
+    UnsafeKeyError,
+)
 from ..models import (
     WHOLE_BATCH,
     Checkpoint,
@@ -66,6 +73,10 @@ START = 1_700_000_000.25
 
 PLANNED_MS = 1_718_000_000_000
 """An end of a planned window (epoch ms) the watermark tests start from."""
+
+SINK_A = "s3://bucket-a/aep {dataset_id}/date={date}/batch={batch_id}/{name}"
+SINK_B = "file:///data/aep {dataset_id}/date={date}/batch={batch_id}/{name}"
+"""Destinations the destination tests bind (any text a caller chooses)."""
 
 _UNSETTLED = (UnitStatus.IN_PROGRESS, UnitStatus.COMPLETED, UnitStatus.FAILED)
 """Statuses ``settle`` neither moves from nor to, nor ``register`` creates."""
@@ -158,7 +169,7 @@ class BasicCheckpointStoreContract:
             assert checkpoint.last_processed_offset == -1
             assert checkpoint.owner is None
             assert checkpoint.lease_expires_at is None
-            assert checkpoint.attempts == 0
+            assert (checkpoint.attempts, checkpoint.crashes) == (0, 0)
             assert checkpoint.created_at == clock()
 
     def test_register_is_idempotent(
@@ -279,7 +290,7 @@ class BasicCheckpointStoreContract:
         )
         lease = self.claim(store, dataset)
         assert lease.unit == unit
-        assert lease.checkpoint.attempts == 1
+        assert (lease.checkpoint.attempts, lease.checkpoint.crashes) == (0, 0)
 
     def test_settle_moves_between_pending_waiting_and_skipped(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
@@ -378,7 +389,7 @@ class BasicCheckpointStoreContract:
         assert taken.owner == "worker-a"
         assert taken.lease_expires_at == clock() + LEASE
         assert lease.expires_at == clock() + LEASE
-        assert taken.attempts == 1
+        assert (taken.attempts, taken.crashes) == (0, 0), "a claim counts nothing"
         assert taken.updated_at == clock()
         assert self.stored(store, unit) == taken
 
@@ -427,7 +438,7 @@ class BasicCheckpointStoreContract:
         clock.advance(1)
         new = self.claim(store, dataset, "worker-b")
         assert new.unit == unit
-        assert new.checkpoint.attempts == 2
+        assert (new.checkpoint.attempts, new.checkpoint.crashes) == (0, 1)
         assert new.checkpoint.last_processed_offset == 2
         with pytest.raises(CheckpointConflict):
             store.advance(old, 5, files=1)
@@ -524,10 +535,11 @@ class BasicCheckpointStoreContract:
         store.register([unit])
         for attempt in (1, 2):
             lease = self.claim(store, dataset)
-            assert lease.checkpoint.attempts == attempt
+            assert lease.checkpoint.attempts == attempt - 1
             lease = store.advance(lease, attempt)
             pending = store.fail(lease, f"error {attempt}", max_attempts=3)
             assert pending.status is UnitStatus.PENDING
+            assert (pending.attempts, pending.crashes) == (attempt, 0)
             assert pending.error == f"error {attempt}"
             assert pending.owner is None
             assert self.stored(store, unit) == pending
@@ -558,11 +570,114 @@ class BasicCheckpointStoreContract:
         assert self.stored(store, unit) == released
         assert released.status is UnitStatus.PENDING
         assert (released.owner, released.lease_expires_at) == (None, None)
-        assert released.attempts == 0
+        assert (released.attempts, released.crashes) == (0, 0)
         assert released.last_processed_offset == 3
         again = self.claim(store, dataset, "worker-b")
-        assert again.checkpoint.attempts == 1
+        assert (again.checkpoint.attempts, again.checkpoint.crashes) == (0, 0)
         assert again.checkpoint.last_processed_offset == 3
+
+    # -- attempts and crashes -------------------------------------------------------
+
+    def test_only_fail_counts_an_attempt(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        for _ in range(3):  # claims given back by graceful stops count nothing
+            lease = self.claim(store, dataset)
+            assert lease.checkpoint.attempts == 0
+            store.release(lease)
+        failed = store.fail(self.claim(store, dataset), "boom", max_attempts=5)
+        assert (failed.attempts, failed.crashes) == (1, 0)
+        lease = self.claim(store, dataset)
+        assert lease.checkpoint.attempts == 1
+        assert store.release(lease).attempts == 1, "release keeps the count"
+        failed = store.fail(self.claim(store, dataset), "boom", max_attempts=5)
+        assert failed.attempts == 2
+        assert self.stored(store, unit) == failed
+
+    def test_takeover_of_an_expired_lease_counts_a_crash(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = self.claim(store, dataset, "worker-0")
+        for crash in (1, 2):
+            clock.advance(LEASE)
+            lease = self.claim(store, dataset, f"worker-{crash}")
+            assert (lease.checkpoint.attempts, lease.checkpoint.crashes) == (0, crash)
+            assert self.stored(store, unit) == lease.checkpoint
+        failed = store.fail(lease, "boom", max_attempts=5)
+        assert (failed.status, failed.attempts, failed.crashes) == (
+            UnitStatus.PENDING,
+            1,
+            2,
+        )
+        released = store.release(self.claim(store, dataset))
+        assert (released.attempts, released.crashes) == (1, 2)
+
+    def test_max_crashes_fails_the_unit_instead_of_taking_it(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        crashing, healthy = self.units(dataset, 2)
+        store.register([crashing])
+        store.advance(self.claim(store, dataset, "worker-a"), 1, files=2)
+        clock.advance(LEASE)
+        lost = self.claim(store, dataset, "worker-b")  # crash 1
+        store.register([healthy])
+        assert self.claim(store, dataset, "worker-c").unit == healthy
+        clock.advance(LEASE)
+        # Both leases expired: the unit at one crash short of the limit is failed,
+        # the claim goes on and takes the other.
+        taken = store.claim(dataset, "worker-d", LEASE, max_crashes=2)
+        assert taken is not None
+        assert taken.unit == healthy
+        assert taken.checkpoint.crashes == 1
+        assert store.claim(dataset, "worker-e", LEASE, max_crashes=2) is None
+        failed = self.stored(store, crashing)
+        assert failed.status is UnitStatus.FAILED
+        assert (failed.owner, failed.lease_expires_at) == (None, None)
+        assert (failed.attempts, failed.crashes) == (0, 2)
+        assert (failed.last_processed_offset, failed.files_done) == (1, 2)
+        assert failed.error == (
+            "lease of worker-b expired 2 times: its workers died or hung while "
+            "copying it"
+        )
+        with pytest.raises(CheckpointConflict):
+            store.advance(lost, 5)
+        clock.advance(LEASE)
+        again = self.claim(store, dataset, "worker-f")  # no limit: never fails
+        assert (again.unit, again.checkpoint.crashes) == (healthy, 2)
+        assert self.stored(store, crashing) == failed
+
+    def test_retry_failed_resets_attempts_and_crashes(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        store.fail(store.advance(self.claim(store, dataset), 3), "boom", max_attempts=9)
+        self.claim(store, dataset, "worker-a")
+        clock.advance(LEASE)
+        self.claim(store, dataset, "worker-b")
+        clock.advance(LEASE)
+        assert store.claim(dataset, "worker-c", LEASE, max_crashes=2) is None
+        failed = self.stored(store, unit)
+        assert (failed.status, failed.attempts, failed.crashes) == (
+            UnitStatus.FAILED,
+            1,
+            2,
+        )
+        assert store.retry_failed(dataset) == 1
+        again = self.stored(store, unit)
+        assert (again.status, again.attempts, again.crashes) == (
+            UnitStatus.PENDING,
+            0,
+            0,
+        )
+        assert again.last_processed_offset == 3
+        lease = store.claim(dataset, "worker-d", LEASE, max_crashes=2)
+        assert lease is not None
+        assert lease.unit == unit
 
     def _fail_all(self, store: CheckpointStore, dataset: str, count: int) -> None:
         for offset in range(count):
@@ -739,8 +854,10 @@ class BasicCheckpointStoreContract:
 
 
 class CheckpointStoreContract(BasicCheckpointStoreContract):
-    """:class:`BasicCheckpointStoreContract` plus the watermarks that incremental
-    runs start from (the optional ``_load_watermark``/``_save_watermark``)."""
+    """:class:`BasicCheckpointStoreContract` plus the per-dataset records: the
+    watermarks that incremental runs start from (the optional
+    ``_load_watermark``/``_save_watermark``) and the destination a dataset is
+    bound to (``_load_destination``/``_save_destination``)."""
 
     def test_watermark_is_none_until_raised(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
@@ -848,10 +965,98 @@ class CheckpointStoreContract(BasicCheckpointStoreContract):
         assert store.forget(dataset) == 0
         assert store.watermark(dataset) is None
 
+    # -- destinations ---------------------------------------------------------------
+
+    def test_the_first_binding_records_the_destination(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        assert store.destination(dataset) is None
+        store.bind_destination(dataset, SINK_A)
+        assert store.destination(dataset) == SINK_A
+        store.bind_destination(dataset, SINK_A)  # the same again: nothing changes
+        assert store.destination(dataset) == SINK_A
+
+    def test_binding_another_destination_is_refused(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        store.bind_destination(dataset, SINK_A)
+        with pytest.raises(DestinationMismatch) as caught:
+            store.bind_destination(dataset, SINK_B)
+        error = caught.value
+        assert (error.dataset_id, error.recorded, error.destination) == (
+            dataset,
+            SINK_A,
+            SINK_B,
+        )
+        assert str(error).startswith(
+            f"dataset {dataset} was copied with this store to {SINK_A}; "
+            f"this run writes to {SINK_B}."
+        )
+        assert "`aep-extract reset`" in str(error)
+        assert store.destination(dataset) == SINK_A
+        with pytest.raises(ValueError, match="empty"):
+            store.bind_destination(dataset, "")
+
+    def test_destinations_are_per_dataset_and_not_units(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        other = f"{dataset}-other"
+        store.bind_destination(dataset, SINK_A)
+        assert store.destination(other) is None
+        store.bind_destination(other, SINK_B)
+        assert (store.destination(dataset), store.destination(other)) == (
+            SINK_A,
+            SINK_B,
+        )
+        assert store.list(dataset) == []
+        assert store.summary(dataset) == dict.fromkeys(UnitStatus, 0)
+        assert store.claim(dataset, "worker-a", LEASE) is None
+        units = self.units(dataset, 2)
+        store.register(units)
+        assert [cp.unit for cp in store.list(dataset)] == units
+        assert store.summary(dataset)[UnitStatus.PENDING] == 2
+
+    def test_destination_primitives_store_what_they_are_given(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """Plain load and save: only ``bind_destination`` refuses a change."""
+        assert store._load_destination(dataset) is None
+        store._save_destination(dataset, None)  # removing an absent one is no error
+        store._save_destination(dataset, SINK_A)
+        assert store._load_destination(dataset) == SINK_A
+        store._save_destination(dataset, SINK_B)
+        assert store.destination(dataset) == SINK_B
+        store._save_destination(dataset, None)
+        assert store.destination(dataset) is None
+        store.bind_destination(dataset, SINK_A)
+        assert store.destination(dataset) == SINK_A
+
+    def test_forget_dataset_clears_the_destination_a_window_keeps_it(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """Needs ``_delete`` as well."""
+        units = self.units(dataset, 2)
+        store.register(units)
+        store.bind_destination(dataset, SINK_A)
+        store.bind_destination(f"{dataset}-other", SINK_B)
+        first = units[0]
+        window = TimeWindow(
+            from_epoch_ms(first.batch_created_ms),
+            from_epoch_ms(first.batch_created_ms + 1),
+        )
+        assert store.forget(dataset, window) == 1
+        assert store.destination(dataset) == SINK_A
+        assert store.forget(dataset) == 1
+        assert store.destination(dataset) is None
+        assert store.destination(f"{dataset}-other") == SINK_B
+        store.bind_destination(dataset, SINK_B)  # forgotten: another may be bound
+        assert store.destination(dataset) == SINK_B
+
 
 class AtomicWatermarksContract(CheckpointStoreContract):
-    """:class:`CheckpointStoreContract` plus racing raises: for a store whose
-    ``raise_watermark`` is atomic (the base class's load-then-save is not)."""
+    """:class:`CheckpointStoreContract` plus racing raises and bindings: for a
+    store whose ``raise_watermark`` and ``_bind_destination`` are atomic (the base
+    class's load-then-save is not)."""
 
     def test_concurrent_raises_keep_the_highest_end(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
@@ -878,7 +1083,38 @@ class AtomicWatermarksContract(CheckpointStoreContract):
         assert errors == []
         assert store.watermark(dataset) == max(ends)
 
-    # -- concurrency ----------------------------------------------------------------
+    def test_racing_first_bindings_have_one_winner(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """Eight threads bind two destinations at once: one is recorded, every
+        binder of it succeeds and every binder of the other is refused."""
+        wanted = [SINK_A, SINK_B] * 4
+        outcomes: dict[int, str] = {}
+        errors: list[BaseException] = []
+        start = threading.Barrier(len(wanted))
+
+        def bind(n: int) -> None:
+            try:
+                start.wait()
+                store.bind_destination(dataset, wanted[n])
+                outcomes[n] = "bound"
+            except DestinationMismatch:
+                outcomes[n] = "refused"
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bind, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        winner = store.destination(dataset)
+        assert winner in (SINK_A, SINK_B)
+        assert outcomes == {
+            n: "bound" if wanted[n] == winner else "refused" for n in range(8)
+        }
 
 
 class SinkContract:

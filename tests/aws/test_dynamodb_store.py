@@ -35,6 +35,7 @@ from aep_extract.checkpoints.dynamodb import GSI_NAME, DynamoDBCheckpointStore
 from aep_extract.errors import (
     CheckpointConflict,
     CheckpointError,
+    ConfigError,
     MissingResourceError,
 )
 from aep_extract.testing.contracts import (
@@ -247,6 +248,7 @@ def test_items_carry_the_seed_attributes_with_their_types(
         "Status": {"S": "Pending"},
         "LastProcessedOffset": {"N": "-1"},
         "Attempts": {"N": "0"},
+        "Crashes": {"N": "0"},
         "FilesDone": {"N": "0"},
         "BytesDone": {"N": "0"},
         "CreatedAt": {"S": "2023-11-14T22:13:20.250000+00:00"},
@@ -264,7 +266,7 @@ def test_items_carry_the_seed_attributes_with_their_types(
     assert float(item["LeaseExpiresAt"]["N"]) == START + 1.5 + LEASE
     assert item["LastProcessedOffset"] == {"N": "3"}
     assert (item["FilesDone"], item["BytesDone"]) == ({"N": "4"}, {"N": "1234"})
-    assert item["Attempts"] == {"N": "1"}
+    assert (item["Attempts"], item["Crashes"]) == ({"N": "0"}, {"N": "0"})
     assert item["Version"] == {"N": "2"}
     assert item["CreatedAt"] == registered["CreatedAt"]
     assert item["UpdatedAt"] == {"S": "2023-11-14T22:13:21.750000+00:00"}
@@ -275,6 +277,7 @@ def test_items_carry_the_seed_attributes_with_their_types(
     store.fail(lease, "boom", max_attempts=1)
     failed = raw_item(aws, table, unit)
     assert failed["Status"] == {"S": "Failed"}
+    assert failed["Attempts"] == {"N": "1"}
     assert failed["Error"] == {"S": "boom"}
     assert "Owner" not in failed
     assert "LeaseExpiresAt" not in failed
@@ -310,6 +313,23 @@ def test_unreadable_item_raises_checkpoint_error(store, aws, table, dataset):
     )
     with pytest.raises(CheckpointError, match="unreadable item for batch"):
         store.get(unit.batch_id)
+
+
+def test_an_item_of_an_older_release_has_no_crashes(store, clock, aws, table, dataset):
+    (unit,) = units(dataset, 1)
+    store.register([unit])
+    aws.client("dynamodb").update_item(
+        TableName=table,
+        Key={"BatchID": {"S": unit.batch_id}, "OffsetRange": {"S": "0-*"}},
+        UpdateExpression="REMOVE Crashes",
+    )
+    assert "Crashes" not in raw_item(aws, table, unit)
+    registered = store.get(unit.batch_id)
+    assert registered is not None
+    assert registered.crashes == 0
+    lease = store.claim(dataset, "worker-a", LEASE)
+    assert lease is not None
+    assert raw_item(aws, table, unit)["Crashes"] == {"N": "0"}
 
 
 # -- watermarks -------------------------------------------------------------------
@@ -381,7 +401,8 @@ def test_watermark_requests(store, clock, dataset):
     store.raise_watermark(dataset, 2_000)
     assert calls.take() == {"GetItem": 2}, "no write when the end is not higher"
     assert store.forget(dataset) == 0
-    assert calls.take() == {"Query": 1, "DeleteItem": 1}
+    # The watermark's and the destination's items.
+    assert calls.take() == {"Query": 1, "DeleteItem": 2}
 
 
 def test_a_retried_raise_that_had_landed_is_not_an_error(store, clock, sleeps, dataset):
@@ -420,6 +441,72 @@ def test_a_raise_racing_a_higher_one_keeps_the_higher(
     store.raise_watermark(dataset, 5_000)
     assert raced == [9_000]
     assert store.watermark(dataset) == 9_000
+
+
+# -- destinations -----------------------------------------------------------------
+
+
+def destination_key(dataset: str) -> dict[str, Any]:
+    return {
+        "BatchID": {"S": f"dataset#{dataset}"},
+        "OffsetRange": {"S": "destination"},
+    }
+
+
+def test_the_destination_is_an_item_the_index_never_holds(
+    store, clock, aws, table, dataset
+):
+    planned = units(dataset, 2)
+    store.register(planned)
+    store.raise_watermark(dataset, 1_718_064_000_000)
+    calls = Calls(store)
+    store.bind_destination(dataset, "s3://bucket/aep")
+    assert calls.take() == {"PutItem": 1}
+    client = aws.client("dynamodb")
+    item = client.get_item(
+        TableName=table, Key=destination_key(dataset), ConsistentRead=True
+    )["Item"]
+    assert item == {
+        **destination_key(dataset),
+        "Destination": {"S": "s3://bucket/aep"},
+    }, "no DatasetID or Status: the sparse index must never hold it"
+    store.bind_destination(dataset, "s3://bucket/aep")
+    assert calls.take() == {"PutItem": 1, "GetItem": 1}, "a lost put, then a read"
+    assert len(client.scan(TableName=table)["Items"]) == 4
+    indexed = client.query(
+        TableName=table,
+        IndexName=GSI_NAME,
+        KeyConditionExpression="DatasetID = :d",
+        ExpressionAttributeValues={":d": {"S": dataset}},
+    )["Items"]
+    assert len(indexed) == 2
+    assert [cp.unit for cp in store.list(dataset)] == planned
+    assert store.get(f"dataset#{dataset}", "destination") is None
+    assert store.forget(dataset) == 2
+    assert client.scan(TableName=table)["Items"] == []
+
+
+def test_a_retried_binding_that_had_landed_is_not_a_mismatch(
+    store, clock, sleeps, dataset
+):
+    fail_first(
+        store,
+        "after-call.dynamodb.PutItem",
+        1,
+        lambda: ConnectionClosedError(endpoint_url="http://dynamodb.invalid"),
+    )
+    store.bind_destination(dataset, "s3://bucket/aep")
+    assert len(sleeps) == 1
+    assert store.destination(dataset) == "s3://bucket/aep"
+
+
+def test_unreadable_destination_raises_checkpoint_error(store, aws, table, dataset):
+    aws.client("dynamodb").put_item(
+        TableName=table,
+        Item={**destination_key(dataset), "Destination": {"N": "1"}},
+    )
+    with pytest.raises(CheckpointError, match="unreadable destination item"):
+        store.destination(dataset)
 
 
 def test_unreadable_watermark_raises_checkpoint_error(store, aws, table, dataset):
@@ -463,7 +550,6 @@ def test_two_workers_race_for_one_unit_and_exactly_one_wins(
     assert len(won) == 1
     item = raw_item(aws, table, unit)
     assert item["Owner"] == {"S": won[0]}
-    assert item["Attempts"] == {"N": "1"}
     assert item["Version"] == {"N": "1"}
 
 
@@ -481,7 +567,7 @@ def test_expired_lease_is_taken_over_in_the_table(make_store, aws, table, datase
     assert new is not None
     taken = raw_item(aws, table, unit)
     assert taken["Owner"] == {"S": "worker-b"}
-    assert taken["Attempts"] == {"N": "2"}
+    assert (taken["Attempts"], taken["Crashes"]) == ({"N": "0"}, {"N": "1"})
     assert taken["LastProcessedOffset"] == {"N": "1"}
     with pytest.raises(CheckpointConflict):
         first.advance(old, 5, files=1)
@@ -747,6 +833,60 @@ def test_missing_table_is_a_clear_error(aws, sleeps):
     )
     assert isinstance(info.value.__cause__, ClientError)
     assert sleeps == []
+
+
+def test_check_finds_a_table_deleted_since_opening(make_store, aws, table):
+    store = make_store()
+    store.check()
+    calls = Calls(store)
+    aws.client("dynamodb").delete_table(TableName=table)
+    with pytest.raises(MissingResourceError) as info:
+        store.check()
+    assert calls.take() == {"DescribeTable": 1}
+    assert f"DynamoDB table {table} does not exist" in str(info.value)
+    assert "`--create-table`" in str(info.value)
+
+
+def test_read_only_never_creates_the_table(aws, table, sleeps):
+    with pytest.raises(ConfigError, match="read-only store cannot create"):
+        DynamoDBCheckpointStore(table, session=aws, create_table=True, read_only=True)
+    with pytest.raises(MissingResourceError, match=f"DynamoDB table {table} does"):
+        DynamoDBCheckpointStore(table, session=aws, read_only=True)
+    assert table not in aws.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_read_only_reads_and_refuses_every_write(make_store, aws, table, dataset):
+    writer = make_store()
+    planned = units(dataset, 2)
+    writer.register(planned)
+    lease = writer.claim(dataset, "worker-a", LEASE)
+    assert lease is not None
+    writer.raise_watermark(dataset, 5_000)
+    writer.bind_destination(dataset, "s3://bucket/aep")
+    before = writer.list(dataset)
+    reader = make_store(create_table=False, read_only=True)
+    assert reader.read_only
+    assert reader.list(dataset) == before
+    assert (reader.watermark(dataset), reader.destination(dataset)) == (
+        5_000,
+        "s3://bucket/aep",
+    )
+    calls = Calls(reader)
+    writes = [
+        lambda: reader.register(units(dataset, 3)),
+        lambda: reader.claim(dataset, "worker-b", LEASE),
+        lambda: reader.complete(lease),
+        lambda: reader.raise_watermark(dataset, 9_000),
+        lambda: reader.bind_destination(f"{dataset}-other", "s3://bucket/aep"),
+        lambda: reader.forget(dataset),
+        reader.create_table,
+    ]
+    for write in writes:
+        with pytest.raises(CheckpointError, match="is read-only"):
+            write()
+    assert not {"PutItem", "DeleteItem", "CreateTable"} & set(calls.take())
+    assert writer.list(dataset) == before
+    assert writer.destination(f"{dataset}-other") is None
 
 
 def test_no_region_is_a_clear_error(monkeypatch, tmp_path):

@@ -108,7 +108,8 @@ def test_status_shows_a_dead_workers_lease_and_a_failure(
     assert data["oldestLease"] == {
         "unit": "planted-dead",
         "owner": "worker-dead",
-        "attempts": 1,
+        "attempts": 0,
+        "crashes": 0,
         "leaseExpiresAt": NOW - 700,
         "expired": True,
     }
@@ -117,6 +118,7 @@ def test_status_shows_a_dead_workers_lease_and_a_failure(
             "unit": "planted-failed",
             "status": "Failed",
             "attempts": 1,
+            "crashes": 0,
             "updatedAt": NOW - 5,
             "error": "SinkError: S3 said AccessDenied",
         }
@@ -129,11 +131,12 @@ def test_status_shows_a_dead_workers_lease_and_a_failure(
     assert "(11m 40s ago); 1 unit(s) InProgress, 1 lease(s) expired\n" in out
     assert "\n  its worker stopped renewing it (likely dead): the next run" in out
     assert "last errors (1 unit(s) with an error, newest first):" in out
-    errors = out.splitlines()[-1].split(None, 4)
+    errors = out.splitlines()[-1].split(None, 5)
     assert errors[1:] == [
         "planted-failed",
         "Failed",
         "1",
+        "0",
         "SinkError: S3 said AccessDenied",
     ]
     assert store.get("planted-failed").status is UnitStatus.FAILED

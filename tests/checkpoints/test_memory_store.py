@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from aep_extract.checkpoints import CheckpointStore, MemoryCheckpointStore
@@ -9,6 +11,7 @@ from aep_extract.models import UnitStatus, WorkUnit
 from aep_extract.testing.contracts import (
     AtomicWatermarksContract,
     BasicCheckpointStoreContract,
+    CheckpointStoreContract,
 )
 
 
@@ -25,6 +28,15 @@ class _StoreWithoutWatermarks(MemoryCheckpointStore):
     _load_watermark = CheckpointStore._load_watermark
     _save_watermark = CheckpointStore._save_watermark
     raise_watermark = CheckpointStore.raise_watermark
+    _load_destination = CheckpointStore._load_destination
+    _save_destination = CheckpointStore._save_destination
+    _bind_destination = CheckpointStore._bind_destination
+
+
+class _StoreWithPlainDestinations(MemoryCheckpointStore):
+    """A custom store with the two destination primitives and nothing atomic."""
+
+    _bind_destination = CheckpointStore._bind_destination
 
 
 class TestStoreWithoutWatermarks(BasicCheckpointStoreContract):
@@ -42,6 +54,26 @@ def test_a_store_without_watermarks_says_so():
         store.raise_watermark("ds", 1)
     store.register([WorkUnit(dataset_id="ds", batch_id="b", batch_created_ms=0)])
     assert store.forget("ds") == 1  # forget works without watermarks
+
+
+class TestStoreWithPlainDestinations(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self):
+        with _StoreWithPlainDestinations() as store:
+            yield store
+
+
+def test_a_store_without_destinations_binds_nothing(caplog):
+    store = _StoreWithoutWatermarks()
+    with caplog.at_level(logging.DEBUG, logger="aep_extract.checkpoints.base"):
+        store.bind_destination("ds", "s3://bucket-a/aep")
+    assert "records no destinations" in caplog.text
+    store.bind_destination("ds", "s3://bucket-b/aep")  # nothing recorded, no error
+    assert store.destination("ds") is None
+    with pytest.raises(NotImplementedError, match="records no destinations"):
+        store._load_destination("ds")
+    store.register([WorkUnit(dataset_id="ds", batch_id="b", batch_created_ms=0)])
+    assert store.forget("ds") == 1
 
 
 def test_clock_argument_is_used():

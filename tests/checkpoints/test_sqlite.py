@@ -10,7 +10,7 @@ import pytest
 
 from aep_extract.checkpoints import SQLiteCheckpointStore
 from aep_extract.checkpoints.sqlite import SCHEMA_VERSION
-from aep_extract.errors import CheckpointError
+from aep_extract.errors import CheckpointError, ConfigError, MissingResourceError
 from aep_extract.models import UnitStatus, WorkUnit
 from aep_extract.testing.contracts import AtomicWatermarksContract
 
@@ -24,6 +24,7 @@ DYNAMODB_ATTRIBUTES = {
     "Owner",
     "LeaseExpiresAt",
     "Attempts",
+    "Crashes",
     "Error",
     "FilesDone",
     "BytesDone",
@@ -141,28 +142,46 @@ def tables(path):
         conn.close()
 
 
-def test_a_file_of_the_first_release_gains_the_watermarks_table(tmp_path):
-    path = tmp_path / "state.db"
+def first_release_file(path):
     conn = sqlite3.connect(path)
     for statement in FIRST_RELEASE_SCHEMA:
         conn.execute(statement)
     conn.commit()
     conn.close()
     assert tables(path) == {"units"}
+    assert "Crashes" not in columns(path)
+
+
+def columns(path, table="units"):
+    conn = sqlite3.connect(path)
+    try:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    finally:
+        conn.close()
+
+
+def test_a_file_of_the_first_release_gains_the_new_tables_and_columns(tmp_path):
+    path = tmp_path / "state.db"
+    first_release_file(path)
     with SQLiteCheckpointStore(path, clock=fixed_clock) as store:
-        assert tables(path) == {"units", "watermarks"}
+        assert tables(path) == {"units", "watermarks", "destinations"}
+        assert columns(path) == DYNAMODB_ATTRIBUTES
         assert store.summary("ds")[UnitStatus.COMPLETED] == 1
         done = store.get("b000")
         assert done is not None
         assert (done.last_processed_offset, done.files_done, done.version) == (4, 5, 3)
+        assert (done.attempts, done.crashes) == (1, 0)
         assert store.watermark("ds") is None
+        assert store.destination("ds") is None
         store.raise_watermark("ds", 1_718_000_000_000)
+        store.bind_destination("ds", "s3://bucket/aep")
         assert store.register(units(3)) == 1
         lease = store.claim("ds", "worker-a", 60)
         assert lease is not None
         store.complete(lease)
     with SQLiteCheckpointStore(path) as reopened:
         assert reopened.watermark("ds") == 1_718_000_000_000
+        assert reopened.destination("ds") == "s3://bucket/aep"
         assert reopened.summary("ds")[UnitStatus.COMPLETED] == 2
     conn = sqlite3.connect(path)
     try:
@@ -170,8 +189,37 @@ def test_a_file_of_the_first_release_gains_the_watermarks_table(tmp_path):
         assert conn.execute("SELECT * FROM watermarks").fetchall() == [
             ("ds", 1_718_000_000_000, fixed_clock())
         ]
+        assert conn.execute("SELECT * FROM destinations").fetchall() == [
+            ("ds", "s3://bucket/aep")
+        ]
+        # A write of the first release (its columns named) still works.
+        conn.execute(
+            "INSERT INTO units (BatchID, OffsetRange, DatasetID, BatchCreated, "
+            "Status, LastProcessedOffset, Attempts, FilesDone, BytesDone, CreatedAt, "
+            "UpdatedAt, Version) "
+            "VALUES ('b009', '0-*', 'ds', 9, 'Pending', -1, 0, 0, 0, 1.5, 1.5, 0)"
+        )
+        conn.commit()
     finally:
         conn.close()
+    with SQLiteCheckpointStore(path) as reopened:
+        written_by_old_release = reopened.get("b009")
+        assert written_by_old_release is not None
+        assert written_by_old_release.crashes == 0
+
+
+def test_crashes_survive_reopening(tmp_path):
+    path = tmp_path / "state.db"
+    clock = [1_000.0]
+    with SQLiteCheckpointStore(path, clock=lambda: clock[0]) as store:
+        store.register(units(1))
+        assert store.claim("ds", "worker-a", 60) is not None
+        clock[0] += 60
+        lease = store.claim("ds", "worker-b", 60)
+        assert lease is not None
+        assert lease.checkpoint.crashes == 1
+    with SQLiteCheckpointStore(path) as reopened:
+        assert reopened.get("b000") == lease.checkpoint
 
 
 def test_watermarks_survive_reopening_and_forget_removes_them(tmp_path):
@@ -349,4 +397,113 @@ def test_processes_and_threads_claim_every_unit_exactly_once(tmp_path):
     assert sorted(claimed) == [u.unit_id for u in units(40)]
     with SQLiteCheckpointStore(path) as store:
         assert store.summary("ds")[UnitStatus.COMPLETED] == 40
-        assert {cp.attempts for cp in store.list("ds")} == {1}
+        # Registered (0), claimed once (1), completed (2); nothing counted.
+        assert {(cp.version, cp.attempts, cp.crashes) for cp in store.list("ds")} == {
+            (2, 0, 0)
+        }
+
+
+# -- read-only --------------------------------------------------------------------
+
+
+def listing(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_read_only_of_a_missing_file_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingResourceError) as caught:
+        SQLiteCheckpointStore("typo/state.db", read_only=True)
+    assert str(caught.value) == f"no state database at {tmp_path}/typo/state.db"
+    assert listing(tmp_path) == []
+
+
+def test_read_only_reads_and_refuses_every_write(tmp_path):
+    path = tmp_path / "state.db"
+    with SQLiteCheckpointStore(path, clock=fixed_clock) as store:
+        store.register(units(3))
+        failed = store.claim("ds", "worker-a", 60)
+        assert failed is not None
+        store.fail(failed, "boom", max_attempts=1)
+        lease = store.claim("ds", "worker-a", 60)
+        assert lease is not None
+        store.raise_watermark("ds", 5_000)
+        store.bind_destination("ds", "s3://bucket/aep")
+        before = store.list("ds")
+    with SQLiteCheckpointStore(path, read_only=True) as reader:
+        assert reader.read_only
+        assert "read_only=True" in repr(reader)
+        assert reader.list("ds") == before
+        assert reader.get(lease.unit.batch_id) == lease.checkpoint
+        assert (reader.watermark("ds"), reader.destination("ds")) == (
+            5_000,
+            "s3://bucket/aep",
+        )
+        writes = [
+            lambda: reader.register(units(4)),
+            lambda: reader.claim("ds", "worker-b", 60),
+            lambda: reader.complete(lease),
+            lambda: reader.release(lease),
+            lambda: reader.retry_failed("ds"),
+            lambda: reader.raise_watermark("ds", 9_000),
+            lambda: reader.bind_destination("other", "s3://bucket/aep"),
+            lambda: reader.forget("ds"),
+        ]
+        for write in writes:
+            with pytest.raises(CheckpointError, match="read-only"):
+                write()
+        reader.check()  # readable: nothing more is asked of a read-only store
+    with SQLiteCheckpointStore(path) as store:
+        assert store.list("ds") == before
+        assert store.destination("other") is None
+        assert store.watermark("ds") == 5_000
+
+
+def test_read_only_reads_a_first_release_file_without_changing_it(tmp_path):
+    path = tmp_path / "state.db"
+    first_release_file(path)
+    content = path.read_bytes()
+    with SQLiteCheckpointStore(path, read_only=True) as reader:
+        done = reader.get("b000")
+        assert done is not None
+        assert (done.status, done.attempts, done.crashes) == (
+            UnitStatus.COMPLETED,
+            1,
+            0,
+        )
+        assert reader.summary("ds")[UnitStatus.PENDING] == 1
+        assert reader.watermark("ds") is None
+        assert reader.destination("ds") is None
+        with pytest.raises(CheckpointError, match="read-only"):
+            reader.raise_watermark("ds", 1)
+    assert path.read_bytes() == content
+    assert tables(path) == {"units"}
+    assert "Crashes" not in columns(path)
+
+
+def test_read_only_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(CheckpointError, match="newer"):
+        SQLiteCheckpointStore(path, read_only=True)
+
+
+def test_check_passes_on_a_writable_file(tmp_path):
+    with SQLiteCheckpointStore(tmp_path / "state.db") as store:
+        store.bind_destination("ds", "s3://bucket/aep")
+        store.check()
+        assert store.destination("ds") == "s3://bucket/aep"
+
+
+def test_check_of_a_database_that_cannot_be_written_is_a_config_error(tmp_path):
+    with SQLiteCheckpointStore(tmp_path / "state.db") as store:
+        # What SQLite answers for a write-protected file (chmod binds no root).
+        conn = store._conn
+        assert conn is not None
+        conn.execute("PRAGMA query_only = ON")
+        with pytest.raises(ConfigError, match="cannot be written") as caught:
+            store.check()
+        assert "readonly database" in str(caught.value)
+        assert store.list("ds") == []

@@ -250,7 +250,8 @@ def test_the_oldest_lease_and_whether_its_worker_is_gone(
     copied, paths, store, fixed_clock, capsys
 ):
     plant(store, "planted-dead")
-    dead = claim(store, "worker-dead", at=NOW - 1000, lease_seconds=300)
+    claim(store, "worker-gone", at=NOW - 2000, lease_seconds=300)
+    dead = claim(store, "worker-dead", at=NOW - 1000, lease_seconds=300)  # takeover
     plant(store, "planted-live", created="2024-06-12T00:00:00Z")
     claim(store, "worker-live", at=NOW - 10, lease_seconds=610)
 
@@ -261,7 +262,8 @@ def test_the_oldest_lease_and_whether_its_worker_is_gone(
     assert data["oldestLease"] == {
         "unit": "planted-dead",
         "owner": "worker-dead",
-        "attempts": 1,
+        "attempts": 0,
+        "crashes": 1,
         "leaseExpiresAt": NOW - 700,
         "expired": True,
     }
@@ -273,7 +275,7 @@ def test_the_oldest_lease_and_whether_its_worker_is_gone(
     text = out.splitlines()
     at = text.index(line(out, "oldest lease:"))
     assert text[at : at + 2] == [
-        "oldest lease: unit planted-dead of worker-dead (attempt 1), "
+        "oldest lease: unit planted-dead of worker-dead (attempt 1, 1 crash), "
         f"expired {utc(NOW - 700)} (11m 40s ago); "
         "2 unit(s) InProgress, 1 lease(s) expired",
         "  its worker stopped renewing it (likely dead): "
@@ -303,10 +305,18 @@ def test_last_errors_newest_first_and_notes_apart(
 ):
     long_error = "SourceError: HTTP 500 from /files\n" + "x" * 300
     failures = {}  # unit -> (time, status, attempts, error)
+    crashes = {"planted-6": 2}  # unit -> lease takeovers before its failure
     for i in range(7):
         batch = f"planted-{i}"
         plant(store, batch)
         at = NOW - 100 + i * 10
+        for crash in range(crashes.get(batch, 0)):
+            claim(
+                store,
+                f"worker-{i}-{crash}",
+                at=at - 1000 + crash * 300,
+                lease_seconds=300,
+            )
         lease = claim(store, f"worker-{i}", at=at, lease_seconds=300)
         error = long_error if i == 5 else f"SinkError: write {i} refused"
         store.fail(lease, error, max_attempts=1)
@@ -336,6 +346,7 @@ def test_last_errors_newest_first_and_notes_apart(
             "unit": entry["unit"],
             "status": state,
             "attempts": attempts,
+            "crashes": crashes.get(entry["unit"], 0) if state == "Failed" else 0,
             "updatedAt": at,
             "error": error,
         }
@@ -364,19 +375,22 @@ def test_last_errors_newest_first_and_notes_apart(
     assert code == 1
     text = out.splitlines()
     at = text.index("last errors (5 of 7 unit(s) with an error, newest first):")
-    assert text[at + 1].split() == ["UPDATED", "UNIT", "STATUS", "ATTEMPTS", "ERROR"]
-    rows = [row.split(None, 4) for row in text[at + 2 : at + 7]]
+    assert text[at + 1].split() == [
+        *("UPDATED", "UNIT", "STATUS", "ATTEMPTS", "CRASHES", "ERROR"),
+    ]
+    rows = [row.split(None, 5) for row in text[at + 2 : at + 7]]
     assert [row[1] for row in rows] == newest
     assert rows[0] == [
         utc(NOW - 40),
         "planted-6",
         "Failed",
         "1",
+        "2",
         failures["planted-6"][3],
     ]
-    assert rows[1][:4] == [utc(NOW - 50), "planted-5", "Pending", "0"]
+    assert rows[1][:5] == [utc(NOW - 50), "planted-5", "Pending", "0", "0"]
     flat = "SourceError: HTTP 500 from /files " + "x" * 300  # one line, cut to 100
-    assert rows[1][4] == flat[:97] + "..."
+    assert rows[1][5] == flat[:97] + "..."
     assert len(text) == at + 7  # nothing after the errors without --units
     assert re.search(
         rf"^waiting for AEP .*\({len(waiting_units)}; every plan checks again\):$",
@@ -400,19 +414,21 @@ def test_units_lists_every_unit_only_when_asked(
     text = out.splitlines()
     at = text.index("units:")
     assert text[at + 1].split() == [
-        "UNIT", "STATUS", "LAST", "OFFSET", "FILES", "BYTES", "ATTEMPTS", "NOTE",
+        "UNIT", "STATUS", "LAST", "OFFSET", "FILES", "BYTES", "ATTEMPTS", "CRASHES",
+        "NOTE",
     ]  # fmt: skip
-    rows = [row.split(None, 6) for row in text[at + 2 :]]
+    rows = [row.split(None, 7) for row in text[at + 2 :]]
     units = store.list(DATASET)
     assert len(rows) == len(units)
     for row, cp in zip(rows, units):
-        assert row[:7] == [
+        assert row[:8] == [
             cp.unit_id,
             cp.status.value,
             str(cp.last_processed_offset),
             str(cp.files_done),
             str(cp.bytes_done),
             str(cp.attempts),
+            str(cp.crashes),
         ] + ([cp.error] if cp.error else [])
     # The summary comes first, unchanged.
     _, short, _ = status(paths, capsys)

@@ -190,6 +190,56 @@ def test_expired_lease_of_dead_worker_is_taken_over(source):
     assert data_objects(sink) == expected_tree(source)
 
 
+def test_crashed_workers_do_not_use_up_the_attempts():
+    source = MemorySource(DATASET, make_batches(n_batches=1))
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    now = [1000.0]
+    store.clock = lambda: now[0]
+    ex = extractor(source, store, sink, lease_seconds=60, unit_attempts=2)
+    ex.plan(DATASET, START, END)
+    for worker in ("dead-1", "dead-2"):  # two workers died holding the unit
+        assert store.claim(DATASET, worker, 60) is not None
+        now[0] += 61
+    failed: list[FileRef] = []
+
+    def fail_once(file: FileRef) -> None:
+        if not failed:
+            failed.append(file)
+            raise InvalidResponse("flaky read")
+
+    source.on_read = fail_once
+    report = ex.execute(DATASET)
+    assert report.ok, report.failures
+    assert len(report.failures) == 1
+    done = store.get("batch0")
+    assert done is not None
+    assert (done.status, done.attempts, done.crashes) == (UnitStatus.COMPLETED, 1, 2)
+    assert data_objects(sink) == expected_tree(source)
+
+
+def test_a_unit_that_keeps_killing_its_workers_is_failed():
+    source = MemorySource(DATASET, make_batches(n_batches=1))
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    now = [1000.0]
+    store.clock = lambda: now[0]
+    ex = extractor(source, store, sink, lease_seconds=60, unit_crashes=3)
+    ex.plan(DATASET, START, END)
+    for worker in ("dead-1", "dead-2", "dead-3"):  # the last two took it over
+        assert store.claim(DATASET, worker, 60) is not None
+        now[0] += 61
+    report = ex.execute(DATASET)
+    assert not report.ok
+    assert report.units[UnitStatus.FAILED] == 1
+    failed = store.get("batch0")
+    assert failed is not None
+    assert (failed.attempts, failed.crashes) == (0, 3)
+    assert failed.error == (
+        "lease of dead-3 expired 3 times: its workers died or hung while copying it"
+    )
+    assert source.reads == []
+    assert data_objects(sink) == {}
+
+
 def test_split_units_cover_every_file_once():
     source = MemorySource(DATASET, make_batches(n_batches=2, n_files=7))
     store, sink = MemoryCheckpointStore(), MemorySink()
