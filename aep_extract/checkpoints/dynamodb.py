@@ -29,6 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from .._aws_errors import aws_config_errors
 from ..config import RetryConfig
 from ..errors import CheckpointConflict, CheckpointError, MissingResourceError
 from ..models import Checkpoint, UnitStatus
@@ -108,8 +109,10 @@ class DynamoDBCheckpointStore(CheckpointStore):
     projection ALL). :meth:`create_table` makes one with on-demand billing, or the
     table can be provisioned beforehand (see the DynamoDB page of the docs).
 
-    The constructor calls ``DescribeTable`` once to fail early when the table is
-    missing or has another key schema.
+    The constructor calls ``DescribeTable`` once to fail early when AWS credentials
+    or region are missing, or the table is missing or has another key schema; with
+    ``create_table`` it creates a missing table (and only then calls
+    ``CreateTable``).
 
     Args:
         table_name: the table.
@@ -126,8 +129,11 @@ class DynamoDBCheckpointStore(CheckpointStore):
         sleep: how to wait between attempts (inject a recorder in tests).
 
     Raises:
-        CheckpointError: the table does not exist, has another schema, or AWS
-            cannot be reached.
+        ConfigError: no AWS credentials, no region, an unknown profile (or another
+            AWS configuration error); the message says what to set.
+        MissingResourceError: the table does not exist (and ``create_table`` is
+            False).
+        CheckpointError: the table has another schema, or AWS cannot be reached.
 
     Example:
         >>> store = DynamoDBCheckpointStore(
@@ -526,9 +532,11 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
     @contextlib.contextmanager
     def _map_botocore_errors(self, operation: str) -> Iterator[None]:
-        """Translate botocore errors, in one place, into CheckpointError subclasses."""
+        """Translate botocore errors, in one place, into CheckpointError subclasses
+        (AWS configuration errors into ConfigError, see :mod:`.._aws_errors`)."""
         try:
-            yield
+            with aws_config_errors():
+                yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "")

@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .._aws_errors import aws_config_errors
 from ..errors import ConfigError, MissingResourceError, SinkError
 from ..layout import check_key
 from ..models import ObjectInfo
@@ -56,6 +57,11 @@ DAY = timedelta(days=1)
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
+_GENERIC_DENIALS = frozenset({"Access Denied", "Forbidden"})
+
+
+class _NoSuchBucket(SinkError):
+    """The bucket does not exist."""
 
 
 class _NoSuchObject(SinkError):
@@ -359,15 +365,17 @@ class S3Sink(Sink):
     def _map_botocore_errors(
         self, action: str, key: Optional[str] = None
     ) -> Iterator[None]:
-        """The one place where botocore's errors become SinkError."""
+        """The one place where botocore's errors become SinkError (AWS
+        configuration errors become ConfigError, see :mod:`.._aws_errors`)."""
         what = action if key is None else f"{action} {key!r}"
         try:
-            yield
+            with aws_config_errors():
+                yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             if code == "NoSuchBucket":
-                raise SinkError(
+                raise _NoSuchBucket(
                     f"{self!r}: bucket {self._bucket!r} does not exist"
                 ) from exc
             if code == "NoSuchUpload":
@@ -453,13 +461,14 @@ def _build_client(
     # Client creation only reads configuration; a bad profile or region is the
     # caller's configuration, hence ConfigError rather than SinkError.
     try:
-        chosen = session if session is not None else boto3.session.Session()
-        return chosen.client(
-            "s3",
-            region_name=region_name,
-            endpoint_url=endpoint_url,
-            config=_client_config(),
-        )
+        with aws_config_errors():
+            chosen = session if session is not None else boto3.session.Session()
+            return chosen.client(
+                "s3",
+                region_name=region_name,
+                endpoint_url=endpoint_url,
+                config=_client_config(),
+            )
     except BotoCoreError as exc:
         raise ConfigError(f"cannot create an S3 client: {exc}") from exc
 

@@ -35,6 +35,7 @@ from aep_extract.checkpoints.dynamodb import GSI_NAME, DynamoDBCheckpointStore
 from aep_extract.errors import (
     CheckpointConflict,
     CheckpointError,
+    ConfigError,
     MissingResourceError,
 )
 from aep_extract.testing.contracts import (
@@ -753,7 +754,7 @@ def test_no_region_is_a_clear_error(monkeypatch, tmp_path):
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    with pytest.raises(CheckpointError, match="must specify a region"):
+    with pytest.raises(ConfigError, match="no AWS region: set AWS_DEFAULT_REGION"):
         DynamoDBCheckpointStore("any-table")
 
 
