@@ -175,9 +175,15 @@ class DynamoDBCheckpointStore(CheckpointStore):
                     ),
                 )
         self._client = client
-        if create_table:
+        try:
+            table = self._describe()
+        except MissingResourceError:
+            if not create_table:
+                raise
+            # Only now: CreateTable is a control-plane call, rate-limited and
+            # often not granted to the workers of a pre-provisioned table.
             self.create_table()
-        table = self._describe()
+            table = self._describe()
         self._check_table(table)
         if table.get("TableStatus") == "CREATING":  # e.g. another worker's create
             self._wait_until_active()

@@ -774,6 +774,19 @@ def test_create_table_is_idempotent(make_store, aws, table, dataset):
     assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
+def test_create_table_creates_only_a_missing_table(aws, table):
+    sent: list[str] = []
+    aws.events.register(
+        "before-call.dynamodb", lambda model, **_: sent.append(model.name)
+    )
+    with DynamoDBCheckpointStore(table, session=aws, create_table=True):
+        assert "CreateTable" in sent
+    sent.clear()
+    # A worker of a provisioned table may lack dynamodb:CreateTable: not asked.
+    with DynamoDBCheckpointStore(table, session=aws, create_table=True):
+        assert sent == ["DescribeTable"]
+
+
 def test_a_user_provisioned_table_works(aws, table, dataset):
     create_raw_table(aws, table)
     with DynamoDBCheckpointStore(table, session=aws) as store:
