@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import __version__
 from . import _cli_args as args_
@@ -33,6 +33,9 @@ from .report import DatasetStatus, RunReport
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
 from .sources import AepSource
+
+if TYPE_CHECKING:
+    from .metrics import CloudWatchMetrics, EmfMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +183,7 @@ def _window(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     window = _window(args)
+    publisher = _metrics_publisher(args.metrics)
     with _extractor(args, args.sink) as extractor, _stop_on_signals(extractor):
         if args.since_last:
             report = extractor.run_since_last(
@@ -188,17 +192,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             report = extractor.run(args.dataset, deadline=args.deadline, **window)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
-    _publish_metrics(args.metrics, report)
+    _publish_metrics(publisher, report)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
 
 
-def _publish_metrics(kind: str, report: RunReport) -> None:
-    """Publish the run's metrics; a failure to do so is logged, not fatal."""
+def _metrics_publisher(kind: str) -> Optional[CloudWatchMetrics | EmfMetrics]:
+    """The publisher of ``--metrics``, made before the run, so that a configuration
+    error (no AWS region for CloudWatch) stops the command before any work."""
     if kind == "none":
-        return
-    from .metrics import CloudWatchMetrics, EmfMetrics, MetricsError
+        return None
+    from .metrics import CloudWatchMetrics, EmfMetrics
 
-    publisher = CloudWatchMetrics() if kind == "cloudwatch" else EmfMetrics()
+    return CloudWatchMetrics() if kind == "cloudwatch" else EmfMetrics()
+
+
+def _publish_metrics(
+    publisher: Optional[CloudWatchMetrics | EmfMetrics], report: RunReport
+) -> None:
+    """Publish the run's metrics; a failure to do so is logged, not fatal."""
+    if publisher is None:
+        return
+    from .metrics import MetricsError
+
     try:
         publisher.publish(report)
     except MetricsError as exc:

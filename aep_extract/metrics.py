@@ -74,6 +74,11 @@ class CloudWatchMetrics:
         session: a boto3 session (default: boto3's own credential chain).
         namespace: the CloudWatch namespace.
 
+    Raises:
+        ConfigError: no AWS region, an unknown profile (or another AWS
+            configuration error) while making the client; the message says what
+            to set.
+
     Example:
         >>> CloudWatchMetrics(namespace="etl/aep").publish(report)  # doctest: +SKIP
     """
@@ -88,7 +93,10 @@ class CloudWatchMetrics:
         if client is None:
             import boto3
 
-            client = (session or boto3.Session()).client("cloudwatch")
+            from ._aws_errors import aws_config_errors
+
+            with aws_config_errors():
+                client = (session or boto3.Session()).client("cloudwatch")
         self.client = client
         self.namespace = namespace
 
@@ -96,9 +104,12 @@ class CloudWatchMetrics:
         """Send the report's metrics in one ``PutMetricData`` call.
 
         Raises:
-            MetricsError: CloudWatch refused or could not be reached.
+            MetricsError: CloudWatch refused or could not be reached, or no AWS
+                credentials were found (the message says what to set).
         """
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from ._aws_errors import config_problem
 
         dimensions = [{"Name": DIMENSION, "Value": report.dataset_id}]
         data: list[Any] = [
@@ -108,7 +119,9 @@ class CloudWatchMetrics:
         try:
             self.client.put_metric_data(Namespace=self.namespace, MetricData=data)
         except (BotoCoreError, ClientError) as exc:
-            raise MetricsError(f"PutMetricData to {self.namespace}: {exc}") from exc
+            # Not a ConfigError: a run's metrics never change its outcome.
+            problem = config_problem(exc) or str(exc)
+            raise MetricsError(f"PutMetricData to {self.namespace}: {problem}") from exc
         logger.info(
             "published %d metrics to CloudWatch namespace %s",
             len(data),

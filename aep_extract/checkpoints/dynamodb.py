@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from .._aws_errors import aws_config_errors
 from ..config import RetryConfig
 from ..errors import (
     CheckpointConflict,
@@ -118,8 +119,10 @@ class DynamoDBCheckpointStore(CheckpointStore):
     projection ALL). :meth:`create_table` makes one with on-demand billing, or the
     table can be provisioned beforehand (see the DynamoDB page of the docs).
 
-    The constructor calls ``DescribeTable`` once to fail early when the table is
-    missing or has another key schema.
+    The constructor calls ``DescribeTable`` once to fail early when AWS credentials
+    or region are missing, or the table is missing or has another key schema; with
+    ``create_table`` it creates a missing table (and only then calls
+    ``CreateTable``).
 
     Args:
         table_name: the table.
@@ -138,8 +141,11 @@ class DynamoDBCheckpointStore(CheckpointStore):
             never created).
 
     Raises:
-        ConfigError: both ``create_table`` and ``read_only``.
-        MissingResourceError: the table does not exist.
+        ConfigError: both ``create_table`` and ``read_only``; no AWS credentials,
+            no region, an unknown profile (or another AWS configuration error):
+            the message says what to set.
+        MissingResourceError: the table does not exist (and ``create_table`` is
+            False).
         CheckpointError: the table has another schema, or AWS cannot be reached.
 
     Example:
@@ -188,9 +194,17 @@ class DynamoDBCheckpointStore(CheckpointStore):
                     ),
                 )
         self._client = client
-        if create_table:
+        try:
+            table = self._describe()
+        except MissingResourceError:
+            if not create_table:
+                raise
+            # Only now: CreateTable is a control-plane call, rate-limited and
+            # often not granted to the workers of a pre-provisioned table.
             self.create_table()
-        if self._check().get("TableStatus") == "CREATING":  # another worker's create
+            table = self._describe()
+        self._check_table(table)
+        if table.get("TableStatus") == "CREATING":  # e.g. another worker's create
             self._wait_until_active()
         logger.debug("opened %r", self)
 
@@ -551,11 +565,15 @@ class DynamoDBCheckpointStore(CheckpointStore):
                 return
             request["ExclusiveStartKey"] = last
 
-    def _check(self) -> TableDescriptionTypeDef:
-        """Describe the table and refuse one this store cannot use."""
-        table = self._call(
+    def _describe(self) -> TableDescriptionTypeDef:
+        """The table's description (MissingResourceError when there is none)."""
+        return self._call(
             "DescribeTable", lambda: self._client.describe_table(TableName=self._table)
         )["Table"]
+
+    def _check(self) -> TableDescriptionTypeDef:
+        """Describe the table and refuse one this store cannot use."""
+        table = self._describe()
         self._check_table(table)
         return table
 
@@ -617,9 +635,11 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
     @contextlib.contextmanager
     def _map_botocore_errors(self, operation: str) -> Iterator[None]:
-        """Translate botocore errors, in one place, into CheckpointError subclasses."""
+        """Translate botocore errors, in one place, into CheckpointError subclasses
+        (AWS configuration errors into ConfigError, see :mod:`.._aws_errors`)."""
         try:
-            yield
+            with aws_config_errors():
+                yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "")

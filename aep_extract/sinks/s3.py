@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .._aws_errors import aws_config_errors
 from ..errors import ConfigError, MissingResourceError, SinkError
 from ..layout import check_key
 from ..models import ObjectInfo
@@ -56,6 +57,11 @@ DAY = timedelta(days=1)
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
+_GENERIC_DENIALS = frozenset({"Access Denied", "Forbidden"})
+
+
+class _NoSuchBucket(SinkError):
+    """The bucket does not exist."""
 
 
 class _NoSuchObject(SinkError):
@@ -235,23 +241,28 @@ class S3Sink(Sink):
     def check(self) -> None:
         """Fail early when the bucket does not exist or cannot be reached.
 
+        Lists at most one key under the sink's prefix (``ListObjectsV2``): unlike
+        ``HeadBucket``, which carries no prefix, this is allowed by a
+        ``s3:ListBucket`` grant limited to the prefix.
+
         Raises:
+            ConfigError: no AWS credentials (or another AWS configuration error).
             MissingResourceError: no such bucket.
             SinkError: S3 refused (e.g. access denied) or cannot be reached.
         """
         try:
-            with self._map_botocore_errors("reach the bucket"):
-                self._client.head_bucket(Bucket=self._bucket)
-        except (_NoSuchObject, SinkError) as exc:
-            cause = exc.__cause__
-            code = ""
-            if isinstance(cause, ClientError):
-                code = str(cause.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchBucket"):
-                raise MissingResourceError(
-                    f"S3 bucket {self._bucket!r} does not exist"
-                ) from cause
-            raise
+            self._listed(self._root)
+        except _NoSuchBucket as exc:
+            raise MissingResourceError(
+                f"S3 bucket {self._bucket!r} does not exist"
+            ) from exc.__cause__
+        except _AccessDenied as exc:
+            scope = f"s3:prefix {self._root!r}" if self._root else "the whole bucket"
+            raise SinkError(
+                f"{self!r}: access denied listing {self.url}/: the role needs "
+                f"s3:ListBucket on arn:aws:s3:::{self._bucket} for {scope} (see "
+                "the least-privilege policy in the S3 sink docs)"
+            ) from exc.__cause__
 
     def stat(self, key: str) -> Optional[ObjectInfo]:
         """Size of a stored object (``HeadObject``), or None when there is none.
@@ -359,15 +370,17 @@ class S3Sink(Sink):
     def _map_botocore_errors(
         self, action: str, key: Optional[str] = None
     ) -> Iterator[None]:
-        """The one place where botocore's errors become SinkError."""
+        """The one place where botocore's errors become SinkError (AWS
+        configuration errors become ConfigError, see :mod:`.._aws_errors`)."""
         what = action if key is None else f"{action} {key!r}"
         try:
-            yield
+            with aws_config_errors():
+                yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             if code == "NoSuchBucket":
-                raise SinkError(
+                raise _NoSuchBucket(
                     f"{self!r}: bucket {self._bucket!r} does not exist"
                 ) from exc
             if code == "NoSuchUpload":
@@ -377,12 +390,17 @@ class S3Sink(Sink):
                 ) from exc
             if code in _MISSING:
                 raise _NoSuchObject(f"{self!r}: no object {key!r}") from exc
+            message = str(error.get("Message", ""))
             if code in _DENIED:
+                # S3's text is a bare "Access Denied", except when it names what
+                # is missing (a KMS permission, say): then it is worth showing.
+                generic = not message or message in _GENERIC_DENIALS
+                said = "" if generic else f" ({message})"
                 raise _AccessDenied(
-                    f"{self!r}: access denied: cannot {what}; check the IAM and "
-                    "bucket policies"
+                    f"{self!r}: access denied: cannot {what}{said}; check the IAM "
+                    "and bucket policies (the S3 sink docs list what each call needs)"
                 ) from exc
-            detail = error.get("Message") or str(exc)
+            detail = message or str(exc)
             raise SinkError(f"{self!r}: cannot {what}: {code}: {detail}") from exc
         except BotoCoreError as exc:
             raise SinkError(f"{self!r}: cannot {what}: {exc}") from exc
@@ -453,13 +471,14 @@ def _build_client(
     # Client creation only reads configuration; a bad profile or region is the
     # caller's configuration, hence ConfigError rather than SinkError.
     try:
-        chosen = session if session is not None else boto3.session.Session()
-        return chosen.client(
-            "s3",
-            region_name=region_name,
-            endpoint_url=endpoint_url,
-            config=_client_config(),
-        )
+        with aws_config_errors():
+            chosen = session if session is not None else boto3.session.Session()
+            return chosen.client(
+                "s3",
+                region_name=region_name,
+                endpoint_url=endpoint_url,
+                config=_client_config(),
+            )
     except BotoCoreError as exc:
         raise ConfigError(f"cannot create an S3 client: {exc}") from exc
 

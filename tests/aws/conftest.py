@@ -50,6 +50,11 @@ def atomic_moto_dynamodb() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials so nothing can reach a real AWS account."""
+    fake_aws_env(monkeypatch)
+
+
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set fake credentials and the test region; clear profiles and endpoints."""
     for name in (
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",

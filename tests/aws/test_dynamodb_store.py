@@ -893,7 +893,7 @@ def test_no_region_is_a_clear_error(monkeypatch, tmp_path):
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    with pytest.raises(CheckpointError, match="must specify a region"):
+    with pytest.raises(ConfigError, match="no AWS region: set AWS_DEFAULT_REGION"):
         DynamoDBCheckpointStore("any-table")
 
 
@@ -911,6 +911,19 @@ def test_create_table_is_idempotent(make_store, aws, table, dataset):
     assert index["IndexName"] == GSI_NAME
     assert index["KeySchema"] == GSI["KeySchema"]
     assert index["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_create_table_creates_only_a_missing_table(aws, table):
+    sent: list[str] = []
+    aws.events.register(
+        "before-call.dynamodb", lambda model, **_: sent.append(model.name)
+    )
+    with DynamoDBCheckpointStore(table, session=aws, create_table=True):
+        assert "CreateTable" in sent
+    sent.clear()
+    # A worker of a provisioned table may lack dynamodb:CreateTable: not asked.
+    with DynamoDBCheckpointStore(table, session=aws, create_table=True):
+        assert sent == ["DescribeTable"]
 
 
 def test_a_user_provisioned_table_works(aws, table, dataset):

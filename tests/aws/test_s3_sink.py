@@ -22,7 +22,12 @@ from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 
-from aep_extract.errors import ConfigError, SinkError, UnsafeKeyError
+from aep_extract.errors import (
+    ConfigError,
+    MissingResourceError,
+    SinkError,
+    UnsafeKeyError,
+)
 from aep_extract.sinks import _multipart, _s3_support, open_sink, s3
 from aep_extract.sinks.s3 import S3Sink, choose_part_size
 from aep_extract.testing.contracts import SinkContract
@@ -108,7 +113,13 @@ class Recorder:
 
 
 def fail_call(
-    client: Any, operation: str, code: str, status: int, *, on_call: int = 1
+    client: Any,
+    operation: str,
+    code: str,
+    status: int,
+    *,
+    on_call: int = 1,
+    message: str = "injected",
 ) -> list[int]:
     """Make the ``on_call``-th call of ``operation`` fail; returns the call count."""
     seen: list[int] = []
@@ -118,7 +129,7 @@ def fail_call(
         if len(seen) != on_call:
             return None  # send the real request
         return AWSResponse("", status, HTTPHeaders(), None), {
-            "Error": {"Code": code, "Message": "injected"},
+            "Error": {"Code": code, "Message": message},
             "ResponseMetadata": {"HTTPStatusCode": status},
         }
 
@@ -375,6 +386,55 @@ def test_missing_bucket_is_a_clear_sink_error(aws):
             ) as caught:
                 attempt()
             assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_check_lists_one_key_under_the_prefix(sink, bucket):
+    # Not HeadBucket: a s3:ListBucket grant limited to the prefix refuses it.
+    recorder = Recorder(sink.client, "HeadBucket", "ListObjectsV2")
+    sink.check()
+    assert recorder.names() == ["ListObjectsV2"]
+    (params,) = recorder.of("ListObjectsV2")
+    assert (params["Bucket"], params["Prefix"], params["MaxKeys"]) == (
+        bucket,
+        "root/",
+        1,
+    )
+
+
+def test_check_of_a_missing_bucket_is_a_missing_resource_error(aws):
+    sink = S3Sink("s3://no-such-bucket-here/p", session=aws)
+    with sink, pytest.raises(MissingResourceError, match="'no-such-bucket-here'"):
+        sink.check()
+
+
+def test_check_denied_names_the_permission_it_needs(sink, bucket):
+    fail_call(sink.client, "ListObjectsV2", "AccessDenied", 403)
+    with pytest.raises(SinkError) as caught:
+        sink.check()
+    assert not isinstance(caught.value, MissingResourceError)
+    assert (
+        f"access denied listing s3://{bucket}/root/: the role needs s3:ListBucket "
+        f"on arn:aws:s3:::{bucket} for s3:prefix 'root/'"
+    ) in str(caught.value)
+
+
+def test_access_denied_shows_what_s3_says_is_missing(sink):
+    reason = (
+        "User: arn:aws:sts::123456789012:assumed-role/etl/job is not authorized to "
+        "perform: kms:GenerateDataKey on resource: arn:aws:kms:us-east-1:"
+        "123456789012:key/k1"
+    )
+    fail_call(sink.client, "PutObject", "AccessDenied", 403, message=reason)
+    with pytest.raises(SinkError, match="kms:GenerateDataKey"):
+        sink.write_bytes("k", b"x")
+    fail_call(sink.client, "PutObject", "AccessDenied", 403, message="Access Denied")
+    with pytest.raises(SinkError) as caught:
+        sink.write_bytes("k", b"x")
+    assert str(caught.value) == (
+        "S3Sink('s3://" + sink.bucket + "/root'): access denied: cannot write 'k'; "
+        "check the IAM and bucket policies (the S3 sink docs list what each call "
+        "needs)"
+    )
 
 
 def test_read_of_a_missing_key_is_a_sink_error(sink):

@@ -1,0 +1,262 @@
+"""The documented IAM policies against the AWS calls the code makes.
+
+A recorder of the calls a boto3 session's clients send, one table mapping each call to
+the IAM request(s) AWS authorizes for it, the policies of ``docs/policies`` with their
+placeholders filled in, and an evaluator: ``@cloud-copilot/iam-simulate`` (which
+evaluates conditions), installed by npm into a cache directory and run by node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+import boto3
+import pytest
+
+POLICIES = Path(__file__).parents[2] / "docs" / "policies"
+SIMULATOR = Path(__file__).parent / "iam_simulate"
+"""package.json and package-lock.json pinning iam-simulate, and the node script."""
+
+
+class Call(NamedTuple):
+    """One API call a client sent."""
+
+    service: str
+    operation: str
+    params: Mapping[str, Any]
+
+
+class IamRequest(NamedTuple):
+    """What IAM authorizes: an action on a resource, in a condition context."""
+
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+
+
+class CallRecorder:
+    """Records every call of the clients made from ``session`` (register before
+    they are made: a client copies the session's event handlers)."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self.calls: list[Call] = []
+        session.events.register("provide-client-params", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        kept = {k: v for k, v in params.items() if k != "Body"}
+        self.calls.append(Call(service, model.name, kept))
+
+
+# -- calls to IAM requests ------------------------------------------------------------
+
+S3_ACTIONS: Mapping[str, tuple[str, str]] = {
+    # operation: (IAM action, resource: the "bucket" or the "object")
+    "HeadBucket": ("s3:ListBucket", "bucket"),
+    "ListObjectsV2": ("s3:ListBucket", "bucket"),
+    "ListMultipartUploads": ("s3:ListBucketMultipartUploads", "bucket"),
+    "HeadObject": ("s3:GetObject", "object"),
+    "GetObject": ("s3:GetObject", "object"),
+    "PutObject": ("s3:PutObject", "object"),
+    "CreateMultipartUpload": ("s3:PutObject", "object"),
+    "UploadPart": ("s3:PutObject", "object"),
+    "CompleteMultipartUpload": ("s3:PutObject", "object"),
+    "AbortMultipartUpload": ("s3:AbortMultipartUpload", "object"),
+}
+"""The S3 API reference, "Permissions" of each operation."""
+
+KMS_ACTIONS: Mapping[str, str] = {
+    # operation on an SSE-KMS object: what S3 asks KMS for on the caller's behalf
+    "PutObject": "kms:GenerateDataKey",
+    "CreateMultipartUpload": "kms:GenerateDataKey",
+    "UploadPart": "kms:Decrypt",
+    "CompleteMultipartUpload": "kms:Decrypt",  # with part checksums
+    "GetObject": "kms:Decrypt",
+    "HeadObject": "kms:Decrypt",  # with ChecksumMode=ENABLED only
+}
+"""The S3 API reference, "Permissions" of each operation (general purpose buckets)."""
+
+DYNAMODB_OPERATIONS = frozenset(
+    {
+        "DescribeTable",
+        "CreateTable",
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchGetItem",
+        "Query",
+        "Scan",
+    }
+)
+"""DynamoDB operations whose IAM action is ``dynamodb:<operation>`` on the table (the
+index for a Query or Scan of one)."""
+
+
+def iam_requests(
+    call: Call, *, region: str, account: str, kms_key_arn: Optional[str] = None
+) -> list[IamRequest]:
+    """The IAM requests AWS authorizes for ``call``; ``kms_key_arn``: the key of
+    the SSE-KMS objects the call touches, if any.
+
+    Raises:
+        KeyError: an operation the table does not know; add it.
+    """
+    params = call.params
+    if call.service == "s3":
+        action, kind = S3_ACTIONS[call.operation]
+        bucket = f"arn:aws:s3:::{params['Bucket']}"
+        resource = bucket if kind == "bucket" else f"{bucket}/{params['Key']}"
+        context: tuple[tuple[str, str], ...] = ()
+        if action == "s3:ListBucket" and "Prefix" in params:
+            context = (("s3:prefix", params["Prefix"]),)
+        found = [IamRequest(action, resource, context)]
+        if "ACL" in params:
+            found.append(IamRequest("s3:PutObjectAcl", resource))
+        reads_key = call.operation != "HeadObject" or "ChecksumMode" in params
+        if kms_key_arn is not None and call.operation in KMS_ACTIONS and reads_key:
+            via = (("kms:ViaService", f"s3.{region}.amazonaws.com"),)
+            found.append(IamRequest(KMS_ACTIONS[call.operation], kms_key_arn, via))
+        return found
+    if call.service == "dynamodb":
+        if call.operation not in DYNAMODB_OPERATIONS:
+            raise KeyError(f"dynamodb {call.operation}")
+        tables = params.get("RequestItems") or [params["TableName"]]
+        found = []
+        for table in tables:
+            resource = f"arn:aws:dynamodb:{region}:{account}:table/{table}"
+            if "IndexName" in params:
+                resource += f"/index/{params['IndexName']}"
+            found.append(IamRequest(f"dynamodb:{call.operation}", resource))
+        return found
+    raise KeyError(f"{call.service} {call.operation}")
+
+
+# -- policies -------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\b(BUCKET|PREFIX|REGION|ACCOUNT|KEY-ID|TABLE)\b")
+
+
+def policy(name: str, **values: str) -> dict[str, Any]:
+    """``docs/policies/<name>`` with its placeholders replaced: ``KEY_ID="k"``
+    replaces ``KEY-ID``, ``WRITER_ACCOUNT`` ``WRITER-ACCOUNT``."""
+    text = (POLICIES / name).read_text()
+    # Longest first: WRITER-ACCOUNT before ACCOUNT.
+    for placeholder in sorted(values, key=len, reverse=True):
+        text = text.replace(placeholder.replace("_", "-"), values[placeholder])
+    left = _PLACEHOLDER.search(text)
+    assert left is None, f"{name}: placeholder {left.group()} left unfilled"
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+# -- the evaluator --------------------------------------------------------------------
+
+
+def install_simulator() -> Path:
+    """A directory whose node_modules hold the pinned iam-simulate: npm ci of
+    ``iam_simulate/package-lock.json`` into the user's cache, once per lock file.
+
+    Fails the test, never skips it, when node or npm is missing or npm fails.
+    """
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(
+                f"the IAM policy tests need Node.js and npm ({tool} is not on PATH): "
+                "install them (e.g. apt-get install nodejs npm), then rerun"
+            )
+    manifests = [SIMULATOR / "package.json", SIMULATOR / "package-lock.json"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = cache_home / "aep-extract-tests" / "npm"
+    target = cache / digest[:16]
+    if (target / "node_modules" / "@cloud-copilot" / "iam-simulate").is_dir():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    # Install beside the target, then rename: a concurrent or killed install never
+    # leaves a half-filled target behind.
+    staging = Path(tempfile.mkdtemp(prefix="installing-", dir=cache))
+    try:
+        for manifest in manifests:
+            shutil.copy(manifest, staging)
+        npm = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+        done = subprocess.run(
+            [*npm, "--prefix", str(staging)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"npm ci of {SIMULATOR} failed:\n{done.stdout}{done.stderr}")
+        with contextlib.suppress(OSError):  # another process finished first
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+class Simulator:
+    """Decides IAM requests with iam-simulate, one node process per batch."""
+
+    def __init__(self, install_dir: Path) -> None:
+        self._install_dir = install_dir
+
+    def decide(
+        self,
+        requests: Sequence[IamRequest],
+        *,
+        identity_policy: Mapping[str, Any],
+        principal: str,
+        resource_account: str,
+        resource_policy: Optional[Mapping[str, Any]] = None,
+    ) -> list[str]:
+        """``Allowed``, ``ImplicitlyDenied`` or ``ExplicitlyDenied`` per request.
+
+        Fails on a request the evaluator refuses (unknown action, wrong resource
+        type) or a context key it ignores: a condition would then go unchecked.
+        """
+        document: dict[str, Any] = {
+            "principal": principal,
+            "identityPolicy": identity_policy,
+            "requests": [
+                {
+                    "action": r.action,
+                    "resource": r.resource,
+                    "accountId": resource_account,
+                    "context": dict(r.context),
+                }
+                for r in requests
+            ],
+        }
+        if resource_policy is not None:
+            document["resourcePolicy"] = resource_policy
+        done = subprocess.run(
+            ["node", str(SIMULATOR / "simulate.mjs"), str(self._install_dir)],
+            input=json.dumps(document),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        answers = json.loads(done.stdout)
+        for request, answer in zip(requests, answers):
+            assert answer["decision"] != "Error", (request, answer["errors"])
+            assert answer["ignoredContextKeys"] == [], (request, answer)
+        return [answer["decision"] for answer in answers]
+
+
+def unique(requests: Iterable[IamRequest]) -> list[IamRequest]:
+    """The requests without repeats, in first-seen order."""
+    return list(dict.fromkeys(requests))
