@@ -23,7 +23,7 @@ from ._logging import log_context
 from ._tasks import CopyAborted, FileTasks, describe
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
-from .errors import AepExtractError, CheckpointConflict
+from .errors import AepExtractError, CheckpointConflict, UnsafeKeyError
 from .hooks import ExtractionHooks, HookDispatcher
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, UnitStatus
@@ -34,7 +34,7 @@ from .sources.base import AepSource
 
 logger = logging.getLogger(__name__)
 
-_Result = Union[list[FileRef], tuple[FileCopy, bool], None]
+_Result = Union[list[tuple[FileRef, str]], tuple[FileCopy, bool], None]
 _IDLE_POLL_SECONDS = 5.0
 _RECHECK_SECONDS = 1.0
 T = TypeVar("T")
@@ -179,17 +179,12 @@ class Engine:
             self.hooks.unit_started(unit=lease.unit, attempt=lease.checkpoint.attempts)
             job = UnitJob(lease=lease)
             self.jobs[job.unit_id] = job
-            self._submit(job, "list", -1, self.source.list_files, lease.unit.batch_id)
+            self._submit(job, "list", -1, self.tasks.list_files, lease.unit)
 
     def _submit_next_task(self) -> bool:
         for job in self.jobs.values():
             if job.active and job.todo and not self._stopping():
-                offset, file = job.todo.popleft()
-                try:
-                    key = self.layout.file_key(job.lease.unit, file)
-                except AepExtractError as exc:
-                    self._note_error(job, exc)
-                    continue
+                offset = job.todo.popleft()
                 recorded = offset <= job.lease.checkpoint.last_processed_offset
                 self._submit(
                     job,
@@ -198,8 +193,8 @@ class Engine:
                     self.tasks.fetch,
                     job.lease.unit,
                     offset,
-                    file,
-                    key,
+                    job.files[offset],
+                    job.keys[offset],
                     recorded,
                 )
                 return True
@@ -299,6 +294,8 @@ class Engine:
         if job.error is None and not job.lost:
             logger.warning("unit %s: %s", job.unit_id, describe(exc), extra=_ctx(job))
             job.error = describe(exc)
+            # No retry changes a name from the API: such a unit fails at once.
+            job.final = isinstance(exc, UnsafeKeyError)
         job.todo.clear()
 
     def _advance(self, job: UnitJob) -> None:
@@ -363,9 +360,8 @@ class Engine:
         error = job.error or "unknown error"
         self.counters.failures.append((job.unit_id, error))
         try:
-            state = self.store.fail(
-                job.lease, error, max_attempts=self.config.unit_attempts
-            )
+            attempts = 1 if job.final else self.config.unit_attempts
+            state = self.store.fail(job.lease, error, max_attempts=attempts)
         except CheckpointConflict:
             logger.warning(
                 "unit %s: lease lost before recording failure",
