@@ -30,7 +30,13 @@ from ._logging import log_context
 from ._tasks import CopyAborted, FileTasks, describe
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
-from .errors import AepExtractError, AuthError, CheckpointConflict, TokenUnavailable
+from .errors import (
+    AepExtractError,
+    AuthError,
+    CheckpointConflict,
+    TokenUnavailable,
+    UnsafeKeyError,
+)
 from .hooks import ExtractionHooks, HookDispatcher
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, UnitStatus
@@ -41,7 +47,7 @@ from .sources.base import AepSource
 
 logger = logging.getLogger(__name__)
 
-_Result = Union[list[FileRef], tuple[FileCopy, bool], None]
+_Result = Union[list[tuple[FileRef, str]], tuple[FileCopy, bool], None]
 _RUN_FATAL = (AuthError, TokenUnavailable)
 """Errors that end the run, not a unit: without a token no unit can go on."""
 _IDLE_POLL_SECONDS = 5.0
@@ -225,12 +231,7 @@ class Engine:
     def _submit_next_task(self) -> bool:
         for job in self.jobs.values():
             if job.active and job.todo and not self._stopping():
-                offset, file = job.todo.popleft()
-                try:
-                    key = self.layout.file_key(job.lease.unit, file)
-                except AepExtractError as exc:
-                    self._note_error(job, exc)
-                    continue
+                offset = job.todo.popleft()
                 recorded = offset <= job.lease.checkpoint.last_processed_offset
                 self._submit(
                     job,
@@ -239,8 +240,8 @@ class Engine:
                     self.tasks.fetch,
                     job.lease.unit,
                     offset,
-                    file,
-                    key,
+                    job.files[offset],
+                    job.keys[offset],
                     recorded,
                 )
                 return True
@@ -344,6 +345,8 @@ class Engine:
         if job.error is None and not job.lost:
             logger.warning("unit %s: %s", job.unit_id, describe(exc), extra=_ctx(job))
             job.error = describe(exc)
+            # No retry changes a name from the API: such a unit fails at once.
+            job.final = isinstance(exc, UnsafeKeyError)
         job.todo.clear()
 
     def _advance(self, job: UnitJob) -> None:
@@ -408,9 +411,8 @@ class Engine:
         error = job.error or "unknown error"
         self.counters.failures.append((job.unit_id, error))
         try:
-            state = self.store.fail(
-                job.lease, error, max_attempts=self.config.unit_attempts
-            )
+            attempts = 1 if job.final else self.config.unit_attempts
+            state = self.store.fail(job.lease, error, max_attempts=attempts)
         except CheckpointConflict:
             logger.warning(
                 "unit %s: lease lost before recording failure",

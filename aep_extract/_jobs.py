@@ -20,13 +20,17 @@ class UnitJob:
 
     lease: Lease
     files: dict[int, FileRef] = attrs.field(factory=dict)
+    keys: dict[int, str] = attrs.field(factory=dict)
     listed: bool = False
-    todo: deque[tuple[int, FileRef]] = attrs.field(factory=deque)
+    todo: deque[int] = attrs.field(factory=deque)
+    """Offsets of the files still to submit."""
     copies: dict[int, FileCopy] = attrs.field(factory=dict)
     fresh: dict[int, int] = attrs.field(factory=dict)
     """Offsets copied by this run, with their sizes (for the unit's done counters)."""
     in_flight: int = 0
     error: Optional[str] = None
+    final: bool = False
+    """The error can never heal (an unsafe or colliding key): fail the unit now."""
     lost: bool = False
     manifest_started: bool = False
 
@@ -35,12 +39,14 @@ class UnitJob:
         """The leased unit's id."""
         return self.lease.unit.unit_id
 
-    def load(self, files: list[FileRef]) -> None:
-        """Take the batch listing: queue every file of the unit's range."""
-        unit = self.lease.unit
-        self.files = {o: f for o, f in enumerate(files) if unit.covers(o)}
+    def load(self, listing: list[tuple[FileRef, str]]) -> None:
+        """Take the batch listing with the files' keys: queue the unit's range."""
+        for offset, (file, key) in enumerate(listing):
+            if self.lease.unit.covers(offset):
+                self.files[offset] = file
+                self.keys[offset] = key
         self.listed = True
-        self.todo.extend(self.files.items())
+        self.todo.extend(self.files)
 
     @property
     def first_offset(self) -> int:

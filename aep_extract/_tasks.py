@@ -15,8 +15,9 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any, Callable, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import quote
 
 from ._cancel import abortable
 from ._logging import log_context
@@ -29,6 +30,38 @@ from .sources.base import AepSource
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+_MAX_METADATA_VALUE = 512
+"""Longer values are stored as their digest: S3 allows 2 KB of metadata in all."""
+
+
+def source_metadata(unit: WorkUnit, file: FileRef) -> dict[str, str]:
+    """The metadata a copied file carries to prove which source file it is.
+
+    Values are the UTF-8 ids and name, percent-encoded (S3 metadata is ASCII);
+    a value longer than 512 characters so encoded is ``sha256:`` and its digest.
+    """
+    values = {
+        "aep-dataset-id": unit.dataset_id,
+        "aep-batch-id": unit.batch_id,
+        "aep-dataset-file-id": file.dataset_file_id,
+        "aep-file-name": file.name,
+    }
+    encoded = {name: quote(value, safe="") for name, value in values.items()}
+    return {
+        name: value
+        if len(value) <= _MAX_METADATA_VALUE
+        else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+        for name, value in encoded.items()
+    }
+
+
+def proves(metadata: Optional[Mapping[str, str]], expected: Mapping[str, str]) -> bool:
+    """Whether an object's metadata names the source ``expected`` describes."""
+    return metadata is not None and all(
+        metadata.get(name) == value for name, value in expected.items()
+    )
 
 
 class CopyAborted(Exception):
@@ -81,9 +114,16 @@ class FileTasks:
             raise
 
     @_task
-    def list_files(self, unit: WorkUnit) -> list[FileRef]:
-        """The listing of the unit's batch."""
-        return self.source.list_files(unit.batch_id)
+    def list_files(self, unit: WorkUnit) -> list[tuple[FileRef, str]]:
+        """The unit's batch listing with each file's key, checked for collisions.
+
+        Raises:
+            UnsafeKeyError: a name would escape its prefix or the sink refuses a key.
+            KeyCollisionError: two files, or a file and a manifest, share an object.
+        """
+        files = self.source.list_files(unit.batch_id)
+        keys = self.layout.file_keys(unit, files, self.sink.key_identity)
+        return list(zip(files, keys))
 
     @_task
     def fetch(
@@ -91,19 +131,42 @@ class FileTasks:
     ) -> tuple[FileCopy, bool]:
         """Make sure one file is in the sink; True when this call copied it.
 
-        An object already at its key with the listed size was written whole by an
-        earlier run (objects appear only when complete): it is checksummed from the
-        sink for the manifest instead of being downloaded again.
+        An object already at the key with the listed size was written whole by an
+        earlier run (objects appear only when complete) if its metadata names this
+        source file, or, in a sink that cannot store metadata, if the store records
+        the file as copied (``recorded``). It is then checksummed from the sink for
+        the manifest instead of being downloaded again; anything else is replaced.
         """
         info = self.sink.stat(key)
+        context = log_context(unit, file)
         if info is not None and info.size == file.length:
-            logger.debug("%s already in the sink", key, extra=log_context(unit, file))
-            return _file_copy(offset, file, key, self.sink.sha256(key)), False
-        if recorded:
+            if proves(info.metadata, source_metadata(unit, file)) or (
+                info.metadata is None and recorded
+            ):
+                logger.debug("%s already in the sink", key, extra=context)
+                return _file_copy(offset, file, key, self.sink.sha256(key)), False
+            if info.metadata is None:
+                logger.info(
+                    "%s: an object of the listed size is there, but this sink keeps "
+                    "no proof of its source and the store does not record it; "
+                    "copying again",
+                    key,
+                    extra=context,
+                )
+            else:
+                logger.warning(
+                    "%s holds an object of the listed size from another source "
+                    "(metadata %s); replacing it",
+                    key,
+                    dict(info.metadata),
+                    extra=context,
+                )
+        elif recorded:
             logger.warning(
-                "%s is recorded as copied but missing; copying again",
+                "%s is recorded as copied but %s; copying again",
                 key,
-                extra=log_context(unit, file),
+                "missing" if info is None else f"has {info.size} bytes",
+                extra=context,
             )
         return self.copy(unit, offset, file, key), True
 
@@ -111,11 +174,7 @@ class FileTasks:
         """Stream one file from the source into the sink, checksumming it."""
         digest = hashlib.sha256()
         size = 0
-        metadata = {
-            "aep-dataset-id": unit.dataset_id,
-            "aep-batch-id": unit.batch_id,
-            "aep-dataset-file-id": file.dataset_file_id,
-        }
+        metadata = source_metadata(unit, file)
         chunks = self.source.read_file(file)
         try:
             with self.sink.open_write(key, size=file.length, metadata=metadata) as out:

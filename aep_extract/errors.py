@@ -24,6 +24,7 @@
     │   └── CheckpointConflict      a conditional write lost (lease taken over)
     ├── SinkError                   the sink failed
     │   └── UnsafeKeyError          a name from the API would escape its prefix
+    │       └── KeyCollisionError   two files (or a file and a manifest) share a key
     └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
 
 Retryable errors (``RETRYABLE``) are retried by the source's retry policy before they
@@ -175,6 +176,31 @@ class SinkError(AepExtractError):
 
 class UnsafeKeyError(SinkError):
     """A name from the API would escape its prefix (``..``, absolute, control chars)."""
+
+
+class KeyCollisionError(UnsafeKeyError):
+    """Two files of a batch, or a file and a manifest, map to one object of the sink.
+
+    Raised before any file of the unit is copied: one of them would overwrite the
+    other. Keys collide when they are equal, or when the sink stores them as one
+    object (a case-insensitive or Unicode-normalising filesystem, see
+    :meth:`Sink.key_identity <aep_extract.Sink.key_identity>`).
+
+    Attributes:
+        sources: what maps there, e.g. ``dataSetFileId 'a/b' name 'c'``, each
+            spelled so that two different sources never read alike.
+        keys: the key of each source (equal, or equal to the sink).
+    """
+
+    def __init__(self, sources: tuple[str, str], keys: tuple[str, str]) -> None:
+        self.sources = sources
+        self.keys = keys
+        where = (
+            f"sink key {keys[0]!r}"
+            if keys[0] == keys[1]
+            else f"sink keys {keys[0]!r} and {keys[1]!r}, one object in this sink"
+        )
+        super().__init__(f"{sources[0]} and {sources[1]} both map to {where}")
 
 
 class ExtractionFailed(AepExtractError):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from typing import Optional
+from collections.abc import Sequence
+from typing import Callable, Optional
 
 import attrs
 
 from .config import DEFAULT_KEY_TEMPLATE, DEFAULT_MANIFEST_TEMPLATE
-from .errors import UnsafeKeyError
+from .errors import KeyCollisionError, UnsafeKeyError
 from .models import WHOLE_BATCH, FileRef, WorkUnit, from_epoch_ms
+
+_OFFSET_RANGE = re.compile(r"\.([0-9]+)-([0-9]+|\*)")
+"""An offset range as a split unit's manifest key spells it (``.0-99``)."""
 
 
 def check_key(key: str) -> str:
@@ -25,6 +30,12 @@ def check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise UnsafeKeyError(f"unsafe key {key!r}: empty, '.' or '..' segment")
     return key
+
+
+def describe_file(file: FileRef) -> str:
+    """A file's source ids, quoted so that no two files read alike (``a/b`` + ``c``
+    and ``a`` + ``b/c`` would, as paths)."""
+    return f"dataSetFileId {file.dataset_file_id!r} name {file.name!r}"
 
 
 @attrs.frozen(kw_only=True)
@@ -53,6 +64,47 @@ class KeyLayout:
                 name=file.name,
             )
         )
+
+    def file_keys(
+        self,
+        unit: WorkUnit,
+        files: Sequence[FileRef],
+        identity: Callable[[str], str] = str,
+    ) -> list[str]:
+        """Keys of every file of a batch, in listing order, each naming its own object.
+
+        ``files`` is the whole listing of ``unit``'s batch: the units of a split batch
+        share its keys. Two keys name one object when ``identity`` (the sink's
+        :meth:`~aep_extract.Sink.key_identity`) maps them to the same value.
+
+        Raises:
+            UnsafeKeyError: a name from the API would escape the batch's prefix, or
+                the sink refuses a key.
+            KeyCollisionError: two files map to one object, or a file to the
+                manifest of a unit of the batch.
+        """
+        keys = [self.file_key(unit, file) for file in files]
+        owners: dict[str, tuple[str, str]] = {}  # identity -> (source, key)
+
+        def claim(source: str, key: str) -> None:
+            first = owners.setdefault(identity(key), (source, key))
+            if first != (source, key):
+                raise KeyCollisionError((first[0], source), (first[1], key))
+
+        def claim_manifest(of: WorkUnit) -> None:
+            claim(f"the manifest of unit {of.unit_id}", self.manifest_key(of))
+
+        claim_manifest(attrs.evolve(unit, first_offset=0, last_offset=None))
+        for file, key in zip(files, keys):
+            # A split unit's manifest spells its range in its key (_manifest.0-99.json):
+            # a file key holding a range may be the manifest of a unit of the batch.
+            for first, last in _OFFSET_RANGE.findall(key):
+                end = None if last == "*" else int(last)
+                split = attrs.evolve(unit, first_offset=int(first), last_offset=end)
+                if identity(self.manifest_key(split)) == identity(key):
+                    claim_manifest(split)
+            claim(describe_file(file), key)
+        return keys
 
     def manifest_key(self, unit: WorkUnit) -> str:
         """Key of a batch's manifest (one per unit for a split batch)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
@@ -290,10 +291,15 @@ class Lease:
 
 @attrs.frozen(kw_only=True)
 class ObjectInfo:
-    """What a sink knows of a stored object."""
+    """What a sink knows of a stored object.
+
+    ``metadata`` is what the object was written with (``open_write(metadata=...)``);
+    None when the sink cannot store metadata.
+    """
 
     key: str
     size: int
+    metadata: Optional[Mapping[str, str]] = attrs.field(default=None, hash=False)
 
 
 @attrs.frozen(kw_only=True)

@@ -75,9 +75,12 @@ class CountingSink(Sink):
         return self.inner.stat(key)
 
     # Optional methods: delegate them too, so the inner sink's versions (S3Sink's
-    # stored-checksum sha256, for one) keep working.
+    # stored-checksum sha256, LocalSink's case folding on macOS) keep working.
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list_keys(prefix)
+
+    def key_identity(self, key: str) -> str:
+        return self.inner.key_identity(key)
 
     def sha256(self, key: str) -> str:
         return self.inner.sha256(key)

@@ -24,8 +24,10 @@ class Sink(Closeable, abc.ABC):
       object becomes visible under ``key`` only when the block exits without an error
       (atomic rename, completed multipart upload, ...); on an error nothing is left
       behind, not even an empty object. Writing the same key again replaces it whole.
-    - :meth:`open_read` streams a stored object; :meth:`stat` tells its size or None.
+    - :meth:`open_read` streams a stored object; :meth:`stat` tells its size and
+      metadata, or None.
     - :meth:`list_keys` (optional) lists stored keys under a prefix.
+    - :meth:`key_identity` (optional) tells when two keys name one object.
     """
 
     @abc.abstractmethod
@@ -36,7 +38,12 @@ class Sink(Closeable, abc.ABC):
         size: Optional[int] = None,
         metadata: Optional[Mapping[str, str]] = None,
     ) -> AbstractContextManager[BinaryIO]:
-        """Open ``key`` for writing; ``size`` is the expected length when known."""
+        """Open ``key`` for writing; ``size`` is the expected length when known.
+
+        ``metadata`` (names of lower-case HTTP token characters, values of printable
+        ASCII) is stored with the object, visible together with its bytes, where
+        the sink can store metadata; :meth:`stat` gives it back.
+        """
 
     @abc.abstractmethod
     def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
@@ -48,11 +55,29 @@ class Sink(Closeable, abc.ABC):
 
     @abc.abstractmethod
     def stat(self, key: str) -> Optional[ObjectInfo]:
-        """Size of a stored object, or None when it does not exist."""
+        """Size and metadata of a stored object, or None when it does not exist.
+
+        The :class:`~aep_extract.ObjectInfo`'s ``metadata`` is None when the sink
+        cannot store metadata; the engine then trusts an object it finds only
+        when the checkpoint store records the file as copied.
+        """
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key that starts with ``prefix`` (optional override)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
+
+    def key_identity(self, key: str) -> str:
+        """What decides whether two keys name one object: equal identities do.
+
+        The default is the key itself, right for stores that compare keys exactly
+        (S3, memory). A sink whose store folds names (a case-insensitive or
+        Unicode-normalising filesystem) returns the folded form, so that the engine
+        refuses a batch whose files would overwrite each other.
+
+        Raises:
+            UnsafeKeyError: the sink refuses the key.
+        """
+        return key
 
     def check(self) -> None:
         """Fail early, before any copy, when the sink cannot be used (optional

@@ -7,7 +7,9 @@ import errno
 import io
 import logging
 import os
+import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -30,11 +32,16 @@ TEMP_SUFFIX = ".part"
 _TEMP_NAME_CHARS = 100
 """Characters of the target's name kept in a temporary name, to stay under NAME_MAX."""
 
+XATTR_PREFIX = "user.aep."
+"""Metadata ``name`` is kept in the extended attribute ``user.aep.{name}``."""
+
+_NOT_SUPPORTED = {
+    getattr(errno, name) for name in ("ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)
+}
 _UNSUPPORTED_DIR_FSYNC = {errno.EINVAL, errno.EBADF, errno.EISDIR, errno.EACCES}
-if hasattr(errno, "ENOTSUP"):
-    _UNSUPPORTED_DIR_FSYNC.add(errno.ENOTSUP)
-if hasattr(errno, "EOPNOTSUPP"):
-    _UNSUPPORTED_DIR_FSYNC.add(errno.EOPNOTSUPP)
+_UNSUPPORTED_DIR_FSYNC |= _NOT_SUPPORTED
+_PROBE_NAME = "Ae\u0301"
+"""Mixed case and a decomposed é: a probe file's name, to find what the root folds."""
 
 
 class LocalSink(Sink):
@@ -46,13 +53,32 @@ class LocalSink(Sink):
     the rename nothing is visible under the key; on any error the temporary file is
     removed.
 
+    Metadata is kept in extended attributes (``user.aep.{name}``), set on the
+    temporary file before the rename, where the OS and filesystem have them (Linux
+    ext4, XFS, btrfs, tmpfs since Linux 6.6 ...); elsewhere it is not stored and
+    :meth:`stat` reports none.
+
     Args:
         root: the directory holding every object; created on the first write.
+        fold_case: whether the filesystem takes names differing only in case for
+            one name (macOS, Windows by default); None finds out once, on first
+            need, by creating a probe file in the root (or assumes so if it cannot).
+        fold_unicode: whether it takes names differing only in Unicode
+            normalisation for one name (macOS); None finds out likewise.
     """
 
-    def __init__(self, root: Union[str, os.PathLike[str]]) -> None:
+    def __init__(
+        self,
+        root: Union[str, os.PathLike[str]],
+        *,
+        fold_case: Optional[bool] = None,
+        fold_unicode: Optional[bool] = None,
+    ) -> None:
         # Absolute now, so a later chdir cannot move the sink.
         self._root = os.path.abspath(os.fspath(root))
+        self._folding = (fold_case, fold_unicode)
+        self._folding_lock = threading.Lock()
+        self._xattrs = hasattr(os, "setxattr")
 
     @property
     def root(self) -> str:
@@ -68,14 +94,14 @@ class LocalSink(Sink):
     ) -> contextlib.AbstractContextManager[BinaryIO]:
         """Open ``key`` for writing; the file appears only when the block succeeds.
 
-        ``metadata`` is accepted for interface compatibility and not stored.
+        ``metadata`` goes to extended attributes where the filesystem has them.
 
         Raises:
             UnsafeKeyError: the key would escape the root.
             SinkError: the file cannot be written, or ``size`` was given and a
                 different number of bytes was written.
         """
-        return self._write(self._path(key), key, size)
+        return self._write(self._path(key), key, size, metadata or {})
 
     def open_read(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
         """Open a stored object for reading.
@@ -93,7 +119,8 @@ class LocalSink(Sink):
             raise SinkError(f"{self!r}: cannot read {key!r}: {exc}") from exc
 
     def stat(self, key: str) -> Optional[ObjectInfo]:
-        """Size of a stored object, or None (also for a directory at that path).
+        """Size and metadata of a stored object, or None (also for a directory at
+        that path). Metadata is None where the filesystem has no extended attributes.
 
         Raises:
             UnsafeKeyError: the key would escape the root.
@@ -102,13 +129,32 @@ class LocalSink(Sink):
         path = self._path(key)
         try:
             info = os.stat(path)
+            if not S_ISREG(info.st_mode):
+                return None
+            metadata = self._read_metadata(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise SinkError(f"{self!r}: cannot stat {key!r}: {exc}") from exc
-        if not S_ISREG(info.st_mode):
-            return None
-        return ObjectInfo(key=key, size=info.st_size)
+        return ObjectInfo(key=key, size=info.st_size, metadata=metadata)
+
+    def key_identity(self, key: str) -> str:
+        """The key as this filesystem compares names: case-folded and/or NFC
+        normalised where it folds them (see ``fold_case`` and ``fold_unicode``).
+
+        Raises:
+            UnsafeKeyError: the key would escape the root, or is reserved for
+                temporary files.
+        """
+        self._path(key)
+        fold_case, fold_unicode = self._folds()
+        if fold_unicode:
+            key = unicodedata.normalize("NFC", key)
+        if fold_case:
+            key = key.casefold()
+            if fold_unicode:  # casefold may undo the normalisation
+                key = unicodedata.normalize("NFC", key)
+        return key
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key starting with ``prefix``, sorted; temporary files skipped.
@@ -167,6 +213,79 @@ class LocalSink(Sink):
 
     # -- helpers ------------------------------------------------------------------
 
+    def _folds(self) -> tuple[bool, bool]:
+        """Whether the root folds case, and Unicode normalisation: as configured,
+        else probed once."""
+        with self._folding_lock:
+            case, unicode = self._folding
+            if case is None or unicode is None:
+                probed_case, probed_unicode = self._probe_folding()
+                case = probed_case if case is None else case
+                unicode = probed_unicode if unicode is None else unicode
+                self._folding = (case, unicode)
+            return case, unicode
+
+    def _probe_folding(self) -> tuple[bool, bool]:
+        """Create a probe file (a temporary-file name, so never listed) and look it
+        up by its other-case and NFC spellings; (True, True) if that cannot run."""
+        name = f".probe-{uuid.uuid4().hex}-{_PROBE_NAME}{TEMP_SUFFIX}"
+        path = os.path.join(self._root, name)
+        try:
+            os.makedirs(self._root, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            logger.warning(
+                "cannot probe %s (%s): taking names that differ only in case or "
+                "Unicode normalisation for one",
+                self._root,
+                exc,
+            )
+            return True, True
+        try:
+            found = [
+                os.path.lexists(os.path.join(self._root, variant))
+                for variant in (name.swapcase(), unicodedata.normalize("NFC", name))
+            ]
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        logger.debug("%s folds case: %s, Unicode: %s", self._root, *found)
+        return found[0], found[1]
+
+    def _read_metadata(self, path: str) -> Optional[dict[str, str]]:
+        """The ``user.aep.*`` attributes of a file; None without xattrs."""
+        if not self._xattrs:
+            return None
+        try:
+            names = os.listxattr(path)
+            return {
+                name[len(XATTR_PREFIX) :]: os.getxattr(path, name).decode(
+                    "utf-8", "replace"
+                )
+                for name in names
+                if name.startswith(XATTR_PREFIX)
+            }
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise
+            return None
+
+    def _write_metadata(self, fd: int, key: str, metadata: Mapping[str, str]) -> None:
+        """Set ``metadata`` as attributes of the open temporary file, where the
+        filesystem takes them (else the sink stops trying and keeps none)."""
+        if not (metadata and self._xattrs):
+            return
+        try:
+            for name, value in metadata.items():
+                os.setxattr(fd, XATTR_PREFIX + name, value.encode())
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise SinkError(f"{self!r}: cannot write {key!r}: {exc}") from exc
+            logger.info(
+                "%r: no extended attributes here (%s); no metadata kept", self, exc
+            )
+            self._xattrs = False
+
     def _path(self, key: str) -> str:
         check_key(key)
         if _is_temp(key):
@@ -177,7 +296,9 @@ class LocalSink(Sink):
         return os.path.join(self._root, *key.split("/"))
 
     @contextlib.contextmanager
-    def _write(self, path: str, key: str, size: Optional[int]) -> Iterator[BinaryIO]:
+    def _write(
+        self, path: str, key: str, size: Optional[int], metadata: Mapping[str, str]
+    ) -> Iterator[BinaryIO]:
         directory, name = os.path.split(path)
         try:
             os.makedirs(directory, exist_ok=True)
@@ -186,6 +307,8 @@ class LocalSink(Sink):
             raise SinkError(f"{self!r}: cannot write {key!r}: {exc}") from exc
         try:
             with os.fdopen(fd, "wb") as raw:
+                # Before the rename, so that bytes and metadata appear together.
+                self._write_metadata(fd, key, metadata)
                 writer = _GuardedWriter(raw, self, key)
                 yield cast("BinaryIO", writer)
                 try:

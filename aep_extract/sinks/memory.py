@@ -55,11 +55,14 @@ class MemorySink(Sink):
         return io.BytesIO(self._get(key))
 
     def stat(self, key: str) -> Optional[ObjectInfo]:
-        """Size of a stored object, or None."""
+        """Size and metadata of a stored object, or None."""
         check_key(key)
         with self._lock:
             data = self._objects.get(key)
-        return None if data is None else ObjectInfo(key=key, size=len(data))
+            metadata = dict(self._metadata.get(key, {}))
+        if data is None:
+            return None
+        return ObjectInfo(key=key, size=len(data), metadata=metadata)
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key starting with ``prefix``, sorted."""

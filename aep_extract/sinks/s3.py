@@ -265,14 +265,19 @@ class S3Sink(Sink):
             ) from exc.__cause__
 
     def stat(self, key: str) -> Optional[ObjectInfo]:
-        """Size of a stored object (``HeadObject``), or None when there is none.
+        """Size and user metadata of a stored object (``HeadObject``), or None when
+        there is none.
 
         Raises:
             UnsafeKeyError: the key would escape the prefix.
             SinkError: the bucket does not exist, or S3 refused.
         """
         head = self._head(key, checksums=False)
-        return None if head is None else ObjectInfo(key=key, size=head["ContentLength"])
+        if head is None:
+            return None
+        return ObjectInfo(
+            key=key, size=head["ContentLength"], metadata=dict(head.get("Metadata", {}))
+        )
 
     def sha256(self, key: str) -> str:
         """Hex SHA-256 of a stored object.

@@ -51,6 +51,9 @@ class FakeRequest:
         body: the request body.
         status: the status code answered (0 until answered, or if the connection
             was dropped without an answer).
+        segments: the path's segments, each percent-decoded on its own, so that an
+            id holding ``/`` (sent as ``%2F``) stays one segment; by default
+            ``path`` split at ``/``.
     """
 
     method: str
@@ -59,6 +62,11 @@ class FakeRequest:
     headers: CaseInsensitiveDict[str] = attrs.field(repr=False)
     body: bytes = attrs.field(default=b"", repr=False)
     status: int = 0
+    segments: list[str] = attrs.field(repr=False)
+
+    @segments.default
+    def _split_path(self) -> list[str]:
+        return self.path.strip("/").split("/")
 
 
 @attrs.frozen
@@ -217,6 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = FakeRequest(
             method=self.command,
             path=unquote(split.path),
+            segments=[unquote(part) for part in split.path.strip("/").split("/")],
             query={name: values[-1] for name, values in query.items()},
             headers=CaseInsensitiveDict(dict(self.headers.items())),
             body=body or b"",

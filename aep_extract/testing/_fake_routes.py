@@ -180,7 +180,7 @@ class FakeServices:
 
         ``reorder`` changes the Catalog batch listing (fault injection).
         """
-        parts = request.path.strip("/").split("/")
+        parts = request.segments
         service, rest = "/" + "/".join(parts[:3]), parts[3:]
         code = "DAS" if service == api.EXPORT else "CAT"
         index = self._index  # one snapshot for the whole request

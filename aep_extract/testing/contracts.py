@@ -38,6 +38,7 @@ from typing import Optional
 import attrs
 import pytest
 
+from .._tasks import source_metadata
 from ..checkpoints.base import MAX_ERROR_LENGTH, CheckpointStore
 from ..errors import (
     CheckpointConflict,
@@ -49,6 +50,7 @@ from ..errors import (
 from ..models import (
     WHOLE_BATCH,
     Checkpoint,
+    FileRef,
     Lease,
     TimeWindow,
     UnitStatus,
@@ -1121,8 +1123,13 @@ class SinkContract:
     """What every :class:`~aep_extract.sinks.base.Sink` must do.
 
     Supply a function-scoped ``sink`` fixture. The sink must implement
-    :meth:`~aep_extract.Sink.list_keys`.
+    :meth:`~aep_extract.Sink.list_keys`. A sink that cannot store metadata (its
+    :meth:`~aep_extract.Sink.stat` reports ``metadata=None``) sets
+    ``stores_metadata = False`` in the subclass.
     """
+
+    stores_metadata = True
+    """Whether the sink gives back the metadata an object was written with."""
 
     @pytest.fixture
     def prefix(self) -> str:
@@ -1271,3 +1278,48 @@ class SinkContract:
         sink.write_bytes(key, b"1,2\n")
         assert sink.read_bytes(key) == b"1,2\n"
         assert list(sink.list_keys(prefix)) == [key]
+
+    def test_metadata_is_stored_with_the_object(self, sink: Sink, prefix: str) -> None:
+        # The metadata the engine writes, for a name that is not ASCII.
+        unit = WorkUnit(dataset_id="ds", batch_id="b1", batch_created_ms=PLANNED_MS)
+        file = FileRef(dataset_file_id="b1-1", name="données/ファイル 1.csv", length=3)
+        metadata = source_metadata(unit, file)
+        key = f"{prefix}with-metadata"
+        with sink.open_write(key, size=3, metadata=metadata) as out:
+            out.write(b"1,2")
+        info = sink.stat(key)
+        assert info is not None
+        if not self.stores_metadata:
+            assert info.metadata is None
+            return
+        assert info.metadata is not None
+        assert {name: info.metadata.get(name) for name in metadata} == metadata
+        sink.write_bytes(key, b"4,5", metadata={"aep-batch-id": "b2"})
+        info = sink.stat(key)
+        assert info is not None
+        assert info.metadata is not None
+        assert info.metadata.get("aep-batch-id") == "b2"
+        assert "aep-file-name" not in info.metadata  # a rewrite replaces it all
+        sink.write_bytes(key, b"6,7")
+        info = sink.stat(key)
+        assert info is not None
+        assert info.metadata is not None
+        assert "aep-batch-id" not in info.metadata
+
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [("Data.csv", "data.csv"), ("caf\u00e9.csv", "cafe\u0301.csv")],
+        ids=["case", "unicode"],
+    )
+    def test_keys_with_different_identities_are_different_objects(
+        self, sink: Sink, prefix: str, first: str, second: str
+    ) -> None:
+        first, second = f"{prefix}{first}", f"{prefix}{second}"
+        assert sink.key_identity(first) == sink.key_identity(first)
+        sink.write_bytes(first, b"first")
+        sink.write_bytes(second, b"second")
+        if sink.key_identity(first) != sink.key_identity(second):
+            assert sink.read_bytes(first) == b"first"
+            assert sink.read_bytes(second) == b"second"
+        else:  # one object in this sink: the second write replaced the first
+            assert sink.read_bytes(first) == b"second"

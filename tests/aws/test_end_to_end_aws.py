@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
+from aep_extract import KeyLayout
+from aep_extract._tasks import source_metadata
 from aep_extract.cli import main
 
 from ..e2e.helpers import (
     DATASET,
+    expected_sources,
     expected_statuses,
     expected_tree,
     run_args,
@@ -81,6 +85,32 @@ def test_run_lands_every_file_and_rerun_uploads_nothing(
     assert report["filesCopied"] == 0
     assert versions(s3) == before  # no new object version: nothing re-uploaded
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_objects_of_the_listed_size_from_elsewhere_are_replaced(
+    fake_aep, fake_aep_env, landing
+):
+    """An object of the right size whose metadata names no source, or another
+    batch's file, is not taken for a copy: the run uploads the real bytes."""
+    s3 = landing.client("s3")
+    planted = [source for source in expected_sources(fake_aep) if source[1].length][:2]
+    for index, (unit, ref, content) in enumerate(planted):
+        other = attrs.evolve(unit, batch_id="another-batch")
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"{PREFIX}/{KeyLayout().file_key(unit, ref)}",
+            Body=bytes(255 - byte for byte in content),
+            Metadata={} if index == 0 else source_metadata(other, ref),
+        )
+    assert run("--create-table") == 0
+    for key, content in expected_tree(fake_aep).items():
+        body = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}")["Body"].read()
+        assert body == content, key
+    for unit, ref, _ in planted:
+        head = s3.head_object(
+            Bucket=BUCKET, Key=f"{PREFIX}/{KeyLayout().file_key(unit, ref)}"
+        )
+        assert head["Metadata"] == source_metadata(unit, ref)
 
 
 def test_missing_table_is_a_configuration_error(fake_aep_env, landing, capsys):

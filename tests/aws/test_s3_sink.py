@@ -850,6 +850,7 @@ def test_extractor_copies_a_dataset_into_s3_once(aws, bucket, fake_aep, tmp_path
         "aep-dataset-id",
         "aep-batch-id",
         "aep-dataset-file-id",
+        "aep-file-name",
     }
 
     calls = Recorder(sink.client, "PutObject", "CreateMultipartUpload")

@@ -27,24 +27,37 @@ def run_args(sink: str, store: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def expected_sources(
+    platform: FakeAepPlatform, start: str = START, end: str = END
+) -> list[tuple[WorkUnit, FileRef, bytes]]:
+    """``(whole-batch unit, file, bytes)`` of every file of every exportable batch in
+    the window."""
+    window = TimeWindow.parse(start, end)
+    return [
+        (
+            WorkUnit(
+                dataset_id=DATASET,
+                batch_id=batch.batch_id,
+                batch_created_ms=batch.created_ms,
+            ),
+            FileRef(dataset_file_id=file_id, name=fake.name, length=fake.length),
+            fake.content,
+        )
+        for batch, file_id, fake in platform.expected_files(
+            DATASET, window.start_ms, window.end_ms
+        )
+    ]
+
+
 def expected_tree(
     platform: FakeAepPlatform, start: str = START, end: str = END
 ) -> dict[str, bytes]:
     """Sink key -> bytes for every file of every exportable batch in the window."""
-    window = TimeWindow.parse(start, end)
     layout = KeyLayout()
-    tree = {}
-    for batch, file_id, fake in platform.expected_files(
-        DATASET, window.start_ms, window.end_ms
-    ):
-        unit = WorkUnit(
-            dataset_id=DATASET,
-            batch_id=batch.batch_id,
-            batch_created_ms=batch.created_ms,
-        )
-        ref = FileRef(dataset_file_id=file_id, name=fake.name, length=fake.length)
-        tree[layout.file_key(unit, ref)] = fake.content
-    return tree
+    return {
+        layout.file_key(unit, ref): content
+        for unit, ref, content in expected_sources(platform, start, end)
+    }
 
 
 def sink_tree(sink: Sink) -> dict[str, bytes]:

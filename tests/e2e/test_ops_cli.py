@@ -12,7 +12,7 @@ import pytest
 
 from aep_extract import LocalSink
 from aep_extract.cli import main
-from aep_extract.testing import FakeAepPlatform
+from aep_extract.testing import FakeAepPlatform, FakeBatch, FakeFile
 
 from ..ops_scenarios import check_fail_then_retry, fail_then_retry
 from .helpers import DATASET, END, START, expected_tree, sink_tree
@@ -294,6 +294,43 @@ def test_failed_exports_failed_files_once(fake_aep, fake_aep_env, paths, capsys)
     assert main(run) == 0
     code, report = verify(paths, capsys)
     assert code == 0, report["findings"]
+
+
+def test_failed_file_named_like_the_manifest_fails_its_unit(
+    fake_aep, fake_aep_env, paths, capsys
+):
+    """A failed file ``_manifest.json`` would overwrite its batch's manifest: its
+    unit fails before anything is exported; the other failed batch is exported."""
+    other = failed_batch(fake_aep)
+    bad = FakeBatch(
+        "bad-names",
+        DATASET,
+        "failed",
+        other.created_ms + 1,
+        failed_files=[FakeFile("_manifest.json", b"{}"), FakeFile("rows.json", b"[]")],
+    )
+    fake_aep.add_batches([bad])
+    args = [
+        "failed",
+        *window("--export-to", paths["sink"], "--store", paths["store"], "--json"),
+    ]
+    assert main(args) == 1
+    export = json.loads(capsys.readouterr().out)["export"]
+    date = time.strftime("%Y-%m-%d", time.gmtime(bad.created_ms / 1000))
+    key = f"failed/{DATASET}/date={date}/batch=bad-names/_manifest.json"
+    assert export["failures"] == [
+        {
+            "unit": "bad-names",
+            "error": "KeyCollisionError: the manifest of unit bad-names and "
+            "dataSetFileId 'bad-names' name '_manifest.json' both map to sink key "
+            f"{key!r}",
+        }
+    ]
+    tree = sink_tree(LocalSink(paths["out"]))
+    assert [k for k in LocalSink(paths["out"]).list_keys() if "bad-names" in k] == []
+    prefix = f"failed/{DATASET}/date={date}/batch={other.batch_id}/"
+    assert tree == {prefix + f.name: f.content for f in other.failed_files}
+    assert (paths["out"] / prefix / "_manifest.json").exists()
 
 
 @pytest.mark.parametrize("command", ["verify", "cleanup", "reset", "failed"])

@@ -181,3 +181,72 @@ def _is_dir_fd(fd):
     import stat
 
     return stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
+# -- names the filesystem folds -------------------------------------------------------
+
+
+def test_the_probe_finds_this_filesystem_keeps_case_and_unicode_apart(tmp_path):
+    sink = LocalSink(tmp_path / "root")
+    for key in ("a/Data.CSV", "a/cafe\u0301.csv", "a/caf\u00e9.csv"):
+        assert sink.key_identity(key) == key
+    assert all_files(tmp_path) == []  # the probe file is gone
+
+
+def test_forced_folding_gives_one_identity_per_folded_name(tmp_path):
+    both = LocalSink(tmp_path, fold_case=True, fold_unicode=True)
+    assert both.key_identity("A/CAFE\u0301.csv") == both.key_identity("a/café.CSV")
+    case = LocalSink(tmp_path, fold_case=True, fold_unicode=False)
+    assert case.key_identity("A/Data.csv") == case.key_identity("a/data.CSV")
+    assert case.key_identity("cafe\u0301") != case.key_identity("caf\u00e9")
+    unicode = LocalSink(tmp_path, fold_case=False, fold_unicode=True)
+    assert unicode.key_identity("cafe\u0301") == unicode.key_identity("caf\u00e9")
+    assert unicode.key_identity("Data") != unicode.key_identity("data")
+    with pytest.raises(UnsafeKeyError, match="reserved"):
+        both.key_identity("a/.x.part")
+
+
+def test_a_root_that_cannot_be_probed_is_taken_to_fold_both(tmp_path):
+    (tmp_path / "file").write_bytes(b"not a directory")
+    sink = LocalSink(tmp_path / "file" / "root")
+    assert sink.key_identity("A/cafe\u0301") == sink.key_identity("a/caf\u00e9")
+
+
+# -- metadata in extended attributes --------------------------------------------------
+
+
+def test_metadata_lives_in_user_xattrs_set_before_the_rename(tmp_path, monkeypatch):
+    sink = LocalSink(tmp_path)
+    real_replace = os.replace
+    seen = []
+
+    def replace(src, dst):
+        seen.append(os.getxattr(src, "user.aep.aep-batch-id"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    sink.write_bytes("f", b"1", metadata={"aep-batch-id": "b1"})
+    assert seen == [b"b1"]
+    assert os.getxattr(tmp_path / "f", "user.aep.aep-batch-id") == b"b1"
+    info = sink.stat("f")
+    assert info is not None
+    assert info.metadata == {"aep-batch-id": "b1"}
+
+
+def test_without_xattrs_metadata_is_not_kept(tmp_path, monkeypatch):
+    def unsupported(*_args):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", unsupported)
+    sink = LocalSink(tmp_path)
+    sink.write_bytes("f", b"1", metadata={"aep-batch-id": "b1"})
+    info = sink.stat("f")
+    assert info is not None
+    assert (info.size, info.metadata) == (1, None)
+
+    monkeypatch.delattr(os, "setxattr")  # an OS without xattrs (macOS, Windows)
+    sink = LocalSink(tmp_path)
+    sink.write_bytes("g", b"22", metadata={"aep-batch-id": "b1"})
+    info = sink.stat("g")
+    assert info is not None
+    assert (info.size, info.metadata) == (2, None)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import defaultdict
 
+import attrs
 import pytest
 
 from aep_extract import (
@@ -351,3 +352,47 @@ def test_abort_drops_the_file_in_flight_and_releases(source):
     source.on_read = None
     assert extractor(source, store, sink).run(DATASET, START, END).ok
     assert data_objects(sink) == expected_tree(source)
+
+
+class NoMetadataSink(MemorySink):
+    """A sink that keeps no metadata, as a custom sink may not."""
+
+    def stat(self, key):
+        info = super().stat(key)
+        return None if info is None else attrs.evolve(info, metadata=None)
+
+
+@pytest.mark.parametrize("sink_type", [MemorySink, NoMetadataSink])
+def test_an_object_of_the_listed_size_counts_as_copied_only_with_proof(
+    source, sink_type
+):
+    """batch0's first two files are recorded as copied, batch1's are not; the keys
+    of both second files hold foreign bytes of the listed size. Metadata naming the
+    source proves a copy; without metadata, only the store's record does."""
+    store, sink = MemoryCheckpointStore(), sink_type()
+    ex = extractor(source, store, sink)
+    ex.plan(DATASET, START, END)
+    for _ in range(3):
+        lease = store.claim(DATASET, "setup", 60)
+        assert lease is not None
+        if lease.unit.batch_id == "batch0":
+            lease = store.advance(lease, 1, files=2, size=44)
+        store.release(lease)
+    forged = {}
+    for batch_id in ("batch0", "batch1"):
+        checkpoint = store.get(batch_id)
+        assert checkpoint is not None
+        unit = checkpoint.unit
+        ref = source.list_files(batch_id)[1]
+        assert ref.length
+        key = KeyLayout().file_key(unit, ref)
+        forged[key] = b"?" * ref.length
+        sink.write_bytes(key, forged[key])
+
+    report = ex.execute(DATASET)
+
+    assert report.ok
+    expected = expected_tree(source)
+    if sink_type is NoMetadataSink:  # the record is the only proof: batch0's stays
+        expected |= {k: v for k, v in forged.items() if "batch=batch0/" in k}
+    assert data_objects(sink) == expected
