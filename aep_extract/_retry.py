@@ -166,7 +166,8 @@ def build_retrying(
     wait: wait_base = _wait_retry_after(backoff, config.max_wait)
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(attempts)
     if deadline is not None:
-        wait = _wait_until(wait, deadline)
+        # Every attempt, the last one too, starts with the margin still left.
+        wait = _wait_until(wait, deadline - DEADLINE_MARGIN)
         stop = stop | _stop_near(deadline, DEADLINE_MARGIN)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RETRYABLE) & _unless_aborted(),

@@ -229,8 +229,38 @@ class Extractor:
                 given back. Set it a minute before a Glue or Lambda timeout.
             progress: show a progress bar (None: the extractor's ``progress``).
         """
-        return self._execute(
-            dataset_id, _monotonic_deadline(deadline), progress=progress
+        limit = _monotonic_deadline(deadline)
+        self.preflight(dataset_id)
+        return self._execute(dataset_id, limit, progress=progress)
+
+    def preflight(self, dataset_id: str) -> None:
+        """Check, before anything is written, that the run can go where it would:
+        the sink and the store are usable, and the store's progress of the dataset
+        was made in this sink (see :attr:`destination`). :meth:`run` and
+        :meth:`execute` call it first.
+
+        Raises:
+            MissingResourceError: the bucket or table does not exist.
+            DestinationMismatch: the store recorded the dataset as copied to
+                another sink or key layout.
+            ConfigError, SinkError, CheckpointError: the sink or store is unusable.
+        """
+        self.sink.check()
+        self.store.check()
+        self.store.bind_destination(dataset_id, self.destination)
+
+    @property
+    def destination(self) -> str:
+        """Where this extractor's files go: the sink's URL and the key templates.
+
+        The store remembers it per dataset with the first run, and refuses a run
+        into another destination (its progress would say files are copied that
+        the other sink does not hold).
+        """
+        config = self.config
+        return (
+            f"{self.sink.url} keys={config.key_template} "
+            f"manifests={config.manifest_template}"
         )
 
     def _execute(
@@ -240,9 +270,9 @@ class Extractor:
         since: Optional[tuple[float, Mapping[str, int]]] = None,
         progress: Optional[bool] = None,
     ) -> RunReport:
-        """:meth:`execute`; ``since`` (start time, source counters) makes the
-        report cover what happened before, e.g. the planning of :meth:`run`."""
-        self.sink.check()
+        """:meth:`execute` after :meth:`preflight`; ``since`` (start time,
+        source counters) makes the report cover what happened before, e.g. the
+        planning of :meth:`run`."""
         bar = make_progress(dataset_id, self.progress if progress is None else progress)
         hooks = self.hooks.with_extra(bar) if bar is not None else self.hooks
         self.source.set_hooks(hooks if hooks else None)
@@ -321,6 +351,7 @@ class Extractor:
         """Run ``plan``, then execute; the report covers both."""
         limit = _monotonic_deadline(deadline)
         since = (time.monotonic(), dict(self.source.counters()))
+        self.preflight(dataset_id)
         plan()
         return self._execute(dataset_id, limit, since, progress=progress)
 

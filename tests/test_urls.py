@@ -202,13 +202,13 @@ def test_s3_sink_is_built_with_the_url(monkeypatch):
     class FakeS3Sink(MemorySink):
         def __init__(self, url, **kwargs):
             super().__init__()
-            self.url, self.kwargs = url, kwargs
+            self.given, self.kwargs = url, kwargs
 
     module = types.SimpleNamespace(S3Sink=FakeS3Sink)
     monkeypatch.setattr(importlib, "import_module", lambda name, package=None: module)
     sink = open_sink("s3://bucket/prefix", client="c")
     assert isinstance(sink, FakeS3Sink)
-    assert (sink.url, sink.kwargs) == ("s3://bucket/prefix", {"client": "c"})
+    assert (sink.given, sink.kwargs) == ("s3://bucket/prefix", {"client": "c"})
 
 
 @pytest.mark.parametrize(

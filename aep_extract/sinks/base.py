@@ -30,6 +30,17 @@ class Sink(Closeable, abc.ABC):
     - :meth:`key_identity` (optional) tells when two keys name one object.
     """
 
+    @property
+    def url(self) -> str:
+        """A URL naming where the objects go (``s3://bucket/prefix``,
+        ``file:///dir``).
+
+        A checkpoint store remembers it per dataset and refuses to run the dataset
+        into another one. The default, the class's dotted name, tells no two
+        instances apart: override it so that a second destination is refused.
+        """
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
     @abc.abstractmethod
     def open_write(
         self,

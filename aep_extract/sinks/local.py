@@ -7,6 +7,7 @@ import errno
 import io
 import logging
 import os
+import pathlib
 import threading
 import time
 import unicodedata
@@ -84,6 +85,11 @@ class LocalSink(Sink):
     def root(self) -> str:
         """The absolute directory holding the objects."""
         return self._root
+
+    @property
+    def url(self) -> str:
+        """``file:///root``."""
+        return pathlib.Path(self._root).as_uri()
 
     def open_write(
         self,

@@ -29,6 +29,12 @@ class MemorySink(Sink):
         self._objects: dict[str, bytes] = {}
         self._metadata: dict[str, dict[str, str]] = {}
 
+    @property
+    def url(self) -> str:
+        """``memory://``: every memory sink is one destination to a store (both
+        live only as long as the process)."""
+        return "memory://"
+
     def open_write(
         self,
         key: str,

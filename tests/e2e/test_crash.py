@@ -4,9 +4,11 @@ clean run. SQLite store and local sink; the S3/DynamoDB variant is in tests/aws.
 from __future__ import annotations
 
 import os
+import time
+import zlib
 
 from aep_extract import LocalSink, SQLiteCheckpointStore
-from aep_extract.testing import FakeAepPlatform, FaultPlan
+from aep_extract.testing import FakeAepPlatform, FakeRequest, FaultPlan
 
 from ..crash_harness import CRASH_CATALOG, FAULTS, kills_wanted, run_with_kills
 from .helpers import (
@@ -52,5 +54,55 @@ def test_sigkill_at_random_moments_then_rerun_is_exact(tmp_path):
     )  # nothing extra
     leftovers = [p for p in (tmp_path / "out").rglob(".*.part")]
     assert leftovers == []
+    store = SQLiteCheckpointStore(tmp_path / "state.db")
+    assert unit_statuses(store) == statuses
+
+
+CHURN_FAULTS = "seed=13,token_expiry=0.05,503=0.03,reset=0.03@download"
+CHURN_DELAY = 3.5
+"""Seconds some requests take to reach the platform: well over half the tokens' 4 s
+lifetime, so a token that was fresh when sent has often expired when it is read."""
+
+
+def reaches_late(request: FakeRequest) -> None:
+    """A fault hook: about one listing or download in three is read 3.5 s late (the
+    kit's ``latency`` holds the answer instead, after the token was checked)."""
+    if "/export/" in request.path:
+        key = f"{request.path}?{sorted(request.query.items())} {request.headers}"
+        if zlib.crc32(key.encode()) % 3 == 0:
+            time.sleep(CHURN_DELAY)
+
+
+def test_token_churn_slow_requests_and_kills_still_end_exact(tmp_path):
+    """The loaded case: short-lived tokens, slow answers and repeated SIGKILLs.
+    Killed attempts are crashes, not errors, and a 401 after a refresh is retried,
+    so no healthy unit ends Failed."""
+    plan = FaultPlan.parse(CHURN_FAULTS)
+    catalog = {**CRASH_CATALOG, "batches": 16, "large_file_size": 2 * 1024 * 1024}
+    with FakeAepPlatform.generate(**catalog, token_ttl=4, faults=plan) as platform:
+        platform.add_fault(reaches_late)
+        env = {**os.environ, **platform.env()}
+        args = run_args(
+            str(tmp_path / "out"),
+            f"sqlite:///{tmp_path / 'state.db'}",
+            "--workers",
+            "4",
+            "--lease-seconds",
+            "2",
+        )
+        result = run_with_kills(args, env, kills=12, seed=9)
+        unauthorized = sum(r.status == 401 for r in platform.requests)
+        served = platform.faults_served
+        expected = expected_tree(platform)
+        statuses = expected_statuses(platform)
+
+    print(
+        f"\ntoken churn: {result.kills} kills, {unauthorized} answers 401, "
+        f"{platform.tokens_issued} tokens, faults {served}"
+    )
+    assert result.final_exit == 0, result.final_output
+    assert result.kills >= 1
+    assert unauthorized > 0  # tokens really expired under the requests
+    assert sink_tree(LocalSink(tmp_path / "out")) == expected
     store = SQLiteCheckpointStore(tmp_path / "state.db")
     assert unit_statuses(store) == statuses

@@ -27,11 +27,12 @@ from aep_extract import (
     TimeWindow,
     UnitStatus,
 )
+from aep_extract.cli import main
 from aep_extract.errors import InvalidResponse, TokenUnavailable
 from aep_extract.models import from_epoch_ms
 from aep_extract.testing import FakeAepPlatform, FaultPlan, FaultRule, ForeignHost
 
-from .helpers import DATASET, END, START, expected_tree, sink_tree
+from .helpers import DATASET, END, START, expected_tree, run_args, sink_tree
 
 FAST_RETRY = RetryConfig(attempts=3, initial_wait=0.01, max_wait=0.05)
 
@@ -333,3 +334,18 @@ def test_the_deadline_cuts_a_trickling_download(world):
     store = SQLiteCheckpointStore(world.tmp_path / "state.db")
     assert store.summary(DATASET)[UnitStatus.IN_PROGRESS] == 0
     source.close()
+
+
+def test_a_hung_ims_ends_a_run_with_default_settings(world, monkeypatch, capsys):
+    """IMS accepts the connection and never answers: with the defaults the run
+    ends after ``token_timeout`` (30 s), not after 8 retries of 60 s reads."""
+    world.faults(FaultRule("latency", delay=3600, routes="token"))
+    for name, value in world.platform.env().items():
+        monkeypatch.setenv(name, value)
+    store = f"sqlite:///{world.tmp_path / 'state.db'}"
+    assert main(run_args(str(world.tmp_path / "out"), store)) == 1
+    err = capsys.readouterr().err
+    assert "no IMS token from" in err
+    assert "within 30s" in err
+    # One token request, cut at 30 s; the platform itself never got a request.
+    assert [r.path for r in world.platform.requests] == ["/ims/token/v3"]

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import quote, quote_plus
 
 import attrs
 import boto3
@@ -32,13 +33,23 @@ from aep_extract import (
     SQLiteCheckpointStore,
     ThreadPoolScheduler,
 )
+from aep_extract.cli import main
 from aep_extract.sinks.s3 import S3Sink
-from aep_extract.testing import FakeAepPlatform, FakeRequest
+from aep_extract.testing import FakeAepPlatform, FakeRequest, FaultPlan, FaultRule
 
-from .helpers import DATASET, END, START, expected_tree
+from .helpers import DATASET, END, START, expected_tree, run_args
 
 SECRET = "SENTINEL-SECRET-4f1c"
 WRONG_SECRET = "SENTINEL-WRONG-SECRET-9a7e"
+ODD_SECRET = "SENTINEL s3cr+t/&=%?#-7e1d"
+"""A secret whose URL-encoded forms (in a query or a form body) differ from it."""
+
+
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The secret as IMS receives it in a form body, and %-encoded."""
+    return secret, quote(secret, safe=""), quote_plus(secret)
+
+
 BUCKET = "secrets-test"
 LOGGERS = ("aep_extract", "urllib3", "requests", "botocore", "boto3", "s3transfer")
 
@@ -55,7 +66,8 @@ class Run:
     errors: list[BaseException] = attrs.Factory(list)
     texts: list[str] = attrs.Factory(list)
 
-    def source(self, secret: str = SECRET, **options: Any) -> HttpAepSource:
+    def source(self, secret: Optional[str] = None, **options: Any) -> HttpAepSource:
+        secret = self.platform.client_secret if secret is None else secret
         env = {**self.platform.env(), "AEP_CLIENT_SECRET": secret}
         source = HttpAepSource.from_env(
             env,
@@ -176,6 +188,27 @@ def world(
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Run]:
+    yield from _world(tmp_path, caplog, capfd, monkeypatch, SECRET)
+
+
+@pytest.fixture
+def odd_world(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Run]:
+    """A world whose secret changes when URL-encoded."""
+    yield from _world(tmp_path, caplog, capfd, monkeypatch, ODD_SECRET)
+
+
+def _world(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    secret: str,
+) -> Iterator[Run]:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -185,7 +218,7 @@ def world(
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     platform = FakeAepPlatform.generate(
-        client_secret=SECRET, large_file_size=300 * 1024, max_file_size=16 * 1024
+        client_secret=secret, large_file_size=300 * 1024, max_file_size=16 * 1024
     )
     with platform, mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -297,3 +330,44 @@ def test_the_search_finds_a_leak(world: Run) -> None:
     with pytest.raises(AssertionError):
         world.assert_no_leaks(WRONG_SECRET)
     assert expected_tree(world.platform)  # the platform has data to copy
+
+
+def test_ims_errors_echoing_the_secret_leak_it_nowhere(odd_world: Run) -> None:
+    """IMS answers 500 and 429 whose bodies quote the secret, raw and URL-encoded;
+    the retries log those answers, and the secret is blanked out of every form."""
+    odd_world.platform.set_faults(
+        FaultPlan(
+            rules=[
+                FaultRule("echo_secret", status=500, max_faults=1),
+                FaultRule("echo_secret", status=429, max_faults=1),
+            ]
+        )
+    )
+    with odd_world.extractor(odd_world.source()) as extractor:
+        report = extractor.run(DATASET, START, END)
+    assert report.ok, str(report)
+    assert odd_world.platform.faults_served["echo_secret"] == 2
+    retries = [
+        r.getMessage()
+        for r in odd_world.caplog.records
+        if r.name == "aep_extract._retry"
+    ]
+    assert len(retries) == 2
+    assert all("***" in line for line in retries)
+    odd_world.texts += [str(report), repr(report.to_dict())]
+    odd_world.assert_no_leaks(*secret_forms(ODD_SECRET), *odd_world.tokens())
+
+
+def test_an_ims_that_keeps_echoing_the_secret_fails_the_cli_without_it(
+    odd_world: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    odd_world.platform.set_faults(FaultPlan(rules=[FaultRule("echo_secret")]))
+    for name, value in odd_world.platform.env().items():
+        monkeypatch.setenv(name, value)
+    store = f"sqlite:///{odd_world.tmp_path / 'state.db'}"
+    assert main(run_args(str(odd_world.tmp_path / "out"), store)) == 1
+    err = odd_world.capfd.readouterr().err
+    odd_world.texts.append(err)
+    assert "no IMS token" in err
+    assert "***" in err
+    odd_world.assert_no_leaks(*secret_forms(ODD_SECRET))
