@@ -6,7 +6,7 @@ per process) and makes the checkpoint order deterministic.
 
 An abort (a second SIGTERM, ``stop(abort=True)``) or the deadline ends the run within
 moments: the loop cuts the source's requests in flight (:meth:`AepSource.interrupt`),
-their tasks give up without retrying (:mod:`._cancel`), nothing partial is kept and
+their tasks give up without retrying (:mod:`._run`), nothing partial is kept and
 the leases are given back. An error that no unit can overcome (IMS refuses the
 credentials or gives no token) ends the run the same way and is raised: it is not
 counted against the units.
@@ -18,7 +18,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import timedelta
 from typing import Any, Callable, Optional, TypeVar, Union
@@ -27,6 +26,7 @@ import attrs
 
 from ._jobs import UnitJob
 from ._logging import log_context
+from ._run import RunScope
 from ._tasks import CopyAborted, FileTasks, describe
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
@@ -37,7 +37,6 @@ from .errors import (
     TokenUnavailable,
     UnsafeKeyError,
 )
-from .hooks import ExtractionHooks, HookDispatcher
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, UnitStatus
 from .report import RunReport
@@ -77,25 +76,25 @@ class Engine:
         config: ExtractorConfig,
         owner: str,
         stop_event: threading.Event,
-        abort_event: threading.Event,
+        scope: RunScope,
         deadline: Optional[float] = None,
-        hooks: Optional[ExtractionHooks] = None,
     ) -> None:
         self.source = source
-        self.hooks = HookDispatcher(hooks)  # never raises: a hook cannot break a run
+        self.scope = scope
+        self.hooks = scope.hooks  # never raises: a hook cannot break a run
         self.store = store
         self.sink = sink
         self.scheduler = scheduler
         self.config = config
         self.owner = owner
         self.stop_event = stop_event
-        self.abort_event = abort_event
+        self.abort_event = scope.abort
         self.deadline = deadline
         self.layout = KeyLayout(
             file_template=config.key_template,
             manifest_template=config.manifest_template,
         )
-        self.tasks = FileTasks(source, sink, self.layout, abort_event)
+        self.tasks = FileTasks(source, sink, self.layout, scope)
         self.jobs: dict[str, UnitJob] = {}
         self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int]] = {}
         self.counters = _Counters()
@@ -107,20 +106,13 @@ class Engine:
 
     # -- the loop -----------------------------------------------------------------
 
-    def run(
-        self,
-        dataset_id: str,
-        *,
-        started: Optional[float] = None,
-        counted_from: Optional[Mapping[str, int]] = None,
-    ) -> RunReport:
+    def run(self, dataset_id: str, *, started: Optional[float] = None) -> RunReport:
         """Work until every unit of the dataset is Completed or Failed, or a stop.
 
-        ``started`` (time.monotonic) and ``counted_from`` (source counters) let the
-        report cover planning done just before.
+        ``started`` (time.monotonic) lets the report's duration cover planning done
+        just before; its request counts are the run scope's, planning included.
         """
         started = time.monotonic() if started is None else started
-        before = dict(self.source.counters() if counted_from is None else counted_from)
         try:
             while True:
                 self._fill(dataset_id)
@@ -144,7 +136,7 @@ class Engine:
             raise
         if self.fatal is not None:
             raise self.fatal
-        after = self.source.counters()
+        counted = self.scope.counters()
         c = self.counters
         units = self.store.summary(dataset_id)
         if all(status.ok for status, count in units.items() if count):
@@ -157,9 +149,9 @@ class Engine:
             bytes_copied=c.bytes_copied,
             files_skipped=c.files_skipped,
             duration_seconds=time.monotonic() - started,
-            requests=_delta(after, before, "requests"),
-            retries=_delta(after, before, "retries"),
-            throttled=_delta(after, before, "throttled"),
+            requests=counted["requests"],
+            retries=counted["retries"],
+            throttled=counted["throttled"],
             failures=tuple(c.failures),
             stopped=self.stop_event.is_set(),
         )
@@ -511,7 +503,3 @@ class Engine:
 def _ctx(job: UnitJob) -> dict[str, Any]:
     """Log context of a job's unit (see :func:`~aep_extract._logging.log_context`)."""
     return log_context(job.lease.unit)
-
-
-def _delta(after: Mapping[str, int], before: Mapping[str, int], name: str) -> int:
-    return after.get(name, 0) - before.get(name, 0)

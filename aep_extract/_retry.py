@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import tenacity
 from tenacity.wait import wait_base
 
-from ._cancel import aborted, pause
+from ._run import aborted, pause
 from .errors import RETRYABLE, ThrottledError
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class _wait_until(wait_base):
 
 
 class _unless_aborted(tenacity.retry_base):
-    """Retry nothing for a run that is aborting (see :mod:`aep_extract._cancel`)."""
+    """Retry nothing for a run that is aborting (see :mod:`aep_extract._run`)."""
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return not aborted()

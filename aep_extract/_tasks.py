@@ -2,9 +2,9 @@
 manifest.
 
 These read the source and write the sink only; every checkpoint write stays on the
-engine's loop thread. Each task runs as work the run's abort event aborts
-(:func:`~aep_extract._cancel.abortable`): once the run aborts, a task's failure is
-reported as :class:`CopyAborted`.
+engine's loop thread. Each task runs within the run's scope
+(:func:`~aep_extract._run.within`): the source reports its retries and counts to that
+run, and once the run aborts, a task's failure is reported as :class:`CopyAborted`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import functools
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import quote
 
-from ._cancel import abortable
 from ._logging import log_context
+from ._run import RunScope, within
 from .errors import IncompleteDownload
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, WorkUnit
@@ -74,11 +73,11 @@ def describe(exc: BaseException) -> str:
 
 
 def _task(method: Callable[..., _T]) -> Callable[..., _T]:
-    """Run a :class:`FileTasks` method as abortable work of the run."""
+    """Run a :class:`FileTasks` method within the run's scope."""
 
     @functools.wraps(method)
     def run(self: FileTasks, *args: Any) -> _T:
-        with self.aborting():
+        with self.running():
             return method(self, *args)
 
     return run
@@ -92,24 +91,24 @@ class FileTasks:
         source: AepSource,
         sink: Sink,
         layout: KeyLayout,
-        abort_event: threading.Event,
+        scope: RunScope,
     ) -> None:
         self.source = source
         self.sink = sink
         self.layout = layout
-        self.abort_event = abort_event
+        self.scope = scope
 
     @contextlib.contextmanager
-    def aborting(self) -> Iterator[None]:
-        """Run the block as abortable work; once aborted, any failure is
-        :class:`CopyAborted`."""
+    def running(self) -> Iterator[None]:
+        """Run the block within the run's scope; once the run aborts, any failure
+        is :class:`CopyAborted`."""
         try:
-            with abortable(self.abort_event):
+            with within(self.scope):
                 yield
         except CopyAborted:
             raise
         except Exception as exc:
-            if self.abort_event.is_set():
+            if self.scope.abort.is_set():
                 raise CopyAborted(f"aborted: {describe(exc)}") from exc
             raise
 
@@ -179,7 +178,7 @@ class FileTasks:
         try:
             with self.sink.open_write(key, size=file.length, metadata=metadata) as out:
                 for chunk in chunks:
-                    if self.abort_event.is_set():
+                    if self.scope.abort.is_set():
                         raise CopyAborted(f"{key}: copy aborted by a stop")
                     out.write(chunk)
                     digest.update(chunk)

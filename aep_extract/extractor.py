@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional, Union
 
 from ._engine import Engine
 from ._planning import Planner
+from ._run import RunScope, within
+from ._run import current as current_run
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
 from .errors import ConfigError
@@ -96,8 +99,6 @@ class Extractor:
         self.source = source
         self.hooks = HookDispatcher(hooks)
         self.progress = progress
-        if self.hooks:
-            self.source.set_hooks(self.hooks)
         self.store = store
         self.sink = sink
         self.scheduler = scheduler or ThreadPoolScheduler()
@@ -135,14 +136,15 @@ class Extractor:
         window = TimeWindow.parse(start, end)
         if not dataset_id:
             raise ConfigError("dataset id must not be empty")
-        self.source.get_dataset(dataset_id)
-        planner = Planner(
-            self.source,
-            self.store,
-            self._units_of,
-            copy_replays=self.config.copy_replays,
-        )
-        return planner.plan(dataset_id, window)
+        with self._scope():
+            self.source.get_dataset(dataset_id)
+            planner = Planner(
+                self.source,
+                self.store,
+                self._units_of,
+                copy_replays=self.config.copy_replays,
+            )
+            return planner.plan(dataset_id, window)
 
     def plan_since_last(
         self,
@@ -230,8 +232,20 @@ class Extractor:
             progress: show a progress bar (None: the extractor's ``progress``).
         """
         limit = _monotonic_deadline(deadline)
-        self.preflight(dataset_id)
-        return self._execute(dataset_id, limit, progress=progress)
+        with self._scope() as scope:
+            self.preflight(dataset_id)
+            return self._execute(dataset_id, limit, scope, progress=progress)
+
+    @contextlib.contextmanager
+    def _scope(self) -> Iterator[RunScope]:
+        """The scope of the run this call belongs to: a new one, unless this
+        extractor's call is part of another of its calls (``run`` plans)."""
+        scope = current_run()
+        if scope is not None and scope.owner is self:
+            yield scope
+            return
+        with within(RunScope(self.hooks, self._abort, owner=self)) as fresh:
+            yield fresh
 
     def preflight(self, dataset_id: str) -> None:
         """Check, before anything is written, that the run can go where it would:
@@ -267,17 +281,18 @@ class Extractor:
         self,
         dataset_id: str,
         deadline: Optional[float],
-        since: Optional[tuple[float, Mapping[str, int]]] = None,
+        scope: RunScope,
+        started: Optional[float] = None,
         progress: Optional[bool] = None,
     ) -> RunReport:
-        """:meth:`execute` after :meth:`preflight`; ``since`` (start time,
-        source counters) makes the report cover what happened before, e.g. the
-        planning of :meth:`run`."""
+        """:meth:`execute` after :meth:`preflight`, in the run's ``scope``;
+        ``started`` (time.monotonic) makes the report's duration cover what
+        happened before, e.g. the planning of :meth:`run`."""
         bar = make_progress(dataset_id, self.progress if progress is None else progress)
-        hooks = self.hooks.with_extra(bar) if bar is not None else self.hooks
-        self.source.set_hooks(hooks if hooks else None)
+        if bar is not None:
+            scope.hooks = self.hooks.with_extra(bar)
         engine = Engine(
-            hooks=hooks,
+            scope=scope,
             source=self.source,
             store=self.store,
             sink=self.sink,
@@ -285,16 +300,14 @@ class Extractor:
             config=self.config,
             owner=self.owner,
             stop_event=self._stop,
-            abort_event=self._abort,
             deadline=deadline,
         )
         try:
-            started, counted_from = since or (None, None)
-            report = engine.run(dataset_id, started=started, counted_from=counted_from)
+            report = engine.run(dataset_id, started=started)
         finally:
             if bar is not None:
                 bar.close()
-            self.source.set_hooks(self.hooks if self.hooks else None)
+                scope.hooks = self.hooks
             self._stop.clear()
             self._abort.clear()
         logger.info(
@@ -350,10 +363,11 @@ class Extractor:
     ) -> RunReport:
         """Run ``plan``, then execute; the report covers both."""
         limit = _monotonic_deadline(deadline)
-        since = (time.monotonic(), dict(self.source.counters()))
-        self.preflight(dataset_id)
-        plan()
-        return self._execute(dataset_id, limit, since, progress=progress)
+        started = time.monotonic()
+        with self._scope() as scope:
+            self.preflight(dataset_id)
+            plan()
+            return self._execute(dataset_id, limit, scope, started, progress)
 
     def status(
         self,
@@ -404,18 +418,20 @@ class Extractor:
         Raises:
             ConfigError: a naive or reversed window.
         """
-        return verify(
-            source=self.source,
-            store=self.store,
-            sink=self.sink,
-            dataset_id=dataset_id,
-            window=TimeWindow.parse(start, end),
-            layout=KeyLayout(
-                file_template=self.config.key_template,
-                manifest_template=self.config.manifest_template,
-            ),
-            checksums=checksums,
-        )
+        window = TimeWindow.parse(start, end)
+        with self._scope():
+            return verify(
+                source=self.source,
+                store=self.store,
+                sink=self.sink,
+                dataset_id=dataset_id,
+                window=window,
+                layout=KeyLayout(
+                    file_template=self.config.key_template,
+                    manifest_template=self.config.manifest_template,
+                ),
+                checksums=checksums,
+            )
 
     def stop(self, *, abort: bool = False) -> None:
         """Ask a running :meth:`execute` to stop: no new unit or file is started,

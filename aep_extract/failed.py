@@ -116,9 +116,9 @@ class FailedFilesSource(AepSource):
         """A failed file's bytes, from the wrapped source."""
         return self.source.read_file(file, start)
 
-    def counters(self) -> Mapping[str, int]:
-        """The wrapped source's counters."""
-        return self.source.counters()
+    def interrupt(self) -> int:
+        """Cut the wrapped source's requests in flight."""
+        return self.source.interrupt()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, {self.dataset_id!r})"

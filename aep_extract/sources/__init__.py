@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from .._run import report_count, report_retry, report_throttled
 from .base import AepSource
 from .http import HttpAepSource
 
-__all__ = ["AepSource", "HttpAepSource"]
+__all__ = [
+    "AepSource",
+    "HttpAepSource",
+    "report_count",
+    "report_retry",
+    "report_throttled",
+]

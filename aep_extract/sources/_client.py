@@ -3,9 +3,10 @@
 :class:`PlatformClient` is the plumbing under :class:`~.http.HttpAepSource`: it adds
 the token and platform headers to every request and sends it through the
 :class:`~._transport.Transport` (trusted origin, no redirects, a total deadline),
-renews the token on a 401, maps failures to the error tree and keeps the counters.
-Work of an aborting run (:mod:`aep_extract._cancel`) sends nothing more and retries
-nothing.
+renews the token on a 401 and maps failures to the error tree. Requests, retries,
+429s and bytes are reported to the run the request belongs to (:mod:`aep_extract._run`)
+and added to the source's lifetime totals; work of an aborting run sends nothing more
+and retries nothing.
 
 Every platform request holds a permit of the source's
 :class:`~aep_extract._ratelimit.AdaptiveRateLimiter` from just before it is sent until
@@ -27,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import requests
 
-from .._cancel import aborted, pause
 from .._ratelimit import AdaptiveRateLimiter, Permit
 from .._retry import build_retrying, parse_retry_after
+from .._run import aborted, pause, report_count, report_retry, report_throttled
 from ..config import DEFAULT_MAX_REQUESTS_PER_SECOND
 from ..errors import ApiError, DeadlineExceeded, ThrottledError, Unauthorized
 from ._auth import ImsTokenProvider
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     import tenacity
 
     from ..config import AepConfig
-    from ..hooks import ExtractionHooks
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,6 @@ class PlatformClient:
         }
         self._lock = threading.Lock()
         self._counters = {"requests": 0, "retries": 0, "throttled": 0, "bytes": 0}
-        self.hooks: Optional[ExtractionHooks] = None
-        """Told of every retry and 429 (set by the Extractor; must not raise)."""
 
     def retrying(self) -> tenacity.Retrying:
         """A fresh controller of the retry policy (its state is per operation)."""
@@ -248,11 +246,9 @@ class PlatformClient:
         response = exchange.response
         self.bump("requests")
         if response.status_code == 429:
-            self.bump("throttled")
-            hooks = self.hooks
-            if hooks is not None:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                hooks.throttled(retry_after=retry_after)
+            self._total("throttled")
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            report_throttled(retry_after=retry_after)
         logger.debug(
             "%s -> %d in %.3fs",
             describe(method, exchange.url),
@@ -284,19 +280,21 @@ class PlatformClient:
         )
 
     def retried(self, reason: str, wait: float) -> None:
-        """Count a retry and tell the hooks (``reason`` never holds a token)."""
-        self.bump("retries")
-        hooks = self.hooks
-        if hooks is not None:
-            hooks.retry(reason=reason, wait=wait)
+        """Count a retry and tell the run (``reason`` never holds a token)."""
+        self._total("retries")
+        report_retry(reason=reason, wait=wait)
 
     def bump(self, name: str, amount: int = 1) -> None:
-        """Add to a counter."""
+        """Count ``amount`` of ``name`` for the run and in the lifetime totals."""
+        self._total(name, amount)
+        report_count(name, amount)
+
+    def _total(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._counters[name] += amount
 
     def counters(self) -> dict[str, int]:
-        """A snapshot of the counters."""
+        """A snapshot of the lifetime totals, every run's together."""
         with self._lock:
             return dict(self._counters)
 

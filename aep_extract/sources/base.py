@@ -10,7 +10,6 @@ from .._closeable import Closeable
 from ..models import Batch, FileRef, TimeWindow, from_epoch_ms
 
 if TYPE_CHECKING:
-    from ..hooks import ExtractionHooks
     from .http import HttpAepSource
 
 
@@ -20,6 +19,13 @@ class AepSource(Closeable, abc.ABC):
     The default implementation is :class:`~aep_extract.sources.http.HttpAepSource`
     (Catalog + Data Access over HTTP); :meth:`from_env` builds it from ``AEP_*``
     environment variables.
+
+    One source may serve several extractors at once. What happens during a run
+    belongs to that run: an implementation that retries or counts reports it with
+    :func:`~aep_extract.sources.report_retry`,
+    :func:`~aep_extract.sources.report_throttled` and
+    :func:`~aep_extract.sources.report_count`, from any thread, and they reach the
+    run the call was made for.
     """
 
     @abc.abstractmethod
@@ -67,14 +73,6 @@ class AepSource(Closeable, abc.ABC):
         """Files of a batch that failed ingestion (optional override)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list failed files")
 
-    def set_hooks(self, hooks: Optional[ExtractionHooks]) -> None:
-        """Report retries and 429s to ``hooks`` (optional override; None stops).
-
-        The Extractor calls this with its hooks; an implementation that retries
-        calls ``hooks.retry(reason=..., wait=...)`` and ``hooks.throttled(
-        retry_after=...)``, from any thread. The default reports nothing.
-        """
-
     def interrupt(self) -> int:
         """Cut every request in flight short, so that reads blocked on a slow
         server fail within moments (optional override; the default does nothing).
@@ -84,10 +82,6 @@ class AepSource(Closeable, abc.ABC):
         requests were cut.
         """
         return 0
-
-    def counters(self) -> Mapping[str, int]:
-        """Running totals such as ``requests``, ``retries`` and ``throttled``."""
-        return {}
 
     @classmethod
     def from_env(

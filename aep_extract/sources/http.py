@@ -25,8 +25,8 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from .._cancel import aborted
 from .._ratelimit import AdaptiveRateLimiter
+from .._run import aborted
 from ..config import AepConfig
 from ..errors import (
     RETRYABLE,
@@ -36,7 +36,6 @@ from ..errors import (
     InvalidResponse,
     NotFoundError,
 )
-from ..hooks import ExtractionHooks
 from ..models import Batch, FileRef, TimeWindow
 from . import _parsing as parsing
 from ._bodies import announced_length, content_encoding
@@ -491,13 +490,10 @@ class HttpAepSource(AepSource):
         """The limiter every request of this source goes through (for inspection)."""
         return self._client.limiter
 
-    def set_hooks(self, hooks: Optional[ExtractionHooks]) -> None:
-        """Tell ``hooks`` of every retry and 429 of this source's requests."""
-        self._client.hooks = hooks
-
     def counters(self) -> Mapping[str, int]:
-        """Totals so far: ``requests`` sent, ``retries``, ``throttled`` (429 answers)
-        and ``bytes`` of file content received."""
+        """Lifetime totals of every run together: ``requests`` sent, ``retries``,
+        ``throttled`` (429 answers) and ``bytes`` of file content received. A run's
+        own counts are in its :class:`~aep_extract.RunReport`."""
         return self._client.counters()
 
     def close(self) -> None:
