@@ -431,8 +431,12 @@ class DynamoDBCheckpointStore(CheckpointStore):
         )
 
     def _bind_destination(self, dataset_id: str, destination: str) -> str:
-        """A ``PutItem`` conditional on the item being absent: of racing first
-        bindings exactly one lands; the others read what it recorded."""
+        """A read, and only when nothing is bound a ``PutItem`` conditional on
+        the item being absent: of racing first bindings exactly one lands; the
+        others read what it recorded. A bound dataset costs no write."""
+        recorded = self._load_destination(dataset_id)
+        if recorded is not None:
+            return recorded
         try:
             self._call(
                 "PutItem",
