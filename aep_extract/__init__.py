@@ -62,7 +62,7 @@ from .models import (
 from .report import DatasetStatus, PlanResult, RunReport
 from .schedulers import Scheduler, SerialScheduler, ThreadPoolScheduler
 from .sinks import LocalSink, MemorySink, Sink, open_sink
-from .sources import AepSource, HttpAepSource
+from .sources import AepSource, HttpAepSource, open_source
 
 if TYPE_CHECKING:
     from .checkpoints.dynamodb import DynamoDBCheckpointStore
@@ -141,6 +141,7 @@ __all__ = [
     "WorkUnit",
     "__version__",
     "open_sink",
+    "open_source",
     "open_store",
 ]
 

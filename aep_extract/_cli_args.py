@@ -9,12 +9,14 @@ import math
 from datetime import datetime
 from typing import Callable, Optional
 
+from . import registry
 from .checkpoints import CheckpointStore, check_store_url, open_store
 from .config import DEFAULT_LEASE_SECONDS, DEFAULT_SAFETY_LAG_SECONDS
 from .errors import ConfigError, MissingResourceError
 from .extractor import Deadline
 from .models import TimeWindow, parse_timestamp
 from .sinks import check_sink_url
+from .sources import check_source_url
 
 # How a command takes its window (the ``window_rule`` default of its parser).
 _REQUIRED, _OPTIONAL, _PLANNED = "required", "optional", "planned"
@@ -79,6 +81,7 @@ def plan_args(parser: argparse.ArgumentParser) -> None:
         "(their data then appears twice); skipped by default",
     )
     store_arg(parser)
+    source_arg(parser)
     split_arg(parser)
     parser.set_defaults(window_rule=_PLANNED)
 
@@ -102,19 +105,28 @@ def duration(text: str) -> float:
     return value
 
 
-def sink_arg(parser: argparse.ArgumentParser) -> None:
+def source_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--sink", required=True, help="s3://bucket/prefix, a directory, or file:///dir"
+        "--source",
+        default="aep://",
+        metavar="URL",
+        help=f"where the data comes from, one of: {registry.forms('source')} "
+        "(default aep://)",
     )
+
+
+def sink_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sink", required=True, metavar="URL", help=url_help("sink"))
+
+
+def url_help(kind: registry.Kind) -> str:
+    """The help of a URL option: the forms the registry knows."""
+    return f"one of: {registry.forms(kind)}"
 
 
 def store_arg(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
     """--store, and --create-table for a command that writes the store."""
-    parser.add_argument(
-        "--store",
-        required=True,
-        help="sqlite:///state.db, dynamodb://TABLE or memory://",
-    )
+    parser.add_argument("--store", required=True, metavar="URL", help=url_help("store"))
     if writes:
         parser.add_argument(
             "--create-table",
@@ -250,6 +262,7 @@ def open_store_arg(
 
 
 _URL_OPTIONS: tuple[tuple[str, str, Callable[[str], None]], ...] = (
+    ("source", "--source", check_source_url),
     ("store", "--store", check_store_url),
     ("sink", "--sink", check_sink_url),
     ("export_to", "--export-to", check_sink_url),

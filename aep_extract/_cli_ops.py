@@ -15,7 +15,7 @@ from .failed import export_failed_files, failed_batches, failed_prefix
 from .models import TimeWindow
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
-from .sources import AepSource
+from .sources import open_source
 from .verify import verify
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE = 0, 1, 2
@@ -46,6 +46,7 @@ def add_verify(parser: argparse.ArgumentParser) -> None:
     args_.window_args(parser)
     args_.sink_arg(parser)
     args_.store_arg(parser, writes=False)
+    args_.source_arg(parser)
     parser.add_argument(
         "--no-checksums",
         dest="checksums",
@@ -101,8 +102,10 @@ def add_failed(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--store",
-        help="sqlite:///state.db, dynamodb://TABLE or memory:// (for --export-to)",
+        metavar="URL",
+        help=f"for --export-to: {args_.url_help('store')}",
     )
+    args_.source_arg(parser)
     parser.add_argument(
         "--create-table",
         action="store_true",
@@ -121,7 +124,7 @@ def _print(args: argparse.Namespace, data: Any, text: object) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     """``aep-extract verify``."""
     window: TimeWindow = args.window
-    source = AepSource.from_env() if args.catalog else None
+    source = open_source(args.source) if args.catalog else None
     try:
         if source is not None:
             source.get_dataset(args.dataset)  # an unknown dataset exits 2
@@ -187,7 +190,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_failed(args: argparse.Namespace) -> int:
     """``aep-extract failed``."""
     window: TimeWindow = args.window
-    with AepSource.from_env() as source:
+    with open_source(args.source) as source:
         source.get_dataset(args.dataset)
         batches = failed_batches(source, args.dataset, window)
         report = None

@@ -32,7 +32,7 @@ from .models import TimeWindow
 from .report import DatasetStatus, RunReport
 from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
-from .sources import AepSource
+from .sources import open_source
 
 if TYPE_CHECKING:
     from .metrics import CloudWatchMetrics, EmfMetrics
@@ -157,7 +157,7 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
         for name in ("max_requests_per_second", "max_in_flight")
         if getattr(args, name, None) is not None
     }  # only what was given: AEP_MAX_RPS / AEP_MAX_IN_FLIGHT apply otherwise
-    source = AepSource.from_env(**limits)
+    source = open_source(args.source, **limits)
     # Before the store is opened (a SQLite file would be created): a wrong secret or
     # dataset id leaves nothing behind.
     source.get_dataset(args.dataset)

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
 import aep_extract
+from aep_extract import registry
 
 if TYPE_CHECKING:
+    from docutils import nodes
     from sphinx.application import Sphinx
 
 project = "aep_extract"
@@ -76,6 +81,8 @@ nitpick_ignore_regex = [
     ("py:class", r"(mypy_boto3_\w+\.)?(S3Client|DynamoDBClient|CloudWatchClient)"),
     # The TypeVar of Scheduler.submit's signature.
     ("py:class", r"aep_extract\.schedulers\.\w+\.T"),
+    # The self-types of the from_url classmethods.
+    ("py:class", r"aep_extract\.(registry\._T|checkpoints\.base\._Store)"),
 ]
 
 
@@ -99,5 +106,28 @@ def _readable_defaults(
     return signature, return_annotation
 
 
+class BackendTable(SphinxDirective):
+    """``.. aep-backends:: sink``: the registry's backends of a kind, as a table, so
+    that the documented URL forms are the ones the code accepts."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        kind = self.arguments[0]
+        rows = [f".. list-table:: {kind.capitalize()} URLs", "   :header-rows: 1", ""]
+        rows += ["   * - URL", "     - Class", "     - What"]
+        for backend in registry.backends(kind):  # type: ignore[arg-type]
+            cls = backend.load()
+            # Documented at the top if exported there eagerly (not the lazy AWS ones).
+            public = vars(aep_extract).get(cls.__name__) is cls
+            target = f"aep_extract.{cls.__name__}" if public else backend.target_name
+            forms = ", ".join(f"``{form}``" for form in backend.forms)
+            rows += [f"   * - {forms}", f"     - :class:`~{target}`"]
+            rows += [f"     - {backend.summary}"]
+        source = self.get_source_info()[0]
+        return self.parse_text_to_nodes(StringList(rows, source))
+
+
 def setup(app: Sphinx) -> None:
     app.connect("autodoc-process-signature", _readable_defaults)
+    app.add_directive("aep-backends", BackendTable)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import re
 from typing import Any
 
-from ..errors import ConfigError
+from .. import registry
 from .base import CheckpointStore
 from .memory import MemoryCheckpointStore
-from .sqlite import MEMORY, SQLiteCheckpointStore
+from .sqlite import SQLiteCheckpointStore
 
 __all__ = [
     "CheckpointStore",
@@ -19,20 +17,10 @@ __all__ = [
     "open_store",
 ]
 
-STORE_URL_FORMS = (
-    "memory://",
-    "sqlite:///relative/path.db",
-    "sqlite:////absolute/path.db",
-    "dynamodb://TABLE",
-)
-"""The store URLs :func:`open_store` accepts."""
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-
 
 def open_store(url: str, *, read_only: bool = False, **kwargs: Any) -> CheckpointStore:
-    """Open the checkpoint store a URL names.
+    """Open the checkpoint store a URL names; :mod:`aep_extract.registry` lists the
+    schemes (``aep-extract run --help`` too).
 
     The forms follow SQLAlchemy's for SQLite: what follows ``sqlite:///`` is the path
     verbatim, so three slashes give a relative path and four an absolute one:
@@ -56,12 +44,10 @@ def open_store(url: str, *, read_only: bool = False, **kwargs: Any) -> Checkpoin
         MissingResourceError: ``read_only`` and the SQLite file or the DynamoDB
             table does not exist.
     """
-    kind, target = _parse(url)
-    if kind == "memory":
-        return MemoryCheckpointStore(**kwargs)
-    if kind == "sqlite":
-        return SQLiteCheckpointStore(target, read_only=read_only, **kwargs)
-    return _open_dynamodb(target, read_only=read_only, **kwargs)
+    store: CheckpointStore = registry.open_url(
+        "store", url, read_only=read_only, **kwargs
+    )
+    return store
 
 
 def check_store_url(url: str) -> None:
@@ -70,50 +56,4 @@ def check_store_url(url: str) -> None:
     Raises:
         ConfigError: see :func:`open_store`.
     """
-    _parse(url)
-
-
-def _parse(url: str) -> tuple[str, str]:
-    """The kind of store a URL names (memory, sqlite, dynamodb) and its path or
-    table."""
-    match = _SCHEME.match(url)
-    scheme = match.group(1).lower() if match else ""
-    rest = url[match.end() :] if match else ""
-    if scheme == "memory" and rest in ("", "/"):
-        return scheme, ""
-    if scheme == "sqlite":
-        if rest == "":
-            return scheme, MEMORY
-        if rest.startswith("/"):
-            if rest == "/":
-                raise ConfigError(f"store URL {url!r} names no file")
-            return scheme, rest[1:]
-        # sqlite://name would put the path where a URL's host goes: refuse to guess.
-        raise ConfigError(
-            f"store URL {url!r}: write sqlite:///{rest} for the relative path "
-            f"{rest!r}, or sqlite:////{rest} for the absolute path /{rest}"
-        )
-    if scheme == "dynamodb":
-        table = rest.rstrip("/")
-        if not _TABLE_NAME.match(table):
-            raise ConfigError(
-                f"store URL {url!r}: {table!r} is not a DynamoDB table name "
-                "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
-            )
-        return scheme, table
-    raise ConfigError(
-        f"unsupported store URL {url!r}; expected one of: {', '.join(STORE_URL_FORMS)}"
-    )
-
-
-def _open_dynamodb(table: str, **kwargs: Any) -> CheckpointStore:
-    module_name = f"{__name__}.dynamodb"
-    # Imported by name and lazily: boto3 loads only when a DynamoDB store is used.
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise ConfigError(f"dynamodb:// store cannot be imported: {exc}") from exc
-        raise ConfigError("dynamodb:// store is not available yet") from exc
-    store: CheckpointStore = module.DynamoDBCheckpointStore(table, **kwargs)
-    return store
+    registry.check_url("store", url)

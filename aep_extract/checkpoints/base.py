@@ -23,7 +23,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import attrs
 
@@ -37,6 +37,7 @@ from ..models import (
     UnitStatus,
     WorkUnit,
 )
+from ..registry import FromUrl
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,36 @@ MAX_ERROR_LENGTH = 2000
 """Recorded error text is cut to this many characters."""
 
 
-class CheckpointStore(Closeable, abc.ABC):
+_Store = TypeVar("_Store", bound="CheckpointStore")
+
+
+class CheckpointStore(Closeable, FromUrl, abc.ABC):
     """Records the state of every work unit so a run resumes where the last stopped.
 
     Subclasses implement the four primitives; everything else is built on them. The
-    clock (epoch seconds) can be replaced for tests by setting :attr:`clock`.
+    clock (epoch seconds) can be replaced for tests by setting :attr:`clock`. A store
+    registered in :mod:`aep_extract.registry` is opened by URL
+    (:func:`~aep_extract.open_store`) with :meth:`from_url`.
     """
+
+    @classmethod
+    def from_url(
+        cls: type[_Store], url: str, *, read_only: bool = False, **options: Any
+    ) -> _Store:
+        """Build the store a URL names; by default ``cls(url, **options)``, with
+        ``read_only=True`` passed on only when asked for.
+
+        Args:
+            url: the URL, its scheme one this class is registered for.
+            read_only: open an existing store to read it, creating nothing.
+            **options: the constructor's keyword arguments.
+
+        Raises:
+            ConfigError: a malformed URL or invalid options.
+        """
+        if read_only:
+            options["read_only"] = True
+        return super().from_url(url, **options)
 
     clock: Callable[[], float] = staticmethod(time.time)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
@@ -40,6 +41,7 @@ from ..errors import (
     MissingResourceError,
 )
 from ..models import Checkpoint, UnitStatus
+from ..registry import url_rest
 from . import _dynamodb_items as items
 from .base import CheckpointStore
 
@@ -155,6 +157,18 @@ class DynamoDBCheckpointStore(CheckpointStore):
     """
 
     consistent_listing = False  # _scan reads a GSI, eventually consistent
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """``dynamodb://TABLE``."""
+        _table_of(url)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, read_only: bool = False, **options: Any
+    ) -> DynamoDBCheckpointStore:
+        """The store in the table a ``dynamodb://TABLE`` URL names."""
+        return cls(_table_of(url), read_only=read_only, **options)
 
     def __init__(
         self,
@@ -725,3 +739,16 @@ def _key_schema(
     pairs: Sequence[tuple[str, KeyTypeType]],
 ) -> list[KeySchemaElementTypeDef]:
     return [{"AttributeName": name, "KeyType": kind} for name, kind in pairs]
+
+
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def _table_of(url: str) -> str:
+    table = url_rest(url).rstrip("/")
+    if not _TABLE_NAME.match(table):
+        raise ConfigError(
+            f"store URL {url!r}: {table!r} is not a DynamoDB table name "
+            "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
+        )
+    return table

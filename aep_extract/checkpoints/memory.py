@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Iterator, Sequence
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import CheckpointConflict
 from ..models import Checkpoint, UnitStatus
+from ..registry import require_bare
 from .base import CheckpointStore
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,20 @@ class MemoryCheckpointStore(CheckpointStore):
     Args:
         clock: epoch-seconds clock; defaults to :func:`time.time`.
     """
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """``memory://``, with nothing after it."""
+        require_bare("store", url)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, read_only: bool = False, **options: Any
+    ) -> MemoryCheckpointStore:
+        """A new, empty store for ``memory://`` (``read_only`` changes nothing:
+        there is nothing to read)."""
+        cls.check_url(url)
+        return cls(**options)
 
     def __init__(self, clock: Optional[Callable[[], float]] = None) -> None:
         if clock is not None:

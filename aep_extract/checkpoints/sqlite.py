@@ -27,6 +27,7 @@ from ..errors import (
     MissingResourceError,
 )
 from ..models import Checkpoint, UnitStatus, WorkUnit
+from ..registry import url_rest
 from .base import CheckpointStore
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,19 @@ class SQLiteCheckpointStore(CheckpointStore):
         MissingResourceError: ``read_only`` and the file does not exist.
         CheckpointError: the file cannot be opened or was written by a newer schema.
     """
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite://``
+        (a private in-memory database); SQLAlchemy's forms."""
+        _path_of(url)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, read_only: bool = False, **options: Any
+    ) -> SQLiteCheckpointStore:
+        """The store in the file a ``sqlite://`` URL names."""
+        return cls(_path_of(url), read_only=read_only, **options)
 
     def __init__(
         self,
@@ -505,3 +519,19 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
         raise CheckpointError(
             f"unreadable row for batch {batch_id!r} range {offset_range!r}: {exc}"
         ) from exc
+
+
+def _path_of(url: str) -> str:
+    """The file a ``sqlite://`` URL names: what follows ``sqlite:///``, verbatim."""
+    rest = url_rest(url)
+    if rest == "":
+        return MEMORY
+    if not rest.startswith("/"):
+        # sqlite://name would put the path where a URL's host goes: refuse to guess.
+        raise ConfigError(
+            f"store URL {url!r}: write sqlite:///{rest} for the relative path "
+            f"{rest!r}, or sqlite:////{rest} for the absolute path /{rest}"
+        )
+    if rest == "/":
+        raise ConfigError(f"store URL {url!r} names no file")
+    return rest[1:]

@@ -11,12 +11,17 @@ from typing import BinaryIO, Optional
 
 from .._closeable import Closeable
 from ..models import ObjectInfo
+from ..registry import FromUrl
 
 READ_CHUNK = 1024 * 1024
 
 
-class Sink(Closeable, abc.ABC):
+class Sink(Closeable, FromUrl, abc.ABC):
     """Stores objects under keys relative to the sink's root.
+
+    A sink registered in :mod:`aep_extract.registry` is opened by URL
+    (:func:`~aep_extract.open_sink`) with :meth:`from_url`, after
+    :meth:`check_url`.
 
     Contract for implementations:
 

@@ -11,15 +11,17 @@ import pathlib
 import threading
 import time
 import unicodedata
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from stat import S_ISREG
-from typing import TYPE_CHECKING, BinaryIO, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union, cast
 
-from ..errors import SinkError, UnsafeKeyError
+from ..errors import ConfigError, SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
+from ..registry import scheme_of, url_rest
 from .base import Sink
 
 if TYPE_CHECKING:
@@ -67,6 +69,16 @@ class LocalSink(Sink):
         fold_unicode: whether it takes names differing only in Unicode
             normalisation for one name (macOS); None finds out likewise.
     """
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """A path, or ``file:///absolute/path`` (host empty or ``localhost``)."""
+        _root_of(url)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> LocalSink:
+        """The sink rooted at a path or ``file://`` URL (percent-decoded)."""
+        return cls(_root_of(url), **options)
 
     def __init__(
         self,
@@ -367,6 +379,28 @@ class _GuardedWriter(io.RawIOBase):
 
     def tell(self) -> int:
         return self.written
+
+
+def _root_of(url: str) -> str:
+    """The directory a path or ``file://`` URL names."""
+    if scheme_of("sink", url) != "file":
+        raise ConfigError(f"sink URL {url!r} is not a path or file:// URL")
+    if url_rest(url) == url:
+        return url  # a path
+    parts = urllib.parse.urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(
+            f"sink URL {url!r}: host {parts.netloc!r} is not local; "
+            "write file:///absolute/path"
+        )
+    if not parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"sink URL {url!r}: expected file:///absolute/path")
+    if os.name == "nt":
+        # url2pathname turns /C:/data into C:\data; imported here, it is heavy.
+        from urllib.request import url2pathname
+
+        return url2pathname(parts.path)
+    return urllib.parse.unquote(parts.path)
 
 
 def _is_temp(key: str) -> bool:

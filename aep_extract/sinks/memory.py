@@ -7,11 +7,12 @@ import io
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Optional
 
 from ..errors import SinkError
 from ..layout import check_key
 from ..models import ObjectInfo
+from ..registry import require_bare
 from .base import Sink
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,17 @@ class MemorySink(Sink):
     A write is buffered and stored when its block exits cleanly, so readers never see
     a partial object; on an error the buffer is dropped. Thread-safe.
     """
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """``memory://``, with nothing after it."""
+        require_bare("sink", url)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemorySink:
+        """A new, empty sink for ``memory://``."""
+        cls.check_url(url)
+        return cls(**options)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

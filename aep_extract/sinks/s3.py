@@ -113,6 +113,11 @@ class S3Sink(Sink):
         ConfigError: an invalid URL, option or combination of options.
     """
 
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """``s3://BUCKET/PREFIX``: a valid bucket name and a safe prefix."""
+        parse_s3_url(url)
+
     def __init__(
         self,
         url: str,

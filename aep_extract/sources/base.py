@@ -8,17 +8,19 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._closeable import Closeable
 from ..models import Batch, FileRef, TimeWindow, from_epoch_ms
+from ..registry import FromUrl
 
 if TYPE_CHECKING:
     from .http import HttpAepSource
 
 
-class AepSource(Closeable, abc.ABC):
+class AepSource(Closeable, FromUrl, abc.ABC):
     """Reads datasets, batches and file bytes from Adobe Experience Platform.
 
     The default implementation is :class:`~aep_extract.sources.http.HttpAepSource`
     (Catalog + Data Access over HTTP); :meth:`from_env` builds it from ``AEP_*``
-    environment variables.
+    environment variables, as :func:`~aep_extract.open_source` does for ``aep://``.
+    Other sources register a URL scheme in :mod:`aep_extract.registry`.
 
     One source may serve several extractors at once. What happens during a run
     belongs to that run: an implementation that retries or counts reports it with

@@ -37,6 +37,7 @@ from ..errors import (
     NotFoundError,
 )
 from ..models import Batch, FileRef, TimeWindow
+from ..registry import require_bare
 from . import _parsing as parsing
 from ._bodies import announced_length, content_encoding
 from ._client import PlatformClient
@@ -95,6 +96,17 @@ class HttpAepSource(AepSource):
             config, session, sleep, time.monotonic if clock is None else clock
         )
         self._base = self._client.base_url
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """``aep://``: the platform the ``AEP_*`` variables configure."""
+        require_bare("source", url)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> HttpAepSource:
+        """The source of ``aep://``: :meth:`from_env` with ``options``."""
+        cls.check_url(url)
+        return cls.from_env(**options)
 
     @classmethod
     def from_env(
