@@ -103,6 +103,37 @@ def test_a_backend_that_cannot_be_imported_names_its_extra():
     assert "pip install 'aep-extract[gone-cloud]'" in message
 
 
+class PlainStore(MemoryCheckpointStore):
+    """A store that takes its URL whole and has no read-only mode."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        if not registry.url_rest(url):
+            raise ConfigError(f"store URL {url!r} names no database")
+
+    @classmethod
+    def from_url(cls, url: str, *, read_only: bool = False, **options: Any) -> Any:
+        # The default of CheckpointStore, past MemoryCheckpointStore's override.
+        return super(MemoryCheckpointStore, cls).from_url(
+            url, read_only=read_only, **options
+        )
+
+
+def test_a_store_is_built_from_its_url_and_refuses_read_only_it_lacks():
+    registry.register("store", "plain", PlainStore)
+    store = open_store("plain://db/x")
+    assert isinstance(store, PlainStore)
+    assert store.url == "plain://db/x"
+    with pytest.raises(ConfigError, match="names no database"):
+        open_store("plain://")
+    with pytest.raises(ConfigError, match="PlainStore cannot be opened read-only"):
+        open_store("plain://db/x", read_only=True)
+
+
 def test_a_class_that_is_no_backend_is_refused():
     registry.register("store", "plain", "collections:OrderedDict")
     with pytest.raises(ConfigError, match="is not a store class"):

@@ -28,7 +28,12 @@ from typing import Any, Callable, Optional, TypeVar
 import attrs
 
 from .._closeable import Closeable
-from ..errors import CheckpointConflict, CheckpointError, DestinationMismatch
+from ..errors import (
+    CheckpointConflict,
+    CheckpointError,
+    ConfigError,
+    DestinationMismatch,
+)
 from ..models import (
     WHOLE_BATCH,
     Checkpoint,
@@ -64,19 +69,20 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
     def from_url(
         cls: type[_Store], url: str, *, read_only: bool = False, **options: Any
     ) -> _Store:
-        """Build the store a URL names; by default ``cls(url, **options)``, with
-        ``read_only=True`` passed on only when asked for.
+        """Build the store a URL names; by default ``cls(url, **options)``.
 
         Args:
             url: the URL, its scheme one this class is registered for.
-            read_only: open an existing store to read it, creating nothing.
+            read_only: open an existing store to read it, creating nothing (the
+                default refuses: a store that can, overrides this method).
             **options: the constructor's keyword arguments.
 
         Raises:
-            ConfigError: a malformed URL or invalid options.
+            ConfigError: a malformed URL, invalid options, or ``read_only`` for a
+                store that cannot open read-only.
         """
         if read_only:
-            options["read_only"] = True
+            raise ConfigError(f"{cls.__name__} cannot be opened read-only")
         return super().from_url(url, **options)
 
     clock: Callable[[], float] = staticmethod(time.time)
