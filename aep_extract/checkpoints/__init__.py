@@ -6,6 +6,7 @@ import importlib
 import re
 from typing import Any
 
+from .._validators import text_arg
 from ..errors import ConfigError
 from .base import CheckpointStore
 from .memory import MemoryCheckpointStore
@@ -29,6 +30,20 @@ STORE_URL_FORMS = (
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def check_table_name(name: object) -> str:
+    """``name`` if it is a valid DynamoDB table name.
+
+    Raises:
+        ConfigError: it is not.
+    """
+    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+        raise ConfigError(
+            f"{name!r} is not a DynamoDB table name "
+            "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
+        )
+    return name
 
 
 def open_store(url: str, *, read_only: bool = False, **kwargs: Any) -> CheckpointStore:
@@ -76,7 +91,7 @@ def check_store_url(url: str) -> None:
 def _parse(url: str) -> tuple[str, str]:
     """The kind of store a URL names (memory, sqlite, dynamodb) and its path or
     table."""
-    match = _SCHEME.match(url)
+    match = _SCHEME.match(text_arg(url, "store URL"))
     scheme = match.group(1).lower() if match else ""
     rest = url[match.end() :] if match else ""
     if scheme == "memory" and rest in ("", "/"):
@@ -94,13 +109,10 @@ def _parse(url: str) -> tuple[str, str]:
             f"{rest!r}, or sqlite:////{rest} for the absolute path /{rest}"
         )
     if scheme == "dynamodb":
-        table = rest.rstrip("/")
-        if not _TABLE_NAME.match(table):
-            raise ConfigError(
-                f"store URL {url!r}: {table!r} is not a DynamoDB table name "
-                "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
-            )
-        return scheme, table
+        try:
+            return scheme, check_table_name(rest.rstrip("/"))
+        except ConfigError as exc:
+            raise ConfigError(f"store URL {url!r}: {exc}") from None
     raise ConfigError(
         f"unsupported store URL {url!r}; expected one of: {', '.join(STORE_URL_FORMS)}"
     )

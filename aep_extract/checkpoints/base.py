@@ -28,7 +28,12 @@ from typing import Callable, Optional
 import attrs
 
 from .._closeable import Closeable
-from ..errors import CheckpointConflict, CheckpointError, DestinationMismatch
+from ..errors import (
+    CheckpointConflict,
+    CheckpointError,
+    ConfigError,
+    DestinationMismatch,
+)
 from ..models import (
     WHOLE_BATCH,
     Checkpoint,
@@ -180,9 +185,12 @@ class CheckpointStore(Closeable, abc.ABC):
 
         Returns:
             How many units were new.
+
+        Raises:
+            ConfigError: ``status`` is InProgress, Completed or Failed.
         """
         if status not in (UnitStatus.PENDING, UnitStatus.WAITING, UnitStatus.SKIPPED):
-            raise ValueError(f"units cannot be registered as {status}")
+            raise ConfigError(f"units cannot be registered as {status}")
         now = self.clock()
         fresh = [
             Checkpoint(
@@ -244,11 +252,12 @@ class CheckpointStore(Closeable, abc.ABC):
         changes nothing. A store that records no destinations accepts any.
 
         Raises:
+            ConfigError: ``destination`` is empty.
             DestinationMismatch: another destination is recorded for the dataset;
                 with this store its units count as copied there.
         """
         if not destination:
-            raise ValueError("destination must not be empty")
+            raise ConfigError("destination must not be empty")
         try:
             recorded = self._bind_destination(dataset_id, destination)
         except NotImplementedError:

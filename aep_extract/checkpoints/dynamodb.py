@@ -41,6 +41,7 @@ from ..errors import (
 )
 from ..models import Checkpoint, UnitStatus
 from . import _dynamodb_items as items
+from . import check_table_name
 from .base import CheckpointStore
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ class DynamoDBCheckpointStore(CheckpointStore):
         sleep: Callable[[float], None] = time.sleep,
         read_only: bool = False,
     ) -> None:
+        check_table_name(table_name)
         if create_table and read_only:
             raise ConfigError(
                 f"DynamoDB table {table_name}: a read-only store cannot create it"

@@ -9,6 +9,7 @@ import re
 import urllib.parse
 from typing import Any, Callable
 
+from .._validators import text_arg
 from ..errors import ConfigError
 from ._s3_support import parse_s3_url
 from .base import Sink
@@ -58,7 +59,7 @@ def _resolve(url: str) -> Callable[..., Sink]:
         raise ConfigError(
             f"empty sink URL; expected one of: {', '.join(SINK_URL_FORMS)}"
         )
-    match = _SCHEME.match(url)
+    match = _SCHEME.match(text_arg(url, "sink URL"))
     if match is None:
         return functools.partial(LocalSink, url)
     scheme = match.group(1).lower()

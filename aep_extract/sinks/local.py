@@ -17,6 +17,7 @@ from datetime import timedelta
 from stat import S_ISREG
 from typing import TYPE_CHECKING, BinaryIO, Optional, Union, cast
 
+from .._validators import path_arg
 from ..errors import SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
@@ -76,7 +77,7 @@ class LocalSink(Sink):
         fold_unicode: Optional[bool] = None,
     ) -> None:
         # Absolute now, so a later chdir cannot move the sink.
-        self._root = os.path.abspath(os.fspath(root))
+        self._root = os.path.abspath(path_arg(root, "LocalSink root"))
         self._folding = (fold_case, fold_unicode)
         self._folding_lock = threading.Lock()
         self._xattrs = hasattr(os, "setxattr")

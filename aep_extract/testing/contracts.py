@@ -43,6 +43,7 @@ from ..checkpoints.base import MAX_ERROR_LENGTH, CheckpointStore
 from ..errors import (
     CheckpointConflict,
     CheckpointError,
+    ConfigError,
     DestinationMismatch,
     SinkError,
     UnsafeKeyError,
@@ -250,7 +251,7 @@ class BasicCheckpointStoreContract:
         dataset: str,
         status: UnitStatus,
     ) -> None:
-        with pytest.raises(ValueError, match=status.value):
+        with pytest.raises(ConfigError, match=status.value):
             store.register(self.units(dataset, 1), status=status)
         assert store.list(dataset) == []
 
@@ -996,7 +997,7 @@ class CheckpointStoreContract(BasicCheckpointStoreContract):
         )
         assert "`aep-extract reset`" in str(error)
         assert store.destination(dataset) == SINK_A
-        with pytest.raises(ValueError, match="empty"):
+        with pytest.raises(ConfigError, match="empty"):
             store.bind_destination(dataset, "")
 
     def test_destinations_are_per_dataset_and_not_units(
