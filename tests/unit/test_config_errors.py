@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aep_extract import (
@@ -27,7 +29,11 @@ from aep_extract import (
 from aep_extract._logging import make_formatter
 from aep_extract.sinks.s3 import S3Sink
 
-CREDENTIALS = {"client_id": "cid", "client_secret": "secret", "org_id": "ORG@AdobeOrg"}
+CREDENTIALS: dict[str, Any] = {
+    "client_id": "cid",
+    "client_secret": "secret",
+    "org_id": "ORG@AdobeOrg",
+}
 
 
 def test_config_error_is_a_value_error_in_the_tree():
@@ -40,7 +46,7 @@ def test_config_error_is_a_value_error_in_the_tree():
 
 BAD = {
     "RetryConfig attempts 0": lambda: RetryConfig(attempts=0),
-    "RetryConfig attempts text": lambda: RetryConfig(attempts="3"),
+    "RetryConfig attempts text": lambda: RetryConfig(attempts="3"),  # type: ignore[arg-type]
     "RetryConfig negative wait": lambda: RetryConfig(initial_wait=-1),
     "AepConfig empty client id": lambda: AepConfig(**{**CREDENTIALS, "client_id": ""}),
     "AepConfig chunk 0": lambda: AepConfig(**CREDENTIALS, chunk_size=0),
