@@ -129,11 +129,15 @@ def test_a_file_on_the_manifest_key_collides():
         layout.file_keys(UNIT, files)
 
 
+def batch(batch_id: str, created_ms: int) -> Batch:
+    return Batch(
+        batch_id=batch_id, dataset_id="ds1", status="success", created_ms=created_ms
+    )
+
+
 def test_a_custom_template_end_to_end_into_a_local_sink(tmp_path):
     batches = {
-        Batch(
-            batch_id="b1", dataset_id="ds1", status="success", created_ms=CREATED_MS
-        ): {
+        batch("b1", CREATED_MS): {
             ("f1", "part-0.parquet"): b"one",
             ("f2", "dir/part-1.parquet"): b"two",
         },
