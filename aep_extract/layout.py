@@ -42,12 +42,14 @@ FILE_FIELDS = (*MANIFEST_FIELDS, "dataset_file_id", "name")
 def check_template(template: Any, *, manifest: bool = False) -> str:
     """Return ``template`` if it makes safe keys that tell files apart.
 
-    A template uses only the placeholders of :data:`FILE_FIELDS` (or, with
-    ``manifest``, :data:`MANIFEST_FIELDS`), by plain name. A file template holds
-    ``{name}`` and ``{batch_id}`` or ``{dataset_file_id}``, a manifest template
-    ``{batch_id}``: without them the files or manifests of different batches
-    would share keys. Its fixed text must keep keys relative and inside their
-    prefix (see :func:`check_key`).
+    A template uses only the placeholders ``dataset_id``, ``date``, ``batch_id``,
+    ``dataset_file_id`` and ``name`` (a manifest template the first three), by
+    plain name, as ``str.format`` fields (``{{`` and ``}}`` for literal braces).
+    A file template holds ``{name}`` and ``{batch_id}`` or ``{dataset_file_id}``,
+    a manifest template ``{batch_id}``: without them the files or manifests of
+    different batches would share keys. Its fixed text must keep keys relative
+    and inside their prefix (no absolute path, no empty, ``.`` or ``..``
+    segment, no backslash).
 
     Raises:
         ConfigError: the template breaks one of these rules.
@@ -102,7 +104,8 @@ class KeyLayout:
     ``batch_id``, and for files ``dataset_file_id`` and ``name``.
 
     Raises:
-        ConfigError: a template breaks the rules of :func:`check_template`.
+        ConfigError: a template breaks the rules of
+            :func:`~aep_extract.layout.check_template`.
     """
 
     file_template: str = attrs.field(default=DEFAULT_KEY_TEMPLATE, validator=_template)
