@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from .errors import ConfigError
 from .models import FileRef, WorkUnit
 
 CONTEXT_FIELDS = ("dataset", "batch", "unit", "file")
@@ -71,10 +72,10 @@ def make_formatter(kind: str) -> logging.Formatter:
     """The formatter of ``--log-format`` ``text`` or ``json``.
 
     Raises:
-        ValueError: another kind.
+        ConfigError: another kind.
     """
     if kind == "json":
         return JsonFormatter()
     if kind == "text":
         return logging.Formatter(TEXT_FORMAT)
-    raise ValueError(f"unknown log format {kind!r}")
+    raise ConfigError(f"unknown log format {kind!r}; use 'text' or 'json'")

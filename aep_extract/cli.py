@@ -26,7 +26,13 @@ from . import _cli_ops as _ops
 from ._logging import make_formatter
 from ._status_format import format_status
 from .config import DEFAULT_LEASE_SECONDS, ExtractorConfig
-from .errors import AepExtractError, AuthError, ConfigError, NotFoundError
+from .errors import (
+    AepExtractError,
+    AuthError,
+    ConfigError,
+    MetricsError,
+    NotFoundError,
+)
 from .extractor import Extractor
 from .models import TimeWindow
 from .report import DatasetStatus, RunReport
@@ -212,8 +218,6 @@ def _publish_metrics(
     """Publish the run's metrics; a failure to do so is logged, not fatal."""
     if publisher is None:
         return
-    from .metrics import MetricsError
-
     try:
         publisher.publish(report)
     except MetricsError as exc:

@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import attrs
-from attrs import validators as v
 
+from . import _validators as v
 from .errors import ConfigError
 
 DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
@@ -79,7 +79,7 @@ def _positive_rate(
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{attribute.name} must be a positive number of requests per second, "
             f"got {value!r}"
         )
@@ -89,7 +89,7 @@ def _positive_int(
     instance: object, attribute: attrs.Attribute[Any], value: Any
 ) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
+        raise ConfigError(
             f"{attribute.name} must be an integer of 1 or more, got {value!r}"
         )
 
@@ -107,7 +107,7 @@ def _http_url(instance: object, attribute: attrs.Attribute[Any], value: Any) -> 
         or "\\" in value
         or any(ch.isspace() for ch in value)
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{attribute.name} must be an http(s) URL like https://host[:port][/path], "
             f"got {value!r}"
         )
@@ -226,6 +226,14 @@ class AepConfig:
             raise ConfigError(f"invalid AEP configuration: {exc}") from None
 
 
+def _key_template(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    from .layout import check_template  # layout reads this module's defaults
+
+    check_template(value, manifest=attribute.name == "manifest_template")
+
+
 def _env_number(
     name: str, text: str, kind: Callable[[str], float], wanted: str
 ) -> float:
@@ -253,7 +261,8 @@ class ExtractorConfig:
         files_per_unit: split batches with more files into offset ranges of this many
             files (lists every batch's files while planning); None keeps a batch whole.
         key_template: sink key of a file; fields ``dataset_id``, ``date`` (batch
-            created, YYYY-MM-DD), ``batch_id``, ``dataset_file_id``, ``name``.
+            created, YYYY-MM-DD), ``batch_id``, ``dataset_file_id``, ``name``
+            (rules: :func:`~aep_extract.layout.check_template`).
         manifest_template: sink key of a batch manifest; the same fields but the last
             two.
         safety_lag_seconds: an incremental run (:meth:`Extractor.run_since_last`)
@@ -270,8 +279,12 @@ class ExtractorConfig:
     files_per_unit: Optional[int] = attrs.field(
         default=None, validator=v.optional(v.ge(1))
     )
-    key_template: str = DEFAULT_KEY_TEMPLATE
-    manifest_template: str = DEFAULT_MANIFEST_TEMPLATE
+    key_template: str = attrs.field(
+        default=DEFAULT_KEY_TEMPLATE, validator=_key_template
+    )
+    manifest_template: str = attrs.field(
+        default=DEFAULT_MANIFEST_TEMPLATE, validator=_key_template
+    )
     safety_lag_seconds: float = attrs.field(
         default=DEFAULT_SAFETY_LAG_SECONDS, validator=v.ge(0)
     )

@@ -3,7 +3,7 @@
 ::
 
     AepExtractError
-    ├── ConfigError                 bad arguments, settings or window
+    ├── ConfigError                 bad arguments, settings or window (a ValueError)
     │   ├── MissingResourceError    the table, bucket or database file does not exist
     │   └── DestinationMismatch     the store copied the dataset to another sink
     ├── SourceError                 anything from the AEP side
@@ -25,6 +25,7 @@
     ├── SinkError                   the sink failed
     │   └── UnsafeKeyError          a name from the API would escape its prefix
     │       └── KeyCollisionError   two files (or a file and a manifest) share a key
+    ├── MetricsError                metrics could not be published (a run goes on)
     └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
 
 Retryable errors (``RETRYABLE``) are retried by the source's retry policy before they
@@ -41,8 +42,12 @@ class AepExtractError(Exception):
     """Base class of every error raised by aep_extract."""
 
 
-class ConfigError(AepExtractError):
-    """Invalid configuration, arguments or time window."""
+class ConfigError(AepExtractError, ValueError):
+    """Invalid configuration, arguments or time window.
+
+    Also a :class:`ValueError`: constructing a public class with an invalid value
+    raises it, and code that catches ``ValueError`` keeps working.
+    """
 
 
 class MissingResourceError(ConfigError):
@@ -201,6 +206,10 @@ class KeyCollisionError(UnsafeKeyError):
             else f"sink keys {keys[0]!r} and {keys[1]!r}, one object in this sink"
         )
         super().__init__(f"{sources[0]} and {sources[1]} both map to {where}")
+
+
+class MetricsError(AepExtractError):
+    """Metrics could not be published (the run itself is unaffected)."""
 
 
 class ExtractionFailed(AepExtractError):

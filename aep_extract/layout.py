@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
 from .config import DEFAULT_KEY_TEMPLATE, DEFAULT_MANIFEST_TEMPLATE
-from .errors import KeyCollisionError, UnsafeKeyError
+from .errors import ConfigError, KeyCollisionError, UnsafeKeyError
 from .models import WHOLE_BATCH, FileRef, WorkUnit, from_epoch_ms
 
 _OFFSET_RANGE = re.compile(r"\.([0-9]+)-([0-9]+|\*)")
@@ -32,6 +33,63 @@ def check_key(key: str) -> str:
     return key
 
 
+MANIFEST_FIELDS = ("dataset_id", "date", "batch_id")
+"""The placeholders of a manifest template."""
+FILE_FIELDS = (*MANIFEST_FIELDS, "dataset_file_id", "name")
+"""The placeholders of a file template."""
+
+
+def check_template(template: Any, *, manifest: bool = False) -> str:
+    """Return ``template`` if it makes safe keys that tell files apart.
+
+    A template uses only the placeholders ``dataset_id``, ``date``, ``batch_id``,
+    ``dataset_file_id`` and ``name`` (a manifest template the first three), by
+    plain name, as ``str.format`` fields (``{{`` and ``}}`` for literal braces).
+    A file template holds ``{name}`` and ``{batch_id}`` or ``{dataset_file_id}``,
+    a manifest template ``{batch_id}``: without them the files or manifests of
+    different batches would share keys. Its fixed text must keep keys relative
+    and inside their prefix (no absolute path, no empty, ``.`` or ``..``
+    segment, no backslash).
+
+    Raises:
+        ConfigError: the template breaks one of these rules.
+    """
+    kind = "manifest template" if manifest else "key template"
+    if not isinstance(template, str):
+        raise ConfigError(f"{kind} must be a string, not {type(template).__name__}")
+    fields = MANIFEST_FIELDS if manifest else FILE_FIELDS
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone brace
+        raise ConfigError(f"{kind} {template!r}: {exc}") from None
+    used = {field for _, field, _, _ in parsed if field is not None}
+    for field in sorted(used - set(fields)):
+        allowed = ", ".join(f"{{{name}}}" for name in fields)
+        raise ConfigError(
+            f"{kind} {template!r}: unknown placeholder {{{field}}}; use {allowed}"
+        )
+    required = (
+        [["batch_id"]] if manifest else [["name"], ["batch_id", "dataset_file_id"]]
+    )
+    for choices in required:
+        if not used.intersection(choices):
+            spelled = " or ".join(f"{{{name}}}" for name in choices)
+            what = "batches" if manifest else "files"
+            raise ConfigError(
+                f"{kind} {template!r} has no {spelled}: keys of different {what} "
+                "would collide"
+            )
+    try:  # a format spec that does not apply, or fixed text that escapes
+        check_key(template.format(**dict.fromkeys(fields, "x")))
+    except (ValueError, UnsafeKeyError) as exc:
+        raise ConfigError(f"{kind} {template!r}: {exc}") from None
+    return template
+
+
+def _template(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_template(value, manifest=attribute.name == "manifest_template")
+
+
 def describe_file(file: FileRef) -> str:
     """A file's source ids, quoted so that no two files read alike (``a/b`` + ``c``
     and ``a`` + ``b/c`` would, as paths)."""
@@ -44,10 +102,16 @@ class KeyLayout:
 
     Fields: ``dataset_id``, ``date`` (the batch's created day, UTC, YYYY-MM-DD),
     ``batch_id``, and for files ``dataset_file_id`` and ``name``.
+
+    Raises:
+        ConfigError: a template breaks the rules of
+            :func:`~aep_extract.layout.check_template`.
     """
 
-    file_template: str = DEFAULT_KEY_TEMPLATE
-    manifest_template: str = DEFAULT_MANIFEST_TEMPLATE
+    file_template: str = attrs.field(default=DEFAULT_KEY_TEMPLATE, validator=_template)
+    manifest_template: str = attrs.field(
+        default=DEFAULT_MANIFEST_TEMPLATE, validator=_template
+    )
 
     def file_key(self, unit: WorkUnit, file: FileRef) -> str:
         """Key of one copied file.

@@ -31,7 +31,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any, Optional
 
-from .errors import AepExtractError
+from .errors import MetricsError as MetricsError  # its first home; still importable
 from .models import UnitStatus
 from .report import RunReport
 
@@ -45,10 +45,6 @@ DEFAULT_NAMESPACE = "aep_extract"
 """The CloudWatch namespace unless one is given."""
 
 DIMENSION = "DatasetId"
-
-
-class MetricsError(AepExtractError):
-    """Metrics could not be published (the run itself is unaffected)."""
 
 
 def report_metrics(report: RunReport) -> list[tuple[str, str, float]]:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import attrs
 
+from . import _validators as v
 from .errors import ConfigError
 
 EXPORTABLE_BATCH_STATUSES = frozenset({"success", "active"})
@@ -149,7 +150,7 @@ class FileRef:
 
     dataset_file_id: str
     name: str
-    length: int = attrs.field(validator=attrs.validators.ge(0))
+    length: int = attrs.field(validator=v.ge(0))
     url: str = attrs.field(default="", eq=False, repr=False)
 
     @property
@@ -173,7 +174,7 @@ class WorkUnit:
     dataset_id: str
     batch_id: str
     batch_created_ms: int
-    first_offset: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    first_offset: int = attrs.field(default=0, validator=v.ge(0))
     last_offset: Optional[int] = None
 
     @property

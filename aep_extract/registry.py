@@ -32,6 +32,7 @@ from typing import Any, Literal, Optional, TypeVar, Union, cast
 
 import attrs
 
+from ._validators import text_arg
 from .errors import ConfigError
 
 __all__ = [
@@ -261,7 +262,7 @@ def scheme_of(kind: Kind, url: str) -> str:
     Raises:
         ConfigError: the URL is empty, or has no scheme and the kind has no default.
     """
-    match = _SCHEME.match(url)
+    match = _SCHEME.match(text_arg(url, f"{kind} URL"))
     if match is not None:
         return match.group(1).lower()
     if url and kind in DEFAULT_SCHEMES:

@@ -22,8 +22,7 @@ from aep_extract import (
 from aep_extract.cli import main
 from aep_extract.sinks import check_sink_url
 from aep_extract.sources import check_source_url
-
-from .unit._memory_source import MemorySource
+from aep_extract.testing import MemoryAepSource
 
 
 @pytest.fixture(autouse=True)
@@ -210,7 +209,7 @@ def test_entry_points_add_backends_but_take_no_built_in_scheme():
 # -- a source by URL, end to end through the CLI ---------------------------------
 
 
-class ShelfSource(MemorySource):
+class ShelfSource(MemoryAepSource):
     """One batch of two files, at ``shelf://``."""
 
     @classmethod

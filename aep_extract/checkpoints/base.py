@@ -211,9 +211,12 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
 
         Returns:
             How many units were new.
+
+        Raises:
+            ConfigError: ``status`` is InProgress, Completed or Failed.
         """
         if status not in (UnitStatus.PENDING, UnitStatus.WAITING, UnitStatus.SKIPPED):
-            raise ValueError(f"units cannot be registered as {status}")
+            raise ConfigError(f"units cannot be registered as {status}")
         now = self.clock()
         fresh = [
             Checkpoint(
@@ -275,11 +278,12 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         changes nothing. A store that records no destinations accepts any.
 
         Raises:
+            ConfigError: ``destination`` is empty.
             DestinationMismatch: another destination is recorded for the dataset;
                 with this store its units count as copied there.
         """
         if not destination:
-            raise ValueError("destination must not be empty")
+            raise ConfigError("destination must not be empty")
         try:
             recorded = self._bind_destination(dataset_id, destination)
         except NotImplementedError:

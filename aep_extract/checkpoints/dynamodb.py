@@ -184,6 +184,7 @@ class DynamoDBCheckpointStore(CheckpointStore):
         sleep: Callable[[float], None] = time.sleep,
         read_only: bool = False,
     ) -> None:
+        check_table_name(table_name)
         if create_table and read_only:
             raise ConfigError(
                 f"DynamoDB table {table_name}: a read-only store cannot create it"
@@ -744,11 +745,22 @@ def _key_schema(
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
-def _table_of(url: str) -> str:
-    table = url_rest(url).rstrip("/")
-    if not _TABLE_NAME.match(table):
+def check_table_name(name: object) -> str:
+    """``name`` if it is a valid DynamoDB table name.
+
+    Raises:
+        ConfigError: it is not.
+    """
+    if not isinstance(name, str) or not _TABLE_NAME.match(name):
         raise ConfigError(
-            f"store URL {url!r}: {table!r} is not a DynamoDB table name "
+            f"{name!r} is not a DynamoDB table name "
             "(3-255 characters of A-Z, a-z, 0-9, '_', '-', '.')"
         )
-    return table
+    return name
+
+
+def _table_of(url: str) -> str:
+    try:
+        return check_table_name(url_rest(url).rstrip("/"))
+    except ConfigError as exc:
+        raise ConfigError(f"store URL {url!r}: {exc}") from None

@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from .._validators import path_arg
 from ..errors import (
     CheckpointConflict,
     CheckpointError,
@@ -163,7 +164,7 @@ class SQLiteCheckpointStore(CheckpointStore):
     ) -> None:
         if clock is not None:
             self.clock = clock
-        self._path = os.fspath(path)
+        self._path = path_arg(path, "SQLite database path", empty=True)
         self._read_only = read_only
         self._lock = threading.Lock()
         self._conn: Optional[sqlite3.Connection] = None

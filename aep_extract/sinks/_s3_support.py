@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .._validators import text_arg
 from ..errors import ConfigError, SinkError
 from ..layout import check_key
 
@@ -41,7 +42,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         ConfigError: not an ``s3://`` URL, an invalid bucket name, or a prefix with
             empty, ``.`` or ``..`` segments or control characters.
     """
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, rest = text_arg(url, "S3 URL").partition("://")
     if not sep or scheme.lower() != "s3":
         raise ConfigError(f"not an S3 URL: {url!r}; expected s3://BUCKET/PREFIX")
     bucket, _, prefix = rest.partition("/")

@@ -18,6 +18,7 @@ from datetime import timedelta
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union, cast
 
+from .._validators import path_arg
 from ..errors import ConfigError, SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
@@ -88,7 +89,7 @@ class LocalSink(Sink):
         fold_unicode: Optional[bool] = None,
     ) -> None:
         # Absolute now, so a later chdir cannot move the sink.
-        self._root = os.path.abspath(os.fspath(root))
+        self._root = os.path.abspath(path_arg(root, "LocalSink root"))
         self._folding = (fold_case, fold_unicode)
         self._folding_lock = threading.Lock()
         self._xattrs = hasattr(os, "setxattr")

@@ -42,12 +42,17 @@ class AepSource(Closeable, FromUrl, abc.ABC):
     def list_batches(
         self, dataset_id: str, window: TimeWindow, *, status: Optional[str] = None
     ) -> Iterator[Batch]:
-        """Batches of a dataset created in ``window``, each once, oldest first."""
+        """Batches of a dataset created in ``window`` (``[start, end)``), each once,
+        oldest first, through every page; only those with ``status`` if given."""
 
     @abc.abstractmethod
     def list_files(self, batch_id: str) -> list[FileRef]:
         """Every physical file of a batch, in the deterministic order of
-        :attr:`FileRef.sort_key` (a file's position in this list is its offset)."""
+        :attr:`FileRef.sort_key` (a file's position in this list is its offset).
+
+        Raises:
+            NotFoundError: no such batch.
+        """
 
     @abc.abstractmethod
     def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
@@ -55,6 +60,11 @@ class AepSource(Closeable, FromUrl, abc.ABC):
 
         Implementations check the total against ``file.length`` and raise
         :class:`~aep_extract.errors.IncompleteDownload` rather than end short.
+
+        Raises:
+            ConfigError: ``start`` outside ``[0, file.length]``.
+            NotFoundError: no such file.
+            SourceError: the bytes are shorter or longer than ``file.length``.
         """
 
     def get_batch(

@@ -202,9 +202,11 @@ class HttpAepSource(AepSource):
             if not isinstance(page, dict):
                 raise InvalidResponse(f"{where}: not a JSON object")
             newest, fresh, past_end = after, 0, False
+            oldest: Optional[int] = None
             for batch_id, obj in page.items():
                 batch = parsing.parse_batch(batch_id, obj, dataset_id)
                 newest = max(newest, batch.created_ms)
+                oldest = min(oldest or batch.created_ms, batch.created_ms)
                 past_end = past_end or batch.created_ms >= window.end_ms
                 if batch_id in seen:  # the page boundary's millisecond, again
                     continue
@@ -225,10 +227,12 @@ class HttpAepSource(AepSource):
                     f"{where}: a full page of batches already listed; the Catalog "
                     "ignores the paging parameters"
                 )
-            if newest - 1 > after:
+            if oldest == newest:  # a whole page created in one millisecond:
+                # step through that millisecond's batches by offset.
+                start = start + PAGE_SIZE if after == newest - 1 else PAGE_SIZE
+                after = newest - 1
+            else:
                 after, start = newest - 1, 0
-            else:  # a whole page created in one millisecond: step through it
-                start += PAGE_SIZE
 
     def get_batch(
         self, dataset_id: str, batch_id: str, *, created_ms: int

@@ -11,6 +11,7 @@ from ._fake_http import FakeRequest
 from .fake_platform import FakeAepPlatform, Fault, FaultResponse
 from .faults import FaultPlan, FaultRule
 from .foreign_host import ForeignHost
+from .memory_source import MemoryAepSource
 
 __all__ = [
     "FakeAepPlatform",
@@ -23,4 +24,5 @@ __all__ = [
     "FaultResponse",
     "FaultRule",
     "ForeignHost",
+    "MemoryAepSource",
 ]

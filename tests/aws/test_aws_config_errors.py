@@ -17,12 +17,12 @@ from botocore.exceptions import (
     UnknownCredentialError,
 )
 
-from aep_extract import open_sink
+from aep_extract import MetricsError, open_sink
 from aep_extract._aws_errors import aws_config_errors
 from aep_extract.checkpoints.dynamodb import DynamoDBCheckpointStore
 from aep_extract.cli import main
 from aep_extract.errors import ConfigError
-from aep_extract.metrics import CloudWatchMetrics, MetricsError
+from aep_extract.metrics import CloudWatchMetrics
 
 from ..e2e.helpers import DATASET, run_args
 from .test_metrics import REPORT

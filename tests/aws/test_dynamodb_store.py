@@ -38,6 +38,7 @@ from aep_extract.errors import (
     ConfigError,
     MissingResourceError,
 )
+from aep_extract.testing import MemoryAepSource
 from aep_extract.testing.contracts import (
     LEASE,
     START,
@@ -45,7 +46,6 @@ from aep_extract.testing.contracts import (
     ManualClock,
 )
 
-from ..unit._memory_source import MemorySource
 from .conftest import REGION
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -669,7 +669,7 @@ def test_writes_of_a_whole_run_through_the_engine(aws, table):
     store = DynamoDBCheckpointStore(table, session=aws, create_table=True)
     calls = Calls(store)
     extractor = Extractor(
-        MemorySource(dataset, batches),
+        MemoryAepSource(dataset, batches),
         store=store,
         sink=MemorySink(),
         scheduler=SerialScheduler(),
@@ -690,7 +690,7 @@ def test_writes_of_a_whole_run_through_the_engine(aws, table):
         + " plus 2 for the watermark and the destination"
     )
     with Extractor(
-        MemorySource(dataset, batches),
+        MemoryAepSource(dataset, batches),
         store=store,
         sink=MemorySink(),
         scheduler=SerialScheduler(),

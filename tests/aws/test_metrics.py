@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aep_extract import RunReport, UnitStatus
-from aep_extract.metrics import CloudWatchMetrics, MetricsError
+from aep_extract import MetricsError, RunReport, UnitStatus
+from aep_extract.metrics import CloudWatchMetrics
 
 REPORT = RunReport(
     dataset_id="ds-42",

@@ -9,6 +9,7 @@ import pytest
 
 from aep_extract.errors import ConfigError
 from aep_extract.schedulers import Scheduler, SerialScheduler, ThreadPoolScheduler
+from aep_extract.testing.contracts import SchedulerContract
 
 TIMEOUT = 30
 
@@ -209,3 +210,15 @@ def test_repr_shows_workers():
         assert "max_workers=3" in repr(scheduler)
     finally:
         scheduler.shutdown()
+
+
+class TestSerialSchedulerContract(SchedulerContract):
+    @pytest.fixture
+    def scheduler(self):
+        return SerialScheduler()
+
+
+class TestThreadPoolSchedulerContract(SchedulerContract):
+    @pytest.fixture(params=[1, 4])
+    def scheduler(self, request):
+        return ThreadPoolScheduler(request.param)

@@ -25,8 +25,7 @@ from aep_extract import (
     WorkUnit,
 )
 from aep_extract.errors import ConfigError, ExtractionFailed, InvalidResponse
-
-from ._memory_source import MemorySource
+from aep_extract.testing import MemoryAepSource
 
 DATASET = "ds1"
 START, END = "2024-06-10T00:00:00Z", "2024-06-12T00:00:00Z"
@@ -64,7 +63,7 @@ class RecordingStore(MemoryCheckpointStore):
         self.offsets[checkpoint.unit_id].append(checkpoint.last_processed_offset)
 
 
-def expected_tree(source: MemorySource) -> dict[str, bytes]:
+def expected_tree(source: MemoryAepSource) -> dict[str, bytes]:
     layout = KeyLayout()
     tree = {}
     for batch in source.batches:
@@ -83,8 +82,8 @@ def data_objects(sink: MemorySink) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def source() -> MemorySource:
-    return MemorySource(DATASET, make_batches())
+def source() -> MemoryAepSource:
+    return MemoryAepSource(DATASET, make_batches())
 
 
 def extractor(source, store, sink, **config) -> Extractor:
@@ -192,7 +191,7 @@ def test_expired_lease_of_dead_worker_is_taken_over(source):
 
 
 def test_crashed_workers_do_not_use_up_the_attempts():
-    source = MemorySource(DATASET, make_batches(n_batches=1))
+    source = MemoryAepSource(DATASET, make_batches(n_batches=1))
     store, sink = MemoryCheckpointStore(), MemorySink()
     now = [1000.0]
     store.clock = lambda: now[0]
@@ -219,7 +218,7 @@ def test_crashed_workers_do_not_use_up_the_attempts():
 
 
 def test_a_unit_that_keeps_killing_its_workers_is_failed():
-    source = MemorySource(DATASET, make_batches(n_batches=1))
+    source = MemoryAepSource(DATASET, make_batches(n_batches=1))
     store, sink = MemoryCheckpointStore(), MemorySink()
     now = [1000.0]
     store.clock = lambda: now[0]
@@ -242,7 +241,7 @@ def test_a_unit_that_keeps_killing_its_workers_is_failed():
 
 
 def test_split_units_cover_every_file_once():
-    source = MemorySource(DATASET, make_batches(n_batches=2, n_files=7))
+    source = MemoryAepSource(DATASET, make_batches(n_batches=2, n_files=7))
     store, sink = MemoryCheckpointStore(), MemorySink()
     report = extractor(source, store, sink, files_per_unit=3).run(DATASET, START, END)
     assert report.ok

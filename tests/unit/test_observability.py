@@ -24,8 +24,8 @@ from aep_extract.errors import SinkError
 from aep_extract.hooks import CallbackHooks, ExtractionHooks, HookDispatcher
 from aep_extract.metrics import EmfMetrics
 from aep_extract.progress import ProgressBar, make_progress
+from aep_extract.testing import MemoryAepSource
 
-from ._memory_source import MemorySource
 from .test_extractor import DATASET, END, START, make_batches
 
 
@@ -65,7 +65,7 @@ def extractor(source, **options) -> Extractor:
 def test_hooks_follow_each_unit_and_file():
     recorder = Recorder()
     copied = []
-    source = MemorySource(DATASET, make_batches(2, 3))
+    source = MemoryAepSource(DATASET, make_batches(2, 3))
     report = extractor(
         source,
         hooks=[recorder, {"file_copied": lambda **kw: copied.append(kw["key"])}],
@@ -92,7 +92,7 @@ def test_hooks_follow_each_unit_and_file():
 
 
 def test_rerun_reports_files_as_not_fresh():
-    source = MemorySource(DATASET, make_batches(1, 2))
+    source = MemoryAepSource(DATASET, make_batches(1, 2))
     store, sink = MemoryCheckpointStore(), MemorySink()
     Extractor(source, store=store, sink=sink, scheduler=SerialScheduler()).run(
         DATASET, START, END
@@ -116,7 +116,7 @@ def test_failing_unit_reports_each_attempt_and_the_final_one():
         raise SinkError("disk on fire")
 
     recorder = Recorder()
-    source = MemorySource(DATASET, make_batches(1, 2), on_read=broken)
+    source = MemoryAepSource(DATASET, make_batches(1, 2), on_read=broken)
     report = extractor(
         source, hooks=recorder, config=ExtractorConfig(unit_attempts=3)
     ).run(DATASET, START, END)
@@ -133,7 +133,7 @@ def test_a_raising_hook_is_logged_and_the_run_goes_on(caplog):
     def explode(**kw):
         raise RuntimeError("hook bug")
 
-    source = MemorySource(DATASET, make_batches(1, 2))
+    source = MemoryAepSource(DATASET, make_batches(1, 2))
     with caplog.at_level(logging.ERROR, logger="aep_extract.hooks"):
         report = extractor(source, hooks={"file_copied": explode}).run(
             DATASET, START, END
@@ -158,7 +158,7 @@ def test_dispatcher_flattens_and_is_falsy_when_empty():
 
 
 def test_unit_log_records_carry_dataset_and_batch(caplog):
-    source = MemorySource(DATASET, make_batches(1, 2))
+    source = MemoryAepSource(DATASET, make_batches(1, 2))
     with caplog.at_level(logging.DEBUG, logger="aep_extract"):
         extractor(source).run(DATASET, START, END)
     unit_lines = [r for r in caplog.records if r.getMessage().startswith("unit ")]
@@ -172,7 +172,7 @@ def test_unit_log_records_carry_dataset_and_batch(caplog):
 
 
 def test_json_formatter_writes_one_object_with_context():
-    source = MemorySource(DATASET, make_batches(1, 1))
+    source = MemoryAepSource(DATASET, make_batches(1, 1))
     unit = extractor(source)._units_of(next(iter(source.batches)))[0]
     record = logging.LogRecord(
         "aep_extract._engine",
@@ -275,7 +275,7 @@ def test_progress_auto_detects_a_terminal():
 
 def test_progress_bar_counts_listed_and_copied_files():
     stream = FakeTty()
-    source = MemorySource(DATASET, make_batches(2, 3))
+    source = MemoryAepSource(DATASET, make_batches(2, 3))
     bar = ProgressBar(DATASET, stream=stream)
     report = extractor(source, hooks=bar).run(DATASET, START, END, progress=False)
     assert (bar.files_done, bar.files_total) == (6, 6)

@@ -19,8 +19,7 @@ from aep_extract import (
 )
 from aep_extract.errors import ConfigError
 from aep_extract.models import from_epoch_ms
-
-from ._memory_source import MemorySource
+from aep_extract.testing import MemoryAepSource
 
 DATASET = "ds1"
 HOUR_MS = 3_600_000
@@ -47,7 +46,7 @@ def files(name: str) -> dict[tuple[str, str], bytes]:
     return {(f"{name}-f", f"{name}.parquet"): name.encode() * 10}
 
 
-class Catalog(MemorySource):
+class Catalog(MemoryAepSource):
     """A memory source whose batches can change status between plans."""
 
     def __init__(self, *batches: Batch) -> None:
