@@ -30,7 +30,7 @@ import requests
 
 from .._ratelimit import AdaptiveRateLimiter, Permit
 from .._retry import build_retrying, parse_retry_after
-from .._run import aborted, pause, report_count, report_retry, report_throttled
+from .._run import aborted, pause, report_count, report_retry
 from ..config import DEFAULT_MAX_REQUESTS_PER_SECOND
 from ..errors import ApiError, DeadlineExceeded, ThrottledError, Unauthorized
 from ._auth import ImsTokenProvider
@@ -82,7 +82,10 @@ class PlatformClient:
             on_retry=self._on_retry,
         )
         self._retrying = build_retrying(
-            config.retry, sleep=sleep, on_retry=self._on_retry
+            config.retry,
+            sleep=sleep,
+            on_retry=self._on_retry,
+            on_throttle=lambda retry_after: self._total("throttled"),
         )
         self.limiter = AdaptiveRateLimiter(
             config.max_requests_per_second or DEFAULT_MAX_REQUESTS_PER_SECOND,
@@ -245,10 +248,6 @@ class PlatformClient:
             raise
         response = exchange.response
         self.bump("requests")
-        if response.status_code == 429:
-            self._total("throttled")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            report_throttled(retry_after=retry_after)
         logger.debug(
             "%s -> %d in %.3fs",
             describe(method, exchange.url),
@@ -271,16 +270,12 @@ class PlatformClient:
         return self.transport.deadlines.interrupt()
 
     def _on_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        action = retry_state.next_action
-        self.retried(
-            f"{type(exc).__name__}: {exc}",
-            action.sleep if action is not None else 0.0,
-        )
+        # The retry policy has told the run; this keeps the lifetime total.
+        self._total("retries")
 
     def retried(self, reason: str, wait: float) -> None:
-        """Count a retry and tell the run (``reason`` never holds a token)."""
+        """Count a retry made outside the retry policy (a download resuming after
+        progress) and tell the run (``reason`` never holds a token)."""
         self._total("retries")
         report_retry(reason=reason, wait=wait)
 
