@@ -7,8 +7,9 @@ import importlib
 import os
 import re
 import urllib.parse
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+from ..config import ConcurrencyConfig
 from ..errors import ConfigError
 from ._s3_support import parse_s3_url
 from .base import Sink
@@ -24,7 +25,9 @@ SINK_URL_FORMS = ("s3://BUCKET/PREFIX", "a local path", "file:///PATH", "memory:
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 
 
-def open_sink(url: str, **kwargs: Any) -> Sink:
+def open_sink(
+    url: str, *, concurrency: Optional[ConcurrencyConfig] = None, **kwargs: Any
+) -> Sink:
     """Open the sink a URL or path names.
 
     - ``s3://bucket/prefix``: an :class:`~aep_extract.sinks.s3.S3Sink`;
@@ -34,11 +37,15 @@ def open_sink(url: str, **kwargs: Any) -> Sink:
 
     Args:
         url: the sink URL or a local path.
+        concurrency: sizes the connection pool of a sink that keeps one (S3);
+            sinks without one ignore it.
         **kwargs: passed to the sink's constructor.
 
     Raises:
         ConfigError: an empty or unsupported URL, or an unavailable sink.
     """
+    if concurrency is not None:
+        kwargs["concurrency"] = concurrency
     return _resolve(url)(**kwargs)
 
 
@@ -60,18 +67,27 @@ def _resolve(url: str) -> Callable[..., Sink]:
         )
     match = _SCHEME.match(url)
     if match is None:
-        return functools.partial(LocalSink, url)
+        return _without_pool(functools.partial(LocalSink, url))
     scheme = match.group(1).lower()
     if scheme == "file":
-        return functools.partial(LocalSink, _file_url_path(url))
+        return _without_pool(functools.partial(LocalSink, _file_url_path(url)))
     if scheme == "memory" and url[match.end() :] in ("", "/"):
-        return MemorySink
+        return _without_pool(MemorySink)
     if scheme == "s3":
         parse_s3_url(url)  # the form, checked without importing boto3
         return functools.partial(_open_s3, url)
     raise ConfigError(
         f"unsupported sink URL {url!r}; expected one of: {', '.join(SINK_URL_FORMS)}"
     )
+
+
+def _without_pool(factory: Callable[..., Sink]) -> Callable[..., Sink]:
+    """``factory`` for a sink without connections: ``concurrency`` does not apply."""
+
+    def make(*, concurrency: Optional[ConcurrencyConfig] = None, **kwargs: Any) -> Sink:
+        return factory(**kwargs)
+
+    return make
 
 
 def _file_url_path(url: str) -> str:

@@ -22,6 +22,7 @@ from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 
+from aep_extract import RetryConfig
 from aep_extract.errors import (
     ConfigError,
     MissingResourceError,
@@ -36,6 +37,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 PART = 5 * MiB
+FAST_RETRY = RetryConfig(attempts=3, initial_wait=0.5, max_wait=4.0)
 
 
 class Boom(Exception):
@@ -56,8 +58,19 @@ def client(aws: boto3.Session) -> Any:
 
 
 @pytest.fixture
-def sink(aws: boto3.Session, bucket: str) -> Iterator[S3Sink]:
-    with S3Sink(f"s3://{bucket}/root", session=aws, part_size=PART) as opened:
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def sink(aws: boto3.Session, bucket: str, sleeps: list[float]) -> Iterator[S3Sink]:
+    with S3Sink(
+        f"s3://{bucket}/root",
+        session=aws,
+        part_size=PART,
+        retry=FAST_RETRY,
+        sleep=sleeps.append,
+    ) as opened:
         yield opened
 
 
@@ -306,7 +319,7 @@ def test_size_mismatch_aborts_and_leaves_nothing(sink, client, bucket):
 
 
 def test_failed_part_upload_aborts_and_raises_sink_error(sink, client, bucket):
-    fail_call(sink.client, "UploadPart", "InternalError", 500, on_call=2)
+    fail_call(sink.client, "UploadPart", "InvalidRequest", 400, on_call=2)
     with pytest.raises(SinkError, match=r"upload a part of 'p\.bin'") as caught:
         write_in_chunks(sink, "p.bin", payload(3 * PART))
     assert isinstance(caught.value.__cause__, ClientError)
@@ -333,7 +346,7 @@ def test_failed_put_is_a_sink_error(sink, client, bucket):
 def test_failed_abort_keeps_the_original_error_and_is_logged(
     sink, client, bucket, caplog
 ):
-    fail_call(sink.client, "AbortMultipartUpload", "InternalError", 500)
+    fail_call(sink.client, "AbortMultipartUpload", "AccessDenied", 403)
     logs = caplog.at_level(logging.WARNING, logger="aep_extract.sinks._multipart")
     with logs, pytest.raises(Boom):
         write_then_fail(sink, "left.bin", payload(PART + 1))
