@@ -913,23 +913,25 @@ def test_slow_down_is_retried_per_the_retry_config_for_parts_and_puts(
         assert (counters["retries"], counters["throttled"]) == (4, 4)
 
         puts = fail_sends(sink.client, "s3.PutObject", 99, 500, s3_error("Internal"))
-        with pytest.raises(SinkError, match="cannot write 'lost.txt'"):
+        with pytest.raises(SinkError, match=r"cannot write 'lost\.txt'"):
             sink.write_bytes("lost.txt", b"x")
         assert len(puts) == FAST_RETRY.attempts, "botocore retries nothing itself"
 
 
 def test_a_given_client_keeps_its_own_settings(aws, bucket):
-    client = aws.client("s3")
+    client = cast("Any", aws.client("s3"))
     with S3Sink(f"s3://{bucket}", client=client) as sink:
         assert sink.client is client
-    assert client.meta.config.retries == aws.client("s3").meta.config.retries
+    built = cast("Any", aws.client("s3"))
+    assert client.meta.config.retries == built.meta.config.retries
 
 
 def test_a_built_client_pools_a_connection_per_worker_and_does_not_retry(aws, bucket):
     concurrency = ConcurrencyConfig(workers=32)
     with S3Sink(f"s3://{bucket}", session=aws, concurrency=concurrency) as sink:
-        config = sink.client.meta.config
-        manager = sink.client._endpoint.http_session._manager  # urllib3's PoolManager
+        client: Any = sink.client
+        config = client.meta.config
+        manager = client._endpoint.http_session._manager  # urllib3's PoolManager
         assert config.max_pool_connections == 36
         assert manager.connection_pool_kw["maxsize"] == 36
         assert config.retries["total_max_attempts"] == 1
@@ -960,7 +962,7 @@ def test_the_cli_sizes_the_s3_pool_from_workers(aws, bucket, fake_aep, tmp_path)
             patch.setenv(name, value)
         extractor = cli._extractor(args, args.sink)
     with extractor:
-        sink = cast("S3Sink", extractor.sink)
+        client: Any = cast("S3Sink", extractor.sink).client
         assert extractor.scheduler.max_workers == 24
-        assert sink.client.meta.config.max_pool_connections == 28
+        assert client.meta.config.max_pool_connections == 28
         assert extractor.source._client.limiter.max_in_flight == 48  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aep_extract import (
@@ -32,7 +34,7 @@ def aep_config(**fields: object) -> AepConfig:
 
 def source_pool_maxsize(source: HttpAepSource) -> int:
     """The real urllib3 pool's size for the platform host."""
-    adapter = source._client.transport.session.get_adapter(PLATFORM)
+    adapter: Any = source._client.transport.session.get_adapter(PLATFORM)
     pool = adapter.poolmanager.connection_from_url(PLATFORM)
     return int(pool.pool.maxsize)
 
@@ -125,7 +127,7 @@ def test_from_env_reads_the_limits_into_the_concurrency():
 def test_the_extractor_runs_as_many_workers_as_configured():
     config = ExtractorConfig(concurrency=ConcurrencyConfig(workers=5))
     with Extractor(
-        MemorySource("ds", []),
+        MemorySource("ds", {}),
         store=MemoryCheckpointStore(),
         sink=MemorySink(),
         config=config,
