@@ -19,7 +19,7 @@ from .checkpoints import (
     SQLiteCheckpointStore,
     open_store,
 )
-from .config import AepConfig, ExtractorConfig, RetryConfig
+from .config import AepConfig, ConcurrencyConfig, ExtractorConfig, RetryConfig
 from .errors import (
     AepExtractError,
     ApiError,
@@ -96,6 +96,7 @@ __all__ = [
     "CheckpointConflict",
     "CheckpointError",
     "CheckpointStore",
+    "ConcurrencyConfig",
     "ConfigError",
     "DatasetStatus",
     "DeadlineExceeded",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, Optional
 
 from . import _cli_args as args_
+from .config import ConcurrencyConfig
 from .errors import ConfigError
 from .failed import export_failed_files, failed_batches, failed_prefix
 from .models import TimeWindow
@@ -190,12 +191,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_failed(args: argparse.Namespace) -> int:
     """``aep-extract failed``."""
     window: TimeWindow = args.window
-    with open_source(args.source) as source:
+    concurrency = ConcurrencyConfig(workers=args.workers)
+    with open_source(args.source, concurrency=concurrency) as source:
         source.get_dataset(args.dataset)
         batches = failed_batches(source, args.dataset, window)
         report = None
         if args.export_to:
-            with args_.open_store_arg(args) as store, open_sink(args.export_to) as sink:
+            sink = open_sink(args.export_to, concurrency=concurrency)
+            with args_.open_store_arg(args) as store, sink:
                 report = export_failed_files(
                     source,
                     store=store,
@@ -203,7 +206,7 @@ def cmd_failed(args: argparse.Namespace) -> int:
                     dataset_id=args.dataset,
                     start=window.start,
                     end=window.end,
-                    scheduler=ThreadPoolScheduler(max(1, args.workers)),
+                    scheduler=ThreadPoolScheduler(concurrency.workers),
                 )
     data = {
         "datasetId": args.dataset,

@@ -1,9 +1,19 @@
 """The one retry policy of the library: which errors are retried, how long to wait.
 
-Retryable errors are :data:`aep_extract.errors.RETRYABLE` (429, 5xx, network failures,
-short downloads). Waits follow exponential backoff with full jitter, except that a
-:class:`~aep_extract.errors.ThrottledError` carrying the server's ``Retry-After`` waits
-exactly that long (capped at ``max_wait``).
+Every retried call goes through :func:`build_retrying`: the source's platform and IMS
+requests, the DynamoDB store's requests and the S3 sink's (botocore's own retries are
+off on every client the library creates). One :class:`~aep_extract.RetryConfig` sets
+the attempts and waits; this module alone decides
+
+- what is retried (:func:`classify`): :data:`aep_extract.errors.RETRYABLE` (429, 5xx,
+  network failures, short downloads), and a store's or sink's error caused by an AWS
+  throttle, 5xx or connection failure (:func:`aep_extract._aws_errors.transient_kind`);
+- how long to wait: exponential backoff with full jitter, except that a
+  :class:`~aep_extract.errors.ThrottledError` carrying the server's ``Retry-After``
+  waits exactly that long (capped at ``max_wait``); never past a deadline;
+- what is said: a WARNING line before each wait, and the run's ``retries`` and
+  ``throttled`` counts and hooks (:func:`aep_extract._run.report_retry`,
+  :func:`~aep_extract._run.report_throttled`).
 """
 
 from __future__ import annotations
@@ -18,15 +28,51 @@ from typing import TYPE_CHECKING, Callable, Optional
 import tenacity
 from tenacity.wait import wait_base
 
-from ._run import aborted, pause
+from ._run import aborted, pause, report_retry, report_throttled
 from .errors import RETRYABLE, ThrottledError
 
 if TYPE_CHECKING:
     from .config import RetryConfig
 
-__all__ = ["build_retrying", "parse_retry_after"]
+__all__ = ["THROTTLED", "TRANSIENT", "build_retrying", "classify", "parse_retry_after"]
 
 logger = logging.getLogger(__name__)
+
+THROTTLED = "throttled"
+"""A :func:`classify` verdict: the service asked us to slow down."""
+TRANSIENT = "transient"
+"""A :func:`classify` verdict: a failure that may pass (5xx, network, short body)."""
+
+_MAX_CAUSES = 8
+"""How deep :func:`classify` follows ``__cause__``."""
+
+
+def classify(exc: BaseException) -> Optional[str]:
+    """Whether ``exc`` is worth another try: :data:`THROTTLED`, :data:`TRANSIENT`,
+    or None.
+
+    A :class:`~aep_extract.errors.ThrottledError` is throttled, any other error of
+    :data:`~aep_extract.errors.RETRYABLE` transient. A store or sink maps botocore's
+    errors to its own (``raise SinkError(...) from exc``): such an error takes the
+    verdict of the botocore error it was raised from.
+    """
+    if isinstance(exc, ThrottledError):
+        return THROTTLED
+    if isinstance(exc, RETRYABLE):
+        return TRANSIENT
+    cause = exc.__cause__
+    for _ in range(_MAX_CAUSES):
+        if cause is None:
+            break
+        if type(cause).__module__.startswith(("botocore.", "aep_extract._aws")):
+            # Imported here: botocore loads only where AWS is used.
+            from ._aws_errors import transient_kind
+
+            kind = transient_kind(cause)
+            if kind is not None:
+                return THROTTLED if kind == THROTTLED else TRANSIENT
+        cause = cause.__cause__
+    return None
 
 
 def parse_retry_after(
@@ -97,11 +143,36 @@ class _wait_until(wait_base):
         return max(0.0, min(self.wait(retry_state), left))
 
 
-class _unless_aborted(tenacity.retry_base):
-    """Retry nothing for a run that is aborting (see :mod:`aep_extract._run`)."""
+class _retry_if_transient(tenacity.retry_base):
+    """Retry what :func:`classify` calls throttled or transient, and with
+    ``count_throttles`` count each throttled attempt for the run, retried or not.
+
+    With ``stop_on_abort``, nothing is retried for a run that is aborting (see
+    :mod:`aep_extract._run`).
+    """
+
+    def __init__(
+        self,
+        stop_on_abort: bool,
+        count_throttles: bool,
+        on_throttle: Optional[Callable[[Optional[float]], None]],
+    ) -> None:
+        self.stop_on_abort = stop_on_abort
+        self.count_throttles = count_throttles
+        self.on_throttle = on_throttle
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return not aborted()
+        outcome = retry_state.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        exc = outcome.exception()
+        kind = classify(exc) if exc is not None else None
+        if kind == THROTTLED and self.count_throttles:
+            retry_after = exc.retry_after if isinstance(exc, ThrottledError) else None
+            report_throttled(retry_after=retry_after)
+            if self.on_throttle is not None:
+                self.on_throttle(retry_after)
+        return kind is not None and not (self.stop_on_abort and aborted())
 
 
 class _stop_near(tenacity.stop.stop_base):
@@ -124,22 +195,37 @@ def build_retrying(
     *,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Optional[Callable[[tenacity.RetryCallState], None]] = None,
+    on_throttle: Optional[Callable[[Optional[float]], None]] = None,
     deadline: Optional[float] = None,
+    stop_on_abort: bool = True,
+    count_throttles: bool = True,
 ) -> tenacity.Retrying:
     """Build the retry controller for one kind of request.
+
+    Before each wait it logs a WARNING line and reports the retry to the current
+    run (:func:`aep_extract._run.report_retry`); each throttled attempt is reported
+    too (:func:`~aep_extract._run.report_throttled`). Threads that share the result
+    each call its ``copy()`` per operation: a controller keeps per-call state.
 
     Args:
         config: attempts and wait bounds.
         sleep: how to wait (inject a recorder in tests instead of sleeping); a
             real wait ends early when the run aborts.
-        on_retry: called before each wait, after the WARNING log line (e.g. to count
-            retries).
+        on_retry: called before each wait, after the WARNING log line (e.g. to keep
+            a component's own totals).
+        on_throttle: called with the ``Retry-After`` seconds (or None) of each
+            throttled attempt.
         deadline: a ``time.monotonic()`` instant: no wait goes past it, and no
             attempt starts less than :data:`DEADLINE_MARGIN` seconds before it.
+        stop_on_abort: retry nothing for a run that is aborting, and cut waits
+            short when it aborts (False for the bookkeeping that must land even
+            then, such as giving leases back).
+        count_throttles: report throttled attempts to the run (False for a
+            service whose throttles are not the run's, such as IMS).
 
     Returns:
-        A :class:`tenacity.Retrying` that retries :data:`~aep_extract.errors.RETRYABLE`
-        errors up to ``config.attempts`` tries in all and then re-raises the last one.
+        A :class:`tenacity.Retrying` that retries what :func:`classify` accepts up
+        to ``config.attempts`` tries in all and then re-raises the last error.
     """
     attempts = config.attempts
 
@@ -147,16 +233,18 @@ def build_retrying(
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         action = retry_state.next_action
+        wait = action.sleep if action is not None else 0.0
         # The reason is the exception's class and message: our messages carry method,
         # path, status and request id, never headers or tokens.
+        reason = f"{type(exc).__name__}: {exc}"
         logger.warning(
-            "attempt %d of %d failed, retrying in %.2fs: %s: %s",
+            "attempt %d of %d failed, retrying in %.2fs: %s",
             retry_state.attempt_number,
             attempts,
-            action.sleep if action is not None else 0.0,
-            type(exc).__name__,
-            exc,
+            wait,
+            reason,
         )
+        report_retry(reason=reason, wait=wait)
         if on_retry is not None:
             on_retry(retry_state)
 
@@ -170,10 +258,10 @@ def build_retrying(
         wait = _wait_until(wait, deadline - DEADLINE_MARGIN)
         stop = stop | _stop_near(deadline, DEADLINE_MARGIN)
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(RETRYABLE) & _unless_aborted(),
+        retry=_retry_if_transient(stop_on_abort, count_throttles, on_throttle),
         wait=wait,
         stop=stop,
-        sleep=lambda seconds: pause(seconds, sleep),
+        sleep=(lambda seconds: pause(seconds, sleep)) if stop_on_abort else sleep,
         before_sleep=before_sleep,
         reraise=True,
     )

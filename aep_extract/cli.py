@@ -25,7 +25,12 @@ from . import _cli_args as args_
 from . import _cli_ops as _ops
 from ._logging import make_formatter
 from ._status_format import format_status
-from .config import DEFAULT_LEASE_SECONDS, ExtractorConfig
+from .config import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_WORKERS,
+    ConcurrencyConfig,
+    ExtractorConfig,
+)
 from .errors import (
     AepExtractError,
     AuthError,
@@ -36,7 +41,6 @@ from .errors import (
 from .extractor import Extractor
 from .models import TimeWindow
 from .report import DatasetStatus, RunReport
-from .schedulers import ThreadPoolScheduler
 from .sinks import open_sink
 from .sources import open_source
 
@@ -158,25 +162,28 @@ def _configure_logging(
 
 
 def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
+    # One concurrency for every part; of the AEP limits only what was given:
+    # AEP_MAX_RPS / AEP_MAX_IN_FLIGHT apply otherwise.
+    concurrency = ConcurrencyConfig(workers=getattr(args, "workers", DEFAULT_WORKERS))
     limits = {
         name: getattr(args, name)
         for name in ("max_requests_per_second", "max_in_flight")
         if getattr(args, name, None) is not None
-    }  # only what was given: AEP_MAX_RPS / AEP_MAX_IN_FLIGHT apply otherwise
-    source = open_source(args.source, **limits)
+    }
+    source = open_source(args.source, concurrency=concurrency, **limits)
     # Before the store is opened (a SQLite file would be created): a wrong secret or
     # dataset id leaves nothing behind.
     source.get_dataset(args.dataset)
     return Extractor(
         source,
         store=args_.open_store_arg(args),
-        sink=open_sink(sink_url),
-        scheduler=ThreadPoolScheduler(getattr(args, "workers", 1)),
+        sink=open_sink(sink_url, concurrency=concurrency),
         config=ExtractorConfig(
             files_per_unit=args.files_per_unit,
             lease_seconds=getattr(args, "lease_seconds", DEFAULT_LEASE_SECONDS),
             safety_lag_seconds=args.lag,
             copy_replays=args.copy_replays,
+            concurrency=concurrency,
         ),
         progress=False if args.quiet else None,
     )

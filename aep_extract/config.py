@@ -35,10 +35,17 @@ DEFAULT_RETRY_ATTEMPTS = 8
 DEFAULT_RETRY_INITIAL_WAIT = 0.5
 DEFAULT_RETRY_MAX_WAIT = 60.0
 
+DEFAULT_WORKERS = 8
+"""Files copied at once (threads of the default scheduler)."""
 DEFAULT_MAX_REQUESTS_PER_SECOND = 50.0
 """Ceiling of the adaptive request rate when ``max_requests_per_second`` is None."""
-DEFAULT_MAX_IN_FLIGHT = 16
-"""Platform requests open at once per source; a download counts until it is read."""
+IN_FLIGHT_PER_WORKER = 2
+"""Platform requests open at once per worker, by default (a download and a listing)."""
+DEFAULT_MAX_IN_FLIGHT = IN_FLIGHT_PER_WORKER * DEFAULT_WORKERS
+"""Platform requests open at once per source with the default workers (16)."""
+POOL_MARGIN = 4
+"""Connections a pool keeps beyond the requests that share it (token refreshes,
+planning, the engine's own calls)."""
 
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_UNIT_ATTEMPTS = 3
@@ -66,6 +73,120 @@ class RetryConfig:
         default=DEFAULT_RETRY_INITIAL_WAIT, validator=v.ge(0)
     )
     max_wait: float = attrs.field(default=DEFAULT_RETRY_MAX_WAIT, validator=v.ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class ConcurrencyConfig:
+    """Every concurrency knob in one place, in the manner of s3transfer's
+    ``TransferConfig``: what is left unset derives from ``workers``.
+
+    ============================ ===================== ==============================
+    Effective value              Default (8 workers)   What it bounds
+    ============================ ===================== ==============================
+    ``workers``                  8                     files copied at once (threads
+                                                       of the default scheduler)
+    :attr:`in_flight`            2 x workers (16)      AEP requests open at once
+    :attr:`requests_per_second`  50                    ceiling of the AEP request
+                                                       rate (it adapts below on 429)
+    :attr:`http_connections`     in_flight + 4 (20)    the source's urllib3 pool
+                                                       (``maxsize`` per host)
+    :attr:`aws_connections`      workers + 4 (12)      botocore
+                                                       ``max_pool_connections`` of
+                                                       the S3 sink's client
+    ============================ ===================== ==============================
+
+    A pool is never smaller than the requests that share it: the source's requests
+    are bounded by ``in_flight``, the S3 sink's by the workers (each writer sends one
+    request at a time: parts of one object go up one after another, so memory stays
+    at one part per worker). A pool size below that is a :class:`ConfigError`.
+
+    Pass one object everywhere: ``ExtractorConfig(concurrency=...)`` (the default
+    scheduler), ``AepConfig(concurrency=...)`` (or ``HttpAepSource.from_env(
+    concurrency=...)``) and ``S3Sink(..., concurrency=...)``.
+
+    Attributes:
+        workers: files copied at once. CLI: ``--workers``.
+        max_in_flight: AEP requests open at once per source (a download counts until
+            its ranged response has been read); None derives it. CLI:
+            ``--max-in-flight``; env: ``AEP_MAX_IN_FLIGHT``.
+        max_requests_per_second: ceiling of the AEP request rate; None means 50.
+            The rate starts there, is halved by every round of 429 (or 503)
+            answers and creeps back up while requests succeed (see
+            :doc:`/concepts`). CLI: ``--max-rps``; env: ``AEP_MAX_RPS``.
+        http_pool_size: connections per host of the source's HTTP session; None
+            derives it.
+        aws_pool_size: connections of a botocore client the S3 sink builds; None
+            derives it.
+
+    Raises:
+        ConfigError: a value is not a positive integer (a positive number for the
+            rate), or a pool is smaller than the requests that share it.
+    """
+
+    workers: int = DEFAULT_WORKERS
+    max_in_flight: Optional[int] = None
+    max_requests_per_second: Optional[float] = None
+    http_pool_size: Optional[int] = None
+    aws_pool_size: Optional[int] = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_count("workers", self.workers)
+        for name in ("max_in_flight", "http_pool_size", "aws_pool_size"):
+            if getattr(self, name) is not None:
+                _check_count(name, getattr(self, name))
+        rate = self.max_requests_per_second
+        if rate is not None and (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not math.isfinite(rate)
+            or rate <= 0
+        ):
+            raise ConfigError(
+                f"max_requests_per_second must be a positive number, got {rate!r}"
+            )
+        if self.http_connections < self.in_flight:
+            raise ConfigError(
+                f"http_pool_size {self.http_pool_size} is below max_in_flight "
+                f"{self.in_flight}: requests would wait for a connection"
+            )
+        if self.aws_connections < self.workers:
+            raise ConfigError(
+                f"aws_pool_size {self.aws_pool_size} is below workers "
+                f"{self.workers}: writers would wait for a connection"
+            )
+
+    @property
+    def in_flight(self) -> int:
+        """AEP requests open at once per source."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return IN_FLIGHT_PER_WORKER * self.workers
+
+    @property
+    def requests_per_second(self) -> float:
+        """Ceiling of the AEP request rate."""
+        if self.max_requests_per_second is not None:
+            return float(self.max_requests_per_second)
+        return DEFAULT_MAX_REQUESTS_PER_SECOND
+
+    @property
+    def http_connections(self) -> int:
+        """urllib3 ``maxsize``: connections the source's session keeps per host."""
+        if self.http_pool_size is not None:
+            return self.http_pool_size
+        return self.in_flight + POOL_MARGIN
+
+    @property
+    def aws_connections(self) -> int:
+        """botocore ``max_pool_connections`` of a client the S3 sink builds."""
+        if self.aws_pool_size is not None:
+            return self.aws_pool_size
+        return self.workers + POOL_MARGIN
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer of 1 or more, got {value!r}")
 
 
 def _positive_rate(
@@ -140,12 +261,15 @@ class AepConfig:
         token_refresh_margin: seconds before expiry at which a token is replaced.
         verify_tls: check TLS certificates (leave on outside tests).
         retry: attempts and backoff of failed requests.
-        max_requests_per_second: ceiling of the request rate to the platform. The
-            rate starts there, is halved by every round of 429 (or 503) answers and
-            creeps back up while requests succeed (see :doc:`/concepts`). None means
-            50 (``DEFAULT_MAX_REQUESTS_PER_SECOND``). Env: ``AEP_MAX_RPS``.
-        max_in_flight: platform requests open at once (a download counts until its
-            ranged response has been read). Env: ``AEP_MAX_IN_FLIGHT``.
+        concurrency: requests in flight, request rate and connection pool (see
+            :class:`ConcurrencyConfig`); :attr:`effective_concurrency` is what
+            the source uses.
+        max_requests_per_second: alias of ``concurrency.max_requests_per_second``
+            that wins over it when set; :meth:`from_env` sets it from
+            ``AEP_MAX_RPS``. Prefer ``concurrency`` in code.
+        max_in_flight: alias of ``concurrency.max_in_flight`` that wins over it
+            when set; :meth:`from_env` sets it from ``AEP_MAX_IN_FLIGHT``. Prefer
+            ``concurrency`` in code.
     """
 
     client_id: str = attrs.field(validator=v.min_len(1))
@@ -172,9 +296,31 @@ class AepConfig:
     max_requests_per_second: Optional[float] = attrs.field(
         default=None, validator=_positive_rate
     )
-    max_in_flight: int = attrs.field(
-        default=DEFAULT_MAX_IN_FLIGHT, validator=_positive_int
+    max_in_flight: Optional[int] = attrs.field(
+        default=None, validator=v.optional(_positive_int)
     )
+    concurrency: ConcurrencyConfig = attrs.field(factory=ConcurrencyConfig)
+
+    def __attrs_post_init__(self) -> None:
+        self.effective_concurrency  # noqa: B018 - ConfigError now, not at first use
+
+    @property
+    def effective_concurrency(self) -> ConcurrencyConfig:
+        """``concurrency`` with ``max_requests_per_second`` and ``max_in_flight``
+        applied when they are set.
+
+        Raises:
+            ConfigError: the aliases make the configuration invalid (e.g.
+                ``max_in_flight`` above ``concurrency.http_pool_size``).
+        """
+        chosen = self.concurrency
+        if self.max_requests_per_second is not None:
+            chosen = attrs.evolve(
+                chosen, max_requests_per_second=self.max_requests_per_second
+            )
+        if self.max_in_flight is not None:
+            chosen = attrs.evolve(chosen, max_in_flight=self.max_in_flight)
+        return chosen
 
     @classmethod
     def from_env(
@@ -271,6 +417,8 @@ class ExtractorConfig:
         copy_replays: copy a batch that replays batches already copied (AEP
             ``replay.predecessors``), at the cost of the same data twice in the
             sink; by default such a batch is Skipped with the reason recorded.
+        concurrency: how much runs at once (see :class:`ConcurrencyConfig`); the
+            Extractor's default scheduler runs ``concurrency.workers`` threads.
     """
 
     lease_seconds: float = attrs.field(default=DEFAULT_LEASE_SECONDS, validator=v.gt(0))
@@ -289,3 +437,4 @@ class ExtractorConfig:
         default=DEFAULT_SAFETY_LAG_SECONDS, validator=v.ge(0)
     )
     copy_replays: bool = False
+    concurrency: ConcurrencyConfig = attrs.field(factory=ConcurrencyConfig)

@@ -64,8 +64,10 @@ class Extractor:
         source: where batches and bytes come from (e.g. ``AepSource.from_env()``).
         store: where progress is recorded; a durable one makes runs restartable.
         sink: where the files go.
-        scheduler: how copies run at once (default: 8 threads).
-        config: leases, attempts, splitting and key layout.
+        scheduler: how copies run at once (default: a
+            :class:`~aep_extract.ThreadPoolScheduler` of
+            ``config.concurrency.workers`` threads, 8 by default).
+        config: leases, attempts, splitting, key layout and concurrency.
         owner: this worker's id in leases (default: host, pid and a random part).
         hooks: told of each unit, file, retry and 429 as the run goes (an
             :class:`~aep_extract.hooks.ExtractionHooks`, a mapping of event name to
@@ -101,9 +103,20 @@ class Extractor:
         self.progress = progress
         self.store = store
         self.sink = sink
-        self.scheduler = scheduler or ThreadPoolScheduler()
-        self._owns_scheduler = scheduler is None
         self.config = config or ExtractorConfig()
+        self.scheduler = scheduler or ThreadPoolScheduler(
+            self.config.concurrency.workers
+        )
+        self._owns_scheduler = scheduler is None
+        if self.scheduler.max_workers > self.config.concurrency.workers:
+            logger.warning(
+                "the scheduler runs %d workers but the concurrency is sized for %d: "
+                "connection pools may be too small; pass the same "
+                "ConcurrencyConfig(workers=%d) to the config, source and sink",
+                self.scheduler.max_workers,
+                self.config.concurrency.workers,
+                self.scheduler.max_workers,
+            )
         self.owner = owner or default_owner()
         self._stop = threading.Event()
         self._abort = threading.Event()

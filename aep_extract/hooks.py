@@ -69,10 +69,12 @@ class ExtractionHooks:
         when an earlier run had."""
 
     def retry(self, *, reason: str, wait: float, **kwargs: Any) -> None:
-        """A source request failed and is retried after ``wait`` seconds."""
+        """A request (of the source, the store or the sink) failed and is retried
+        after ``wait`` seconds."""
 
     def throttled(self, *, retry_after: Optional[float], **kwargs: Any) -> None:
-        """The platform answered 429; ``retry_after`` seconds if it said so."""
+        """The platform answered 429, or AWS throttled a request of the store or
+        the sink; ``retry_after`` seconds if the platform said so."""
 
 
 class CallbackHooks(ExtractionHooks):

@@ -17,8 +17,8 @@ UnitsWaiting       Count    units of the dataset waiting for AEP to promote
                             their batch when the run ended (alarm on it to
                             catch a batch stuck in ``loading``)
 Failures           Count    failed unit attempts
-Retries            Count    source requests retried
-Throttled          Count    429 answers from the platform
+Retries            Count    requests retried (source, store, sink)
+Throttled          Count    429s from the platform, AWS throttles
 DurationSeconds    Seconds  the run's wall-clock time
 =================  =======  ==============================================
 """

@@ -28,7 +28,15 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, Literal, Optional, TypeVar, Union, cast
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    Optional,
+    TypeVar,
+    Union,
+    cast,
+)
 
 import attrs
 
@@ -74,6 +82,11 @@ _T = TypeVar("_T", bound="FromUrl")
 class FromUrl:
     """How a backend class is built from a URL; the base classes of sinks, stores
     and sources inherit it."""
+
+    uses_concurrency: ClassVar[bool] = False
+    """Whether :meth:`from_url` takes the run's
+    :class:`~aep_extract.ConcurrencyConfig` as ``concurrency`` (to size a
+    connection pool or rate limits); :func:`open_url` passes it only then."""
 
     @classmethod
     def check_url(cls, url: str) -> None:
@@ -289,13 +302,23 @@ def get_class(kind: Kind, url: str) -> type[Any]:
     return loaded
 
 
-def open_url(kind: Kind, url: str, **options: Any) -> Any:
+def open_url(kind: Kind, url: str, *, concurrency: Any = None, **options: Any) -> Any:
     """Build the backend a URL names: its class's ``from_url(url, **options)``.
+
+    Args:
+        kind: ``"sink"``, ``"store"`` or ``"source"``.
+        url: the URL.
+        concurrency: a :class:`~aep_extract.ConcurrencyConfig`, passed on to a
+            class that :attr:`~FromUrl.uses_concurrency`.
+        **options: passed on to ``from_url``.
 
     Raises:
         ConfigError: see :func:`get_class` and the class's ``from_url``.
     """
-    return get_class(kind, url).from_url(url, **options)
+    cls = get_class(kind, url)
+    if concurrency is not None and cls.uses_concurrency:
+        options["concurrency"] = concurrency
+    return cls.from_url(url, **options)
 
 
 def check_url(kind: Kind, url: str) -> None:

@@ -83,8 +83,10 @@ class RunReport:
         bytes_copied: bytes this run wrote to the sink.
         files_skipped: files found already copied by an earlier run.
         requests: requests the source sent during this run.
-        retries: requests the source retried during this run.
-        throttled: 429 answers the source received during this run.
+        retries: requests retried during this run (the source's, the store's and
+            the sink's).
+        throttled: throttled requests during this run: the platform's 429
+            answers, and AWS throttles of the store and the sink.
         failures: ``(unit_id, error)`` for every unit attempt that failed in this run.
         stopped: the run was asked to stop before the work was done.
     """

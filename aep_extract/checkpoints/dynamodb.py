@@ -10,11 +10,10 @@ holds them.
 Every write of a unit is a conditional ``PutItem``: registration only creates absent
 items (``attribute_not_exists``), and every later write is a compare-and-swap on
 ``Version``. Raising a watermark is a ``PutItem`` conditional on the stored one being
-lower, binding a destination one conditional on there being none. Throttling, 5xx
-answers and connection failures are retried here with exponential backoff and jitter
-(botocore's own retries are switched off on clients this module creates, so there is
-one policy); every other botocore error becomes a
-:class:`~aep_extract.errors.CheckpointError`.
+lower, binding a destination one conditional on there being none. Every botocore
+error becomes a :class:`~aep_extract.errors.CheckpointError`; throttling, 5xx answers
+and connection failures are retried first, under the library's one retry policy
+(:mod:`aep_extract._retry`, set by a :class:`~aep_extract.RetryConfig`).
 """
 
 from __future__ import annotations
@@ -27,12 +26,10 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
 
 import boto3
-import tenacity
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .._aws_errors import aws_config_errors
+from .._aws_errors import Unprocessed, aws_config_errors, one_attempt_config
+from .._retry import build_retrying, classify
 from ..config import RetryConfig
 from ..errors import (
     CheckpointConflict,
@@ -78,18 +75,6 @@ _GSI_KEY_SCHEMA: tuple[tuple[str, KeyTypeType], ...] = (
     (items.STATUS, "RANGE"),
 )
 
-_RETRYABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "LimitExceededException",  # too many concurrent control-plane operations
-    }
-)
-"""Error codes that mean "try again later"; any 5xx status is retried as well."""
-
 _WRITES = frozenset({"PutItem", "DeleteItem", "CreateTable"})
 """The operations a read-only store refuses."""
 
@@ -97,10 +82,6 @@ _WAITER_CONFIG: WaiterConfigTypeDef = {"Delay": 2, "MaxAttempts": 150}
 """Poll DescribeTable every 2 s for up to 5 minutes while a new table gets ACTIVE."""
 
 _T = TypeVar("_T")
-
-
-class _TransientError(CheckpointError):
-    """A throttle, 5xx or connection failure: retried before it reaches the caller."""
 
 
 class _ConditionFailed(CheckpointConflict):
@@ -128,8 +109,10 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
     Args:
         table_name: the table.
-        client: a boto3 DynamoDB client to use as is (its own retry settings apply
-            on top of this store's).
+        client: a boto3 DynamoDB client to use as is: its own retry settings
+            apply on top of this store's (each of this store's attempts is then up
+            to botocore's attempts); pass ``Config(retries={"total_max_attempts":
+            1})`` to leave retrying to ``retry`` alone.
         session: a boto3 session to create the client from.
         region_name: the region, when neither client nor session is given (default:
             boto3's configuration chain).
@@ -137,7 +120,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
             ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_ENDPOINT_URL``.
         create_table: create the table (and wait until it is ACTIVE) if it is absent.
         clock: epoch-seconds clock; defaults to :func:`time.time`.
-        retry: attempts and backoff for throttled and failed requests.
+        retry: attempts and backoff for throttled and failed requests: the
+            library's one retry policy, the only retries of a client the store
+            creates (its botocore retries are off, ``total_max_attempts=1``).
         sleep: how to wait between attempts (inject a recorder in tests).
         read_only: only read: every write raises CheckpointError (and the table is
             never created).
@@ -194,7 +179,8 @@ class DynamoDBCheckpointStore(CheckpointStore):
         self._table = table_name
         self._read_only = read_only
         self._retry = retry or RetryConfig()
-        self._retrying = self._build_retrying(sleep)
+        # Not stopped by an aborting run: leases are given back even then.
+        self._retrying = build_retrying(self._retry, sleep=sleep, stop_on_abort=False)
         self._owns_client = client is None
         if client is None:
             with self._map_botocore_errors("create client"):
@@ -202,11 +188,7 @@ class DynamoDBCheckpointStore(CheckpointStore):
                     "dynamodb",
                     region_name=region_name,
                     endpoint_url=endpoint_url,
-                    # One retry policy, ours: botocore's would multiply the attempts.
-                    # (botocore's "max_attempts" counts retries; 1 would mean two.)
-                    config=Config(
-                        retries={"total_max_attempts": 1, "mode": "standard"}
-                    ),
+                    config=one_attempt_config(),
                 )
         self._client = client
         try:
@@ -511,9 +493,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
             pending = list(unprocessed["Keys"]) if unprocessed else []
             if pending:
                 # Partial answers are DynamoDB's way of throttling a batch: back off.
-                raise _TransientError(
+                raise CheckpointError(
                     f"{self!r}: BatchGetItem left {len(pending)} key(s) unprocessed"
-                )
+                ) from Unprocessed()
 
         self._call("BatchGetItem", fetch)
         return found
@@ -647,7 +629,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
         try:
             # copy(): a Retrying keeps per-call state, and threads share the store.
             return self._retrying.copy()(attempt)
-        except _TransientError as exc:
+        except CheckpointError as exc:
+            if classify(exc) is None:
+                raise
             raise CheckpointError(
                 f"{exc} (gave up after {self._retry.attempts} attempt(s))"
             ) from exc
@@ -655,21 +639,19 @@ class DynamoDBCheckpointStore(CheckpointStore):
     @contextlib.contextmanager
     def _map_botocore_errors(self, operation: str) -> Iterator[None]:
         """Translate botocore errors, in one place, into CheckpointError subclasses
-        (AWS configuration errors into ConfigError, see :mod:`.._aws_errors`)."""
+        (AWS configuration errors into ConfigError, see :mod:`.._aws_errors`),
+        each raised from the botocore error: the retry policy judges that one."""
         try:
             with aws_config_errors():
                 yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             detail = error.get("Message", "")
             message = f"{self._where()}: {operation} failed: {code}: {detail}"
             if code == "ConditionalCheckFailedException":
                 stored = cast("Optional[Item]", exc.response.get("Item"))
                 raise _ConditionFailed(message, stored) from exc
-            if code in _RETRYABLE_CODES or status >= 500:
-                raise _TransientError(message) from exc
             if code == "ResourceNotFoundException":
                 raise MissingResourceError(
                     f"DynamoDB table {self._table} does not exist in "
@@ -677,39 +659,10 @@ class DynamoDBCheckpointStore(CheckpointStore):
                     f"or `--create-table` ({operation}: {code})"
                 ) from exc
             raise CheckpointError(message) from exc
-        except (BotoConnectionError, HTTPClientError) as exc:
-            raise _TransientError(
-                f"{self._where()}: {operation} failed: {exc}"
-            ) from exc
         except BotoCoreError as exc:
             raise CheckpointError(
                 f"{self._where()}: {operation} failed: {exc}"
             ) from exc
-
-    def _build_retrying(self, sleep: Callable[[float], None]) -> tenacity.Retrying:
-        config = self._retry
-
-        def log_retry(state: tenacity.RetryCallState) -> None:
-            outcome = state.outcome
-            action = state.next_action
-            logger.warning(
-                "attempt %d of %d failed, retrying in %.2fs: %s",
-                state.attempt_number,
-                config.attempts,
-                action.sleep if action is not None else 0.0,
-                outcome.exception() if outcome is not None else None,
-            )
-
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_TransientError),
-            wait=tenacity.wait_random_exponential(
-                multiplier=config.initial_wait, max=config.max_wait
-            ),
-            stop=tenacity.stop_after_attempt(config.attempts),
-            sleep=sleep,
-            before_sleep=log_retry,
-            reraise=True,
-        )
 
     def _where(self) -> str:
         # Usable while __init__ is still building the client (repr needs it).

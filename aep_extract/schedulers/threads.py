@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+from ..config import DEFAULT_WORKERS
 from ..errors import ConfigError
 from .base import Scheduler
 
@@ -13,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_MAX_WORKERS = 8
+DEFAULT_MAX_WORKERS = DEFAULT_WORKERS
+"""The default of ``max_workers``: ``ConcurrencyConfig.workers``'s."""
 
 
 class ThreadPoolScheduler(Scheduler):
@@ -22,7 +24,9 @@ class ThreadPoolScheduler(Scheduler):
     Copying is I/O-bound (HTTP in, S3 out), so threads overlap it well despite the GIL.
 
     Args:
-        max_workers: how many tasks run at once.
+        max_workers: how many tasks run at once; pass
+            ``ConcurrencyConfig.workers`` (what the Extractor does for the
+            scheduler it makes).
         thread_name_prefix: names the pool's threads, for logs and debuggers.
 
     Raises:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from .. import registry
+from ..config import ConcurrencyConfig
 from .base import Sink
 from .local import LocalSink
 from .memory import MemorySink
@@ -12,7 +13,9 @@ from .memory import MemorySink
 __all__ = ["LocalSink", "MemorySink", "Sink", "check_sink_url", "open_sink"]
 
 
-def open_sink(url: str, **kwargs: Any) -> Sink:
+def open_sink(
+    url: str, *, concurrency: Optional[ConcurrencyConfig] = None, **kwargs: Any
+) -> Sink:
     """Open the sink a URL or path names; :mod:`aep_extract.registry` lists the
     schemes (``aep-extract run --help`` too):
 
@@ -23,12 +26,14 @@ def open_sink(url: str, **kwargs: Any) -> Sink:
 
     Args:
         url: the sink URL or a local path.
-        **kwargs: passed to the sink's constructor.
+        concurrency: the run's concurrency, for a sink with a connection pool to
+            size it (see :attr:`~aep_extract.registry.FromUrl.uses_concurrency`).
+        **kwargs: passed to the sink's ``from_url`` (its constructor).
 
     Raises:
         ConfigError: an empty or unsupported URL, or an unavailable sink.
     """
-    sink: Sink = registry.open_url("sink", url, **kwargs)
+    sink: Sink = registry.open_url("sink", url, concurrency=concurrency, **kwargs)
     return sink
 
 

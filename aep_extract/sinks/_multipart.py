@@ -2,8 +2,10 @@
 
 Kept apart from :mod:`aep_extract.sinks.s3` so the part sizing and the upload state
 machine can be read (and tested) on their own. botocore errors are not handled here:
-every call runs inside the ``errors`` context manager the sink passes in, the one
-place where they become :class:`~aep_extract.errors.SinkError`.
+every request goes through the ``send`` function the sink passes in, which runs it
+under the retry policy and turns botocore's errors into
+:class:`~aep_extract.errors.SinkError`. A part or a single PUT that is retried sends
+its buffer again from the start.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import io
 import logging
 import zlib
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, cast
 
 from ..errors import ConfigError, SinkError
 
@@ -49,8 +50,14 @@ DEFAULT_MEMORY_BUDGET = 64 * MiB
 CHECKSUM_ALGORITHMS = ("SHA256", "CRC32", "CRC32C")
 """Checksum algorithms the sink computes locally and S3 verifies."""
 
-ErrorMapper = Callable[[str, str], AbstractContextManager[None]]
-"""``errors(action, key)``: a context manager turning botocore errors into SinkError."""
+_T = TypeVar("_T")
+
+
+class Sender(Protocol):
+    """``send(action, key, request)``: runs ``request`` (one S3 call) under the retry
+    policy, botocore's errors turned into SinkError naming ``action`` and ``key``."""
+
+    def __call__(self, action: str, key: str, request: Callable[[], _T]) -> _T: ...
 
 
 def choose_part_size(
@@ -152,7 +159,7 @@ class S3ObjectWriter(io.RawIOBase):
         part_size: int,
         checksum_algorithm: str,
         object_args: Mapping[str, Any],
-        errors: ErrorMapper,
+        send: Sender,
         label: str,
     ) -> None:
         super().__init__()
@@ -164,7 +171,7 @@ class S3ObjectWriter(io.RawIOBase):
         self._algorithm = cast("ChecksumAlgorithmType", checksum_algorithm)
         self._checksum_param = f"Checksum{checksum_algorithm}"
         self._object_args = dict(object_args)
-        self._errors = errors
+        self._send = send
         self._label = label  # the sink-relative key, for messages
         self._buffer = io.BytesIO()
         self._upload_id: Optional[str] = None
@@ -209,13 +216,17 @@ class S3ObjectWriter(io.RawIOBase):
             if self._buffer.tell():
                 self._upload_part()
             parts = cast("list[CompletedPartTypeDef]", self._parts)
-            with self._errors("complete the upload of", self._label):
-                self._client.complete_multipart_upload(
+            upload_id = self._upload_id
+            self._send(
+                "complete the upload of",
+                self._label,
+                lambda: self._client.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=self._key,
-                    UploadId=self._upload_id,
+                    UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
-                )
+                ),
+            )
             self._upload_id = None
             logger.debug("completed s3://%s/%s", self._bucket, self._key)
         self.close()
@@ -232,10 +243,13 @@ class S3ObjectWriter(io.RawIOBase):
         if upload_id is None:
             return
         try:
-            with self._errors("abort the upload of", self._label):
-                self._client.abort_multipart_upload(
+            self._send(
+                "abort the upload of",
+                self._label,
+                lambda: self._client.abort_multipart_upload(
                     Bucket=self._bucket, Key=self._key, UploadId=upload_id
-                )
+                ),
+            )
         except SinkError as exc:
             logger.warning(
                 "could not abort upload %s of s3://%s/%s: %s",
@@ -259,19 +273,26 @@ class S3ObjectWriter(io.RawIOBase):
     def _checksum_args(self) -> dict[str, Any]:
         with self._buffer.getbuffer() as view:
             value = self._checksum(view)
-        self._buffer.seek(0)
         return {"ChecksumAlgorithm": self._algorithm, self._checksum_param: value}
+
+    def _body(self) -> io.BytesIO:
+        """The buffer from its start: each try of a request sends all of it."""
+        self._buffer.seek(0)
+        return self._buffer
 
     def _put(self) -> None:
         args = self._checksum_args()
-        with self._errors("write", self._label):
-            self._client.put_object(
+        self._send(
+            "write",
+            self._label,
+            lambda: self._client.put_object(
                 Bucket=self._bucket,
                 Key=self._key,
-                Body=self._buffer,
+                Body=self._body(),
                 **args,
                 **self._object_args,
-            )
+            ),
+        )
         logger.debug("put s3://%s/%s (%d bytes)", self._bucket, self._key, self.written)
 
     def _upload_part(self) -> None:
@@ -282,24 +303,31 @@ class S3ObjectWriter(io.RawIOBase):
                 "bytes; pass size= to open_write or raise part_size/memory_budget"
             )
         if self._upload_id is None:
-            with self._errors("start an upload of", self._label):
-                created = self._client.create_multipart_upload(
+            created = self._send(
+                "start an upload of",
+                self._label,
+                lambda: self._client.create_multipart_upload(
                     Bucket=self._bucket,
                     Key=self._key,
                     ChecksumAlgorithm=self._algorithm,
                     **self._object_args,
-                )
+                ),
+            )
             self._upload_id = created["UploadId"]
         args = self._checksum_args()
-        with self._errors("upload a part of", self._label):
-            answer = self._client.upload_part(
+        upload_id = self._upload_id
+        answer = self._send(
+            "upload a part of",
+            self._label,
+            lambda: self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._key,
-                UploadId=self._upload_id,
+                UploadId=upload_id,
                 PartNumber=number,
-                Body=self._buffer,
+                Body=self._body(),
                 **args,
-            )
+            ),
+        )
         self._parts.append(
             {
                 "PartNumber": number,

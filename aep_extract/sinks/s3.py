@@ -6,21 +6,30 @@ the ``CompleteMultipartUpload`` part list, and the same SSE/ACL/storage-class ar
 on both paths. smart_open always starts a multipart upload and does not carry part
 checksums into the completion, so the few calls are clearer written out here
 (:mod:`._multipart`).
+
+Every request runs under the library's one retry policy (:mod:`aep_extract._retry`,
+set by the sink's :class:`~aep_extract.RetryConfig`): throttling (``SlowDown``), 5xx
+answers and connection failures are retried, single PUTs and each part on its own.
+A client the sink builds does not retry by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, Optional, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, TypeVar, cast
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .._aws_errors import aws_config_errors
+from .._aws_errors import aws_config_errors, one_attempt_config
+from .._retry import build_retrying
+from ..config import ConcurrencyConfig, RetryConfig
 from ..errors import ConfigError, MissingResourceError, SinkError
 from ..layout import check_key
 from ..models import ObjectInfo
@@ -44,14 +53,13 @@ from .base import Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef, MultipartUploadTypeDef
 
 __all__ = ["SSE_ALGORITHMS", "S3Sink", "choose_part_size", "parse_s3_url"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_POOL_CONNECTIONS = 50
-"""HTTP connections of a client the sink builds: one per worker thread, with room."""
+_T = TypeVar("_T")
 
 DAY = timedelta(days=1)
 
@@ -89,7 +97,10 @@ class S3Sink(Sink):
 
     Args:
         url: ``s3://bucket`` or ``s3://bucket/prefix``.
-        client: a boto3 S3 client to use as is (not closed by :meth:`close`).
+        client: a boto3 S3 client to use as is (not closed by :meth:`close`). Its
+            own settings stay: its retries apply within each of the sink's
+            attempts (pass ``Config(retries={"total_max_attempts": 1})`` to leave
+            retrying to ``retry`` alone), its connection pool is its own.
         session: a boto3 session to build the client from; default a new session on
             boto3's credential chain. The client honours ``AWS_ENDPOINT_URL`` and
             ``AWS_ENDPOINT_URL_S3`` unless ``endpoint_url`` is given.
@@ -108,10 +119,20 @@ class S3Sink(Sink):
         bucket_owner_full_control: send the ``bucket-owner-full-control`` ACL, for a
             bucket owned by another account that still uses ACLs.
         storage_class: e.g. ``"STANDARD_IA"``; default the bucket's (``STANDARD``).
+        retry: attempts and backoff of throttled and failed requests: the library's
+            one retry policy, the only retries of a client the sink builds (its
+            botocore retries are off, ``total_max_attempts=1``).
+        concurrency: sizes the connection pool of a client the sink builds
+            (:attr:`ConcurrencyConfig.aws_connections
+            <aep_extract.ConcurrencyConfig.aws_connections>`: one connection per
+            worker writing at once, with room).
+        sleep: how to wait between attempts (inject a recorder in tests).
 
     Raises:
         ConfigError: an invalid URL, option or combination of options.
     """
+
+    uses_concurrency = True
 
     @classmethod
     def check_url(cls, url: str) -> None:
@@ -133,8 +154,12 @@ class S3Sink(Sink):
         kms_key_id: Optional[str] = None,
         bucket_owner_full_control: bool = False,
         storage_class: Optional[str] = None,
+        retry: Optional[RetryConfig] = None,
+        concurrency: Optional[ConcurrencyConfig] = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._bucket, self._prefix = parse_s3_url(url)
+        self._retrying = build_retrying(retry or RetryConfig(), sleep=sleep)
         self._root = f"{self._prefix}/" if self._prefix else ""
         if part_size is not None and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ConfigError(
@@ -163,7 +188,8 @@ class S3Sink(Sink):
                 )
             self._client = client
         else:
-            self._client = _build_client(session, region_name, endpoint_url)
+            pool = (concurrency or ConcurrencyConfig()).aws_connections
+            self._client = _build_client(session, region_name, endpoint_url, pool)
 
     @property
     def bucket(self) -> str:
@@ -223,7 +249,7 @@ class S3Sink(Sink):
             part_size=self.part_size_for(size),
             checksum_algorithm=self._checksum_algorithm,
             object_args=args,
-            errors=self._map_botocore_errors,
+            send=self._send,
             label=key,
         )
         return self._write(writer, size)
@@ -236,8 +262,13 @@ class S3Sink(Sink):
             SinkError: no such object, or S3 refused (also while streaming).
         """
         s3_key = self._s3_key(key)
-        with self._map_botocore_errors("read", key):
-            answer = self._client.get_object(Bucket=self._bucket, Key=s3_key)
+        answer = self._send(
+            "read",
+            key,
+            lambda: self._client.get_object(Bucket=self._bucket, Key=s3_key),
+        )
+        # Errors while streaming are mapped, not retried: the bytes read so far
+        # are the caller's.
         reader = BodyReader(
             answer["Body"], lambda: self._map_botocore_errors("read", key)
         )
@@ -330,36 +361,31 @@ class S3Sink(Sink):
             raise ConfigError(f"older_than must not be negative, got {older_than}")
         cutoff = _utcnow() - older_than
         root = self._root + prefix
-        paginator = self._client.get_paginator("list_multipart_uploads")
-        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=root))
         aborted = 0
-        while True:
-            with self._map_botocore_errors("list incomplete uploads under", root):
-                page = next(pages, None)
-            if page is None:
-                break
-            for upload in page.get("Uploads", []):
-                if upload["Initiated"] > cutoff:
-                    continue
-                try:
-                    with self._map_botocore_errors(
-                        "abort the upload of", upload["Key"]
-                    ):
-                        self._client.abort_multipart_upload(
-                            Bucket=self._bucket,
-                            Key=upload["Key"],
-                            UploadId=upload["UploadId"],
-                        )
-                except _NoSuchUpload:
-                    continue  # completed or aborted meanwhile
-                aborted += 1
-                logger.debug(
-                    "aborted upload %s of s3://%s/%s started %s",
-                    upload["UploadId"],
-                    self._bucket,
+        for upload in self._incomplete_uploads(root):
+            if upload["Initiated"] > cutoff:
+                continue
+            try:
+                self._send(
+                    "abort the upload of",
                     upload["Key"],
-                    upload["Initiated"],
+                    functools.partial(
+                        self._client.abort_multipart_upload,
+                        Bucket=self._bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    ),
                 )
+            except _NoSuchUpload:
+                continue  # completed or aborted meanwhile
+            aborted += 1
+            logger.debug(
+                "aborted upload %s of s3://%s/%s started %s",
+                upload["UploadId"],
+                self._bucket,
+                upload["Key"],
+                upload["Initiated"],
+            )
         logger.info("%r: aborted %d incomplete upload(s)", self, aborted)
         return aborted
 
@@ -375,6 +401,16 @@ class S3Sink(Sink):
 
     def _s3_key(self, key: str) -> str:
         return self._root + check_key(key)
+
+    def _send(self, action: str, key: Optional[str], request: Callable[[], _T]) -> _T:
+        """One S3 request under the retry policy, botocore's errors mapped."""
+
+        def attempt() -> _T:
+            with self._map_botocore_errors(action, key):
+                return request()
+
+        # copy(): a Retrying keeps per-call state, and threads share the sink.
+        return self._retrying.copy()(attempt)
 
     @contextlib.contextmanager
     def _map_botocore_errors(
@@ -429,10 +465,13 @@ class S3Sink(Sink):
         s3_key = self._s3_key(key)
         extra: dict[str, Any] = {"ChecksumMode": "ENABLED"} if checksums else {}
         try:
-            with self._map_botocore_errors("stat", key):
-                return self._client.head_object(
+            return self._send(
+                "stat",
+                key,
+                lambda: self._client.head_object(
                     Bucket=self._bucket, Key=s3_key, **extra
-                )
+                ),
+            )
         except _NoSuchObject:
             # A HEAD answer has no body: a missing bucket is a bare 404 as well.
             self._require_bucket()
@@ -445,10 +484,13 @@ class S3Sink(Sink):
             return None
 
     def _listed(self, s3_key: str) -> bool:
-        with self._map_botocore_errors("list", s3_key):
-            page = self._client.list_objects_v2(
+        page = self._send(
+            "list",
+            s3_key,
+            lambda: self._client.list_objects_v2(
                 Bucket=self._bucket, Prefix=s3_key, MaxKeys=1
-            )
+            ),
+        )
         self._bucket_seen = True
         # A key sorts before every longer key it prefixes: if it exists it is first.
         contents = page.get("Contents", [])
@@ -459,24 +501,44 @@ class S3Sink(Sink):
             self._listed(self._root)
 
     def _list_keys(self, prefix: str) -> Iterator[str]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        pages = iter(
-            paginator.paginate(Bucket=self._bucket, Prefix=self._root + prefix)
-        )
+        # Pages by hand, not with a paginator: a paginator that raised is over, so
+        # a retried page must be a request of its own.
+        request: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Prefix": self._root + prefix,
+        }
         while True:
-            # Only the request runs inside the mapper, never the caller's loop body.
-            with self._map_botocore_errors("list keys under", prefix):
-                page = next(pages, None)
-            if page is None:
-                return
+            page = self._send(
+                "list keys under",
+                prefix,
+                lambda: self._client.list_objects_v2(**request),
+            )
             for item in page.get("Contents", []):
                 yield item["Key"][len(self._root) :]
+            if not page.get("IsTruncated"):
+                return
+            request["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _incomplete_uploads(self, root: str) -> Iterator[MultipartUploadTypeDef]:
+        request: dict[str, Any] = {"Bucket": self._bucket, "Prefix": root}
+        while True:
+            page = self._send(
+                "list incomplete uploads under",
+                root,
+                lambda: self._client.list_multipart_uploads(**request),
+            )
+            yield from page.get("Uploads", [])
+            if not page.get("IsTruncated"):
+                return
+            request["KeyMarker"] = page["NextKeyMarker"]
+            request["UploadIdMarker"] = page["NextUploadIdMarker"]
 
 
 def _build_client(
     session: Optional[boto3.Session],
     region_name: Optional[str],
     endpoint_url: Optional[str],
+    max_pool_connections: int,
 ) -> S3Client:
     # Client creation only reads configuration; a bad profile or region is the
     # caller's configuration, hence ConfigError rather than SinkError.
@@ -487,16 +549,15 @@ def _build_client(
                 "s3",
                 region_name=region_name,
                 endpoint_url=endpoint_url,
-                config=_client_config(),
+                config=_client_config(max_pool_connections),
             )
     except BotoCoreError as exc:
         raise ConfigError(f"cannot create an S3 client: {exc}") from exc
 
 
-def _client_config() -> Config:
-    config = Config(
-        max_pool_connections=DEFAULT_MAX_POOL_CONNECTIONS,
-        user_agent_extra="aep-extract",
+def _client_config(max_pool_connections: int) -> Config:
+    config = one_attempt_config(
+        max_pool_connections=max_pool_connections, user_agent_extra="aep-extract"
     )
     # Reads are not checksum-validated by botocore (its default since 1.36): a
     # multipart object's checksum is a checksum of part checksums, which cannot be

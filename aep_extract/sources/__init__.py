@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from .. import registry
 from .._run import report_count, report_retry, report_throttled
+from ..config import ConcurrencyConfig
 from .base import AepSource
 from .http import HttpAepSource
 
@@ -21,16 +22,26 @@ __all__ = [
 ]
 
 
-def open_source(url: str = "aep://", **kwargs: Any) -> AepSource:
+def open_source(
+    url: str = "aep://",
+    *,
+    concurrency: Optional[ConcurrencyConfig] = None,
+    **kwargs: Any,
+) -> AepSource:
     """Open the source a URL names; :mod:`aep_extract.registry` lists the schemes.
 
     - ``aep://``: an :class:`HttpAepSource` configured by the ``AEP_*`` variables
       (:meth:`HttpAepSource.from_env`; ``kwargs`` override its fields).
 
+    ``concurrency`` sizes the source's pool and rate limits, for a source that
+    has them (see :attr:`~aep_extract.registry.FromUrl.uses_concurrency`).
+
     Raises:
         ConfigError: an unsupported URL, or a missing or invalid setting.
     """
-    source: AepSource = registry.open_url("source", url, **kwargs)
+    source: AepSource = registry.open_url(
+        "source", url, concurrency=concurrency, **kwargs
+    )
     return source
 
 

@@ -118,6 +118,8 @@ class ImsTokenProvider:
             sleep=self._sleep,
             on_retry=self._on_retry,
             deadline=ends,
+            # IMS is another service: its 429s are not the platform's throttles.
+            count_throttles=False,
         )
         try:
             for attempt in retrying:

@@ -30,8 +30,7 @@ import requests
 
 from .._ratelimit import AdaptiveRateLimiter, Permit
 from .._retry import build_retrying, parse_retry_after
-from .._run import aborted, pause, report_count, report_retry, report_throttled
-from ..config import DEFAULT_MAX_REQUESTS_PER_SECOND
+from .._run import aborted, pause, report_count, report_retry
 from ..errors import ApiError, DeadlineExceeded, ThrottledError, Unauthorized
 from ._auth import ImsTokenProvider
 from ._bodies import MAX_JSON_BYTES, parse_json, read_bounded
@@ -47,9 +46,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-POOL_SIZE = 64
-"""Connections kept per host by a session we create (one per worker thread)."""
-
 _JSON_ENCODINGS = "gzip, deflate"
 """What a JSON request accepts: both are decoded with a size cap (see ._bodies)."""
 
@@ -58,8 +54,11 @@ class PlatformClient:
     """Sends requests to ``config.platform_url`` on behalf of one source.
 
     Args:
-        config: credentials, endpoints, timeouts, TLS, retry and rate settings.
-        session: the session to use; None makes one that :meth:`close` closes.
+        config: credentials, endpoints, timeouts, TLS, retry and concurrency
+            settings.
+        session: the session to use (its pool as it is); None makes one, with
+            ``config.effective_concurrency.http_connections`` connections per host,
+            that :meth:`close` closes.
         sleep: how retries and the rate limiter wait.
         clock: monotonic seconds of the rate limiter.
     """
@@ -73,7 +72,8 @@ class PlatformClient:
     ) -> None:
         self.config = config
         self.redact = Redactor(config.client_secret)
-        self.transport = Transport.for_config(config, session, POOL_SIZE)
+        concurrency = config.effective_concurrency
+        self.transport = Transport.for_config(config, session)
         self.auth = ImsTokenProvider(
             config,
             self.transport,
@@ -82,11 +82,14 @@ class PlatformClient:
             on_retry=self._on_retry,
         )
         self._retrying = build_retrying(
-            config.retry, sleep=sleep, on_retry=self._on_retry
+            config.retry,
+            sleep=sleep,
+            on_retry=self._on_retry,
+            on_throttle=lambda retry_after: self._total("throttled"),
         )
         self.limiter = AdaptiveRateLimiter(
-            config.max_requests_per_second or DEFAULT_MAX_REQUESTS_PER_SECOND,
-            max_in_flight=config.max_in_flight,
+            concurrency.requests_per_second,
+            max_in_flight=concurrency.in_flight,
             max_cooldown=config.retry.max_wait,
             clock=clock,
             sleep=lambda seconds: pause(seconds, sleep),
@@ -245,10 +248,6 @@ class PlatformClient:
             raise
         response = exchange.response
         self.bump("requests")
-        if response.status_code == 429:
-            self._total("throttled")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            report_throttled(retry_after=retry_after)
         logger.debug(
             "%s -> %d in %.3fs",
             describe(method, exchange.url),
@@ -271,16 +270,12 @@ class PlatformClient:
         return self.transport.deadlines.interrupt()
 
     def _on_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        action = retry_state.next_action
-        self.retried(
-            f"{type(exc).__name__}: {exc}",
-            action.sleep if action is not None else 0.0,
-        )
+        # The retry policy has told the run; this keeps the lifetime total.
+        self._total("retries")
 
     def retried(self, reason: str, wait: float) -> None:
-        """Count a retry and tell the run (``reason`` never holds a token)."""
+        """Count a retry made outside the retry policy (a download resuming after
+        progress) and tell the run (``reason`` never holds a token)."""
         self._total("retries")
         report_retry(reason=reason, wait=wait)
 

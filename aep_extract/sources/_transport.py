@@ -406,15 +406,16 @@ class Transport:
         cls,
         config: AepConfig,
         session: Optional[requests.Session] = None,
-        pool_size: int = 10,
     ) -> Transport:
-        """A transport with ``config``'s timeouts and TLS verification."""
+        """A transport with ``config``'s timeouts, TLS verification and, for a
+        session made here, connection pool size
+        (``config.effective_concurrency.http_connections``)."""
         return cls(
             session,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             verify_tls=config.verify_tls,
-            pool_size=pool_size,
+            pool_size=config.effective_concurrency.http_connections,
         )
 
     def send(

@@ -69,13 +69,13 @@ class HttpAepSource(AepSource):
     """Reads batches, file listings and bytes from AEP's Catalog and Data Access APIs.
 
     Thread-safe: one instance serves every worker thread, and its rate limiter
-    (``config.max_requests_per_second``, ``config.max_in_flight``) bounds them all.
+    (``config.concurrency``: requests per second and in flight) bounds them all.
     Each source has its own limiter: to share one budget between several extractors
     in a process, give them the same source.
 
     Args:
-        config: credentials, endpoints, chunk size, timeouts, retry policy and rate
-            limits.
+        config: credentials, endpoints, chunk size, timeouts, retry policy, rate
+            limits and connection pool (``config.concurrency``).
         session: a ``requests.Session`` to use (for proxies or custom adapters); it is
             left open by :meth:`close`. By default the source makes and owns one.
         sleep: how retries and the rate limiter wait (inject a recorder in tests).
@@ -96,6 +96,8 @@ class HttpAepSource(AepSource):
             config, session, sleep, time.monotonic if clock is None else clock
         )
         self._base = self._client.base_url
+
+    uses_concurrency = True
 
     @classmethod
     def check_url(cls, url: str) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from moto import mock_aws
 from moto.dynamodb import models as dynamodb_models
 from moto.server import ThreadedMotoServer
@@ -111,3 +113,43 @@ def aws(request: pytest.FixtureRequest) -> boto3.Session:
     name = "moto_in_process" if request.param == "in_process" else "moto_over_http"
     session: boto3.Session = request.getfixturevalue(name)
     return session
+
+
+class _Body:
+    """The raw body of an injected answer, as botocore reads it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+def fail_sends(
+    client: Any, event: str, count: int, status: int, body: bytes
+) -> list[str]:
+    """Answer the first ``count`` sends of ``event`` (``"dynamodb.GetItem"``) with
+    ``status`` and ``body`` at the HTTP layer, where botocore's own retries would
+    act; later sends go to the server. Returns the URL of every send."""
+    sends: list[str] = []
+
+    def answer(request: Any, **kwargs: Any) -> Optional[AWSResponse]:
+        sends.append(request.url)
+        if len(sends) > count:
+            return None
+        return AWSResponse(request.url, status, HTTPHeaders(), _Body(body))
+
+    client.meta.events.register(f"before-send.{event}", answer)
+    return sends
+
+
+def dynamodb_error(code: str) -> bytes:
+    """A DynamoDB (JSON protocol) error body."""
+    return f'{{"__type": "com.amazonaws.dynamodb.v20120810#{code}", '.encode() + (
+        b'"message": "injected"}'
+    )
+
+
+def s3_error(code: str) -> bytes:
+    """An S3 (XML protocol) error body."""
+    return f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()

@@ -30,6 +30,7 @@ from aep_extract import (
     WorkUnit,
     open_store,
 )
+from aep_extract._run import RunScope, within
 from aep_extract.checkpoints._dynamodb_items import from_iso, to_iso
 from aep_extract.checkpoints.dynamodb import GSI_NAME, DynamoDBCheckpointStore
 from aep_extract.errors import (
@@ -46,7 +47,7 @@ from aep_extract.testing.contracts import (
     ManualClock,
 )
 
-from .conftest import REGION
+from .conftest import REGION, dynamodb_error, fail_sends
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 FAST_RETRY = RetryConfig(attempts=3, initial_wait=0.5, max_wait=4.0)
@@ -1043,3 +1044,31 @@ def test_endpoint_url_argument(moto_over_http, moto_server, monkeypatch, table):
         table, region_name=REGION, endpoint_url=moto_server, create_table=True
     ) as store:
         assert store.client.meta.endpoint_url == moto_server
+
+
+def test_a_throttle_is_retried_per_the_retry_config_and_counted_for_the_run(
+    moto_over_http, table
+):
+    sleeps: list[float] = []
+    with DynamoDBCheckpointStore(
+        table,
+        session=moto_over_http,
+        create_table=True,
+        retry=FAST_RETRY,
+        sleep=sleeps.append,
+    ) as store:
+        body = dynamodb_error("ThrottlingException")
+        sends = fail_sends(store.client, "dynamodb.GetItem", 2, 400, body)
+        scope = RunScope()
+        with within(scope):
+            assert store.get("some-batch") is None
+        assert len(sends) == FAST_RETRY.attempts  # one send per attempt
+        assert len(sleeps) == FAST_RETRY.attempts - 1
+        assert all(0 <= wait <= FAST_RETRY.max_wait for wait in sleeps)
+        counters = scope.counters()
+        assert (counters["retries"], counters["throttled"]) == (2, 2)
+
+        sends = fail_sends(store.client, "dynamodb.Query", 99, 503, b"")
+        with pytest.raises(CheckpointError, match="gave up after 3 attempt"):
+            store.claim("some-dataset", "worker-a", LEASE)
+        assert len(sends) == FAST_RETRY.attempts

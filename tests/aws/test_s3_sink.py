@@ -22,6 +22,8 @@ from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 
+from aep_extract import ConcurrencyConfig, RetryConfig
+from aep_extract._run import RunScope, within
 from aep_extract.errors import (
     ConfigError,
     MissingResourceError,
@@ -32,10 +34,13 @@ from aep_extract.sinks import _multipart, _s3_support, open_sink, s3
 from aep_extract.sinks.s3 import S3Sink, choose_part_size
 from aep_extract.testing.contracts import SinkContract
 
+from .conftest import fail_sends, s3_error
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 PART = 5 * MiB
+FAST_RETRY = RetryConfig(attempts=3, initial_wait=0.5, max_wait=4.0)
 
 
 class Boom(Exception):
@@ -56,8 +61,19 @@ def client(aws: boto3.Session) -> Any:
 
 
 @pytest.fixture
-def sink(aws: boto3.Session, bucket: str) -> Iterator[S3Sink]:
-    with S3Sink(f"s3://{bucket}/root", session=aws, part_size=PART) as opened:
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def sink(aws: boto3.Session, bucket: str, sleeps: list[float]) -> Iterator[S3Sink]:
+    with S3Sink(
+        f"s3://{bucket}/root",
+        session=aws,
+        part_size=PART,
+        retry=FAST_RETRY,
+        sleep=sleeps.append,
+    ) as opened:
         yield opened
 
 
@@ -306,7 +322,7 @@ def test_size_mismatch_aborts_and_leaves_nothing(sink, client, bucket):
 
 
 def test_failed_part_upload_aborts_and_raises_sink_error(sink, client, bucket):
-    fail_call(sink.client, "UploadPart", "InternalError", 500, on_call=2)
+    fail_call(sink.client, "UploadPart", "InvalidRequest", 400, on_call=2)
     with pytest.raises(SinkError, match=r"upload a part of 'p\.bin'") as caught:
         write_in_chunks(sink, "p.bin", payload(3 * PART))
     assert isinstance(caught.value.__cause__, ClientError)
@@ -333,7 +349,7 @@ def test_failed_put_is_a_sink_error(sink, client, bucket):
 def test_failed_abort_keeps_the_original_error_and_is_logged(
     sink, client, bucket, caplog
 ):
-    fail_call(sink.client, "AbortMultipartUpload", "InternalError", 500)
+    fail_call(sink.client, "AbortMultipartUpload", "AccessDenied", 403)
     logs = caplog.at_level(logging.WARNING, logger="aep_extract.sinks._multipart")
     with logs, pytest.raises(Boom):
         write_then_fail(sink, "left.bin", payload(PART + 1))
@@ -856,3 +872,98 @@ def test_extractor_copies_a_dataset_into_s3_once(aws, bucket, fake_aep, tmp_path
     calls = Recorder(sink.client, "PutObject", "CreateMultipartUpload")
     assert extract(sink).ok
     assert calls.calls == []  # a rerun writes nothing again
+
+
+# -- retries --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_bucket(moto_over_http: boto3.Session) -> str:
+    name = f"aep-test-{uuid.uuid4().hex[:12]}"
+    moto_over_http.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def test_slow_down_is_retried_per_the_retry_config_for_parts_and_puts(
+    moto_over_http, server_bucket
+):
+    sleeps: list[float] = []
+    big, small = payload(2 * PART + 1), b"small object"
+    with S3Sink(
+        f"s3://{server_bucket}/root",
+        session=moto_over_http,
+        part_size=PART,
+        retry=FAST_RETRY,
+        sleep=sleeps.append,
+    ) as sink:
+        slow_down = s3_error("SlowDown")
+        parts = fail_sends(sink.client, "s3.UploadPart", 2, 503, slow_down)
+        puts = fail_sends(sink.client, "s3.PutObject", 2, 503, slow_down)
+        scope = RunScope()
+        with within(scope):
+            write_in_chunks(sink, "big.bin", big)
+            sink.write_bytes("small.txt", small)
+        assert len(parts) == 3 + 2, "3 parts, the first sent 3 times"
+        assert len(puts) == 1 + 2
+        assert len(sleeps) == 4
+        assert all(0 <= wait <= FAST_RETRY.max_wait for wait in sleeps)
+        assert sink.read_bytes("big.bin") == big
+        assert sink.read_bytes("small.txt") == small
+        counters = scope.counters()
+        assert (counters["retries"], counters["throttled"]) == (4, 4)
+
+        puts = fail_sends(sink.client, "s3.PutObject", 99, 500, s3_error("Internal"))
+        with pytest.raises(SinkError, match=r"cannot write 'lost\.txt'"):
+            sink.write_bytes("lost.txt", b"x")
+        assert len(puts) == FAST_RETRY.attempts, "botocore retries nothing itself"
+
+
+def test_a_given_client_keeps_its_own_settings(aws, bucket):
+    client = cast("Any", aws.client("s3"))
+    own_retries = client.meta.config.retries
+    with S3Sink(f"s3://{bucket}", client=client) as sink:
+        assert sink.client is client
+        assert sink.client.meta.config.retries == own_retries
+    assert "total_max_attempts" not in own_retries
+
+
+def test_a_built_client_pools_a_connection_per_worker_and_does_not_retry(aws, bucket):
+    concurrency = ConcurrencyConfig(workers=32)
+    with S3Sink(f"s3://{bucket}", session=aws, concurrency=concurrency) as sink:
+        client: Any = sink.client
+        config = client.meta.config
+        manager = client._endpoint.http_session._manager  # urllib3's PoolManager
+        assert config.max_pool_connections == 36
+        assert manager.connection_pool_kw["maxsize"] == 36
+        assert config.retries["total_max_attempts"] == 1
+
+
+def test_the_cli_sizes_the_s3_pool_from_workers(aws, bucket, fake_aep, tmp_path):
+    from aep_extract import cli
+
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--dataset",
+            fake_aep.DEMO_DATASET_ID,
+            "--start",
+            "2024-01-01T00:00:00Z",
+            "--end",
+            "2024-01-02T00:00:00Z",
+            "--sink",
+            f"s3://{bucket}/p",
+            "--store",
+            f"sqlite:///{tmp_path}/state.db",
+            "--workers",
+            "24",
+        ]
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in fake_aep.env().items():
+            patch.setenv(name, value)
+        extractor = cli._extractor(args, args.sink)
+    with extractor:
+        client: Any = cast("S3Sink", extractor.sink).client
+        assert extractor.scheduler.max_workers == 24
+        assert client.meta.config.max_pool_connections == 28
+        assert extractor.source._client.limiter.max_in_flight == 48  # type: ignore[attr-defined]

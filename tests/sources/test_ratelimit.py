@@ -361,15 +361,17 @@ BASE_ENV = {
 
 def test_config_defaults_and_env():
     config = AepConfig.from_env(BASE_ENV)
-    assert config.max_requests_per_second is None
-    assert config.max_in_flight == 16
+    assert (config.max_requests_per_second, config.max_in_flight) == (None, None)
+    assert config.effective_concurrency.in_flight == 16  # 2 x the 8 default workers
     config = AepConfig.from_env(
         {**BASE_ENV, "AEP_MAX_RPS": " 12.5 ", "AEP_MAX_IN_FLIGHT": "4"}
     )
     assert config.max_requests_per_second == 12.5
     assert config.max_in_flight == 4
+    assert config.effective_concurrency.requests_per_second == 12.5
+    assert config.effective_concurrency.in_flight == 4
     empty = AepConfig.from_env({**BASE_ENV, "AEP_MAX_RPS": "", "AEP_MAX_IN_FLIGHT": ""})
-    assert (empty.max_requests_per_second, empty.max_in_flight) == (None, 16)
+    assert (empty.max_requests_per_second, empty.max_in_flight) == (None, None)
 
 
 def test_overrides_win_over_the_env():

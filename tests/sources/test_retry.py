@@ -5,10 +5,19 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, ConnectionClosedError
 
-from aep_extract._retry import build_retrying, parse_retry_after
+from aep_extract._retry import (
+    THROTTLED,
+    TRANSIENT,
+    build_retrying,
+    classify,
+    parse_retry_after,
+)
+from aep_extract._run import RunScope, within
 from aep_extract.config import RetryConfig
 from aep_extract.errors import (
     ApiError,
@@ -17,6 +26,7 @@ from aep_extract.errors import (
     InvalidResponse,
     NotFoundError,
     ServerError,
+    SinkError,
     ThrottledError,
     TransientNetworkError,
 )
@@ -184,3 +194,66 @@ def test_each_retry_is_logged_and_reported(caplog):
     assert record.levelno == logging.WARNING
     assert "TransientNetworkError" in record.getMessage()
     assert "GET /data: ConnectionError: reset" in record.getMessage()
+
+
+def aws_error(code: str, status: int) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "PutObject")
+
+
+def mapped(cause: BaseException) -> SinkError:
+    """A store's or sink's error raised from a botocore error, as their mappers do."""
+    try:
+        raise SinkError("cannot write") from cause
+    except SinkError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "verdict"),
+    [
+        (ThrottledError("429"), THROTTLED),
+        (server_error(), TRANSIENT),
+        (mapped(aws_error("SlowDown", 503)), THROTTLED),
+        (mapped(aws_error("ThrottlingException", 400)), THROTTLED),
+        (mapped(aws_error("Whatever", 502)), TRANSIENT),
+        (mapped(ConnectionClosedError(endpoint_url="http://s3")), TRANSIENT),
+        (mapped(aws_error("AccessDenied", 403)), None),
+        (SinkError("no cause"), None),
+        (ApiError("400", status=400), None),
+    ],
+)
+def test_classify_judges_aep_errors_and_mapped_aws_errors(error, verdict):
+    assert classify(error) == verdict
+
+
+def test_retries_and_throttles_are_counted_for_the_run():
+    waits: list[float] = []
+    fn = Flaky(
+        ThrottledError("429", retry_after=1.0),
+        mapped(aws_error("SlowDown", 503)),
+        server_error(),
+    )
+    scope = RunScope()
+    with within(scope):
+        build_retrying(RetryConfig(attempts=4), sleep=waits.append)(fn)
+    counters = scope.counters()
+    assert (counters["retries"], counters["throttled"]) == (3, 2)
+
+
+def test_an_aborting_run_stops_retrying_unless_told_otherwise():
+    scope = RunScope()
+    scope.abort.set()
+    with within(scope):
+        with pytest.raises(ServerError):
+            build_retrying(RetryConfig(attempts=3), sleep=lambda s: None)(
+                Flaky(server_error())
+            )
+        fn = Flaky(server_error())
+        retrying = build_retrying(
+            RetryConfig(attempts=3), sleep=lambda s: None, stop_on_abort=False
+        )
+        assert retrying(fn) == "ok"
