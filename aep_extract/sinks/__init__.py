@@ -17,7 +17,13 @@ from .memory import MemorySink
 
 __all__ = ["LocalSink", "MemorySink", "Sink", "check_sink_url", "open_sink"]
 
-SINK_URL_FORMS = ("s3://BUCKET/PREFIX", "a local path", "file:///PATH", "memory://")
+SINK_URL_FORMS = (
+    "s3://BUCKET/PREFIX",
+    "azure://CONTAINER/PREFIX",
+    "a local path",
+    "file:///PATH",
+    "memory://",
+)
 """The sink URLs :func:`open_sink` accepts."""
 
 # Two or more letters: a one-letter "scheme" is a Windows drive (C://data).
@@ -28,6 +34,8 @@ def open_sink(url: str, **kwargs: Any) -> Sink:
     """Open the sink a URL or path names.
 
     - ``s3://bucket/prefix``: an :class:`~aep_extract.sinks.s3.S3Sink`;
+    - ``azure://container/prefix``: an
+      :class:`~aep_extract.sinks.azure.AzureBlobSink` (needs the ``azure`` extra);
     - ``/data/out``, ``out`` or ``file:///data/out``: a :class:`LocalSink` rooted
       there (a ``file://`` URL is percent-decoded; its host may only be ``localhost``);
     - ``memory://``: a :class:`MemorySink`.
@@ -69,6 +77,11 @@ def _resolve(url: str) -> Callable[..., Sink]:
     if scheme == "s3":
         parse_s3_url(url)  # the form, checked without importing boto3
         return functools.partial(_open_s3, url)
+    if scheme == "azure":  # until the backend registry takes these two calls
+        from .azure import AzureBlobSink
+
+        AzureBlobSink.check_url(url)
+        return functools.partial(AzureBlobSink.from_url, url)
     raise ConfigError(
         f"unsupported sink URL {url!r}; expected one of: {', '.join(SINK_URL_FORMS)}"
     )
