@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     )
     from azure.storage.blob import BlobClient, StorageStreamDownloader
 
-    Credential = Union[
+    AzureCredential = Union[
         str, AzureNamedKeyCredential, AzureSasCredential, TokenCredential
     ]
 
@@ -167,7 +167,7 @@ class AzureBlobSink(Sink):
         *,
         client: Optional[Union[BlobServiceClient, ContainerClient]] = None,
         account_url: Optional[str] = None,
-        credential: Optional[Credential] = None,
+        credential: Optional[AzureCredential] = None,
         connection_string: Optional[str] = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
     ) -> None:
@@ -634,7 +634,7 @@ def _redact(text: str) -> str:
 
 def _build_client(
     account_url: Optional[str],
-    credential: Optional[Credential],
+    credential: Optional[AzureCredential],
     connection_string: Optional[str],
 ) -> BlobServiceClient:
     """A client with bounded timeouts and a pool for every worker thread."""
