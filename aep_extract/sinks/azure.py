@@ -197,18 +197,17 @@ class AzureBlobSink(Sink):
             client = self._owned = _build_client(
                 account_url, credential, connection_string
             )
-        service = client
-        if isinstance(service, ContainerClient):
-            if service.container_name != self._container_name:
+        if isinstance(client, ContainerClient):
+            if client.container_name != self._container_name:
                 raise ConfigError(
-                    f"the client is for container {service.container_name!r}, the "
+                    f"the client is for container {client.container_name!r}, the "
                     f"URL names {self._container_name!r}"
                 )
-            self._container = service
+            self._container = client
         else:
-            self._container = service.get_container_client(self._container_name)
+            self._container = client.get_container_client(self._container_name)
         # scheme://host[/account]: never the client's url, which carries a SAS.
-        self._endpoint = f"{service.scheme}://{service.primary_hostname}".rstrip("/")
+        self._endpoint = f"{client.scheme}://{client.primary_hostname}".rstrip("/")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AzureBlobSink:
@@ -563,7 +562,7 @@ class _DownloadReader(io.RawIOBase):
         self._chunks = download.chunks()
         self._errors = errors
         self._key = key
-        self._pending = b""
+        self._pending = memoryview(b"")  # a view: consuming it copies nothing
 
     def readable(self) -> bool:
         return True
@@ -571,14 +570,24 @@ class _DownloadReader(io.RawIOBase):
     def readinto(self, buffer: WriteableBuffer, /) -> int:
         if self.closed:
             raise ValueError("read from a closed Azure blob")
-        view = memoryview(buffer).cast("B")
         if not self._pending:
-            with self._errors("read", self._key):
-                self._pending = next(self._chunks, b"")
+            self._pending = memoryview(self._next_chunk())
+        view = memoryview(buffer).cast("B")
         count = min(len(view), len(self._pending))
         view[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
+
+    def readall(self) -> bytes:
+        parts = [bytes(self._pending)]
+        self._pending = memoryview(b"")
+        while chunk := self._next_chunk():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _next_chunk(self) -> bytes:
+        with self._errors("read", self._key):
+            return next(self._chunks, b"")
 
 
 def _check_blob_name(name: str) -> None:
@@ -651,20 +660,23 @@ def _build_client(
         "read_timeout": READ_TIMEOUT,
         "user_agent": "aep-extract",
     }
-    if account_url is not None:
-        return BlobServiceClient(account_url, credential=credential, **options)
-    if connection_string is None:
-        connection_string = os.environ.get(CONNECTION_STRING_ENV)
-    if not connection_string:
-        raise ConfigError(
-            f"no Azure credentials: set {CONNECTION_STRING_ENV}, or pass "
-            "connection_string, account_url (with credential) or client"
-        )
+    if account_url is None:
+        if connection_string is None:
+            connection_string = os.environ.get(CONNECTION_STRING_ENV)
+        if not connection_string:
+            raise ConfigError(
+                f"no Azure credentials: set {CONNECTION_STRING_ENV}, or pass "
+                "connection_string, account_url (with credential) or client"
+            )
     try:
+        if account_url is not None:
+            return BlobServiceClient(account_url, credential=credential, **options)
+        assert connection_string is not None  # checked above, for mypy
         return BlobServiceClient.from_connection_string(connection_string, **options)
     except ValueError:
-        # Its message may quote the string, key included: never chained.
+        # The message may quote the string or URL, with a key or SAS: never chained.
+        what = "account URL" if account_url is not None else "connection string"
         raise ConfigError(
-            "the Azure storage connection string is malformed (not shown: it holds "
-            "the account key)"
+            f"the Azure storage {what} is malformed (not shown: it may hold a key "
+            "or SAS token)"
         ) from None

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.storage.blob import (
     BlobServiceClient,
+    ContainerClient,
     ContainerSasPermissions,
     generate_container_sas,
 )
@@ -127,6 +128,27 @@ def test_a_concurrent_commit_fails_the_other_writer_never_mixes_bytes(
     with pytest.raises(SinkError, match="commit"):
         write_while_another_writer_commits()
     assert small.read_bytes("k") == second
+
+
+def test_reads_stream_across_download_chunks(azurite, container):
+    # Small download sizes, so that a read crosses the SDK's chunks; the sink is
+    # given a container client, which it uses and leaves open.
+    client = ContainerClient.from_connection_string(
+        azurite.connection_string,
+        container,
+        max_single_get_size=MIN_BLOCK_SIZE,
+        max_chunk_get_size=MIN_BLOCK_SIZE,
+    )
+    data = payload(3 * BLOCK + 777)
+    with client, AzureBlobSink(f"azure://{container}/r", client=client) as sink:
+        sink.write_bytes("k", data)
+        with sink.open_read("k") as src:
+            pieces = iter(lambda: src.read(100_000), b"")
+            assert b"".join(pieces) == data
+        assert sink.read_bytes("k") == data
+        assert sink.url == f"{azurite.account_url}/{container}/r"
+        sink.close()
+        assert client.get_blob_client("r/k").exists()  # still open
 
 
 def test_metadata_goes_to_azure_names_and_comes_back(azurite, container, sink):
@@ -253,11 +275,15 @@ def test_options_are_checked(azurite, monkeypatch):
             AzureBlobSink(url, client=other)
 
 
-def test_a_malformed_connection_string_is_not_echoed(azurite):
+def test_a_malformed_connection_string_or_url_is_not_echoed(azurite):
     secret = "AccountKey=" + azurite.account_key
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigError, match="connection string") as caught:
         AzureBlobSink("azure://data", connection_string=f"{secret};;garbage")
     assert azurite.account_key not in str(caught.value)
+    assert caught.value.__cause__ is None
+    with pytest.raises(ConfigError, match="account URL") as caught:
+        AzureBlobSink("azure://data", account_url="//?sig=SECRETSIG")
+    assert "SECRETSIG" not in str(caught.value)
     assert caught.value.__cause__ is None
 
 
