@@ -45,7 +45,7 @@ try:
     )
     from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
-except ImportError as exc:  # pragma: no cover - the test extra installs it
+except ImportError as exc:
     raise ConfigError(
         "the azure:// sink needs azure-storage-blob: pip install 'aep-extract[azure]'"
     ) from exc

@@ -6,6 +6,7 @@ import hashlib
 import io
 import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -327,3 +328,10 @@ def test_a_network_error_shows_no_sas_signature(azurite):
     assert "TOPSECRET" not in str(caught.value)
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
+
+
+def test_without_the_extra_an_azure_url_is_a_configuration_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "azure.storage.blob", None)  # not installed
+    monkeypatch.delitem(sys.modules, "aep_extract.sinks.azure")
+    with pytest.raises(ConfigError, match=r"pip install 'aep-extract\[azure\]'"):
+        check_sink_url("azure://data/p")

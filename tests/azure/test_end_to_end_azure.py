@@ -101,3 +101,21 @@ def test_sigkill_at_random_moments_then_rerun_is_exact(azure_env, container, tmp
     assert list(sink.list_keys()) == sorted([*expected, *found])  # nothing extra
     store = SQLiteCheckpointStore(tmp_path / "state.db")
     assert unit_statuses(store) == statuses
+
+
+def test_without_credentials_the_run_exits_2_naming_the_variable(
+    fake_aep_env, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    assert main(run_args("azure://landing/aep", store)) == 2
+    assert "AZURE_STORAGE_CONNECTION_STRING" in capsys.readouterr().err
+
+
+def test_a_missing_container_exits_2_before_anything_is_recorded(
+    fake_aep_env, azure_env, tmp_path, capsys
+):
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    assert main(run_args("azure://no-such-container/aep", store)) == 2
+    assert "'no-such-container' does not exist" in capsys.readouterr().err
+    assert unit_statuses(SQLiteCheckpointStore(tmp_path / "state.db")) == {}
