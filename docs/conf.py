@@ -79,6 +79,9 @@ nitpick_ignore = [
 nitpick_ignore_regex = [
     # Stub-only boto3 client types, imported under TYPE_CHECKING.
     ("py:class", r"(mypy_boto3_\w+\.)?(S3Client|DynamoDBClient|CloudWatchClient)"),
+    # azure-storage-blob's client types, and the sink's alias of its credentials.
+    ("py:class", r"(azure\.[\w.]+\.)?(BlobServiceClient|ContainerClient)"),
+    ("py:class", "AzureCredential"),
     # The TypeVar of Scheduler.submit's signature.
     ("py:class", r"aep_extract\.schedulers\.\w+\.T"),
     # The self-types of the from_url classmethods.

@@ -8,20 +8,16 @@ evaluates conditions), installed by npm into a cache directory and run by node.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import boto3
-import pytest
+
+from ..npm_tools import npm_install
 
 POLICIES = Path(__file__).parents[2] / "docs" / "policies"
 SIMULATOR = Path(__file__).parent / "iam_simulate"
@@ -164,46 +160,11 @@ def policy(name: str, **values: str) -> dict[str, Any]:
 
 
 def install_simulator() -> Path:
-    """A directory whose node_modules hold the pinned iam-simulate: npm ci of
-    ``iam_simulate/package-lock.json`` into the user's cache, once per lock file.
-
-    Fails the test, never skips it, when node or npm is missing or npm fails.
-    """
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail(
-                f"the IAM policy tests need Node.js and npm ({tool} is not on PATH): "
-                "install them (e.g. apt-get install nodejs npm), then rerun"
-            )
-    manifests = [SIMULATOR / "package.json", SIMULATOR / "package-lock.json"]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cache = cache_home / "aep-extract-tests" / "npm"
-    target = cache / digest[:16]
-    if (target / "node_modules" / "@cloud-copilot" / "iam-simulate").is_dir():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    # Install beside the target, then rename: a concurrent or killed install never
-    # leaves a half-filled target behind.
-    staging = Path(tempfile.mkdtemp(prefix="installing-", dir=cache))
-    try:
-        for manifest in manifests:
-            shutil.copy(manifest, staging)
-        npm = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        done = subprocess.run(
-            [*npm, "--prefix", str(staging)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci of {SIMULATOR} failed:\n{done.stdout}{done.stderr}")
-        with contextlib.suppress(OSError):  # another process finished first
-            staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """A directory whose node_modules hold the pinned iam-simulate (see
+    :func:`tests.npm_tools.npm_install`)."""
+    return npm_install(
+        SIMULATOR, "@cloud-copilot/iam-simulate", needed_by="the IAM policy tests"
+    )
 
 
 class Simulator:
