@@ -90,13 +90,13 @@ class ConcurrencyConfig:
                                                        rate (it adapts below on 429)
     :attr:`http_connections`     in_flight + 4 (20)    the source's urllib3 pool
                                                        (``maxsize`` per host)
-    :attr:`aws_connections`      workers + 4 (12)      botocore
-                                                       ``max_pool_connections`` of
-                                                       the S3 sink's client
+    :attr:`sink_connections`     workers + 4 (12)      the connection pool of the
+                                                       client an S3 or Azure sink
+                                                       builds
     ============================ ===================== ==============================
 
     A pool is never smaller than the requests that share it: the source's requests
-    are bounded by ``in_flight``, the S3 sink's by the workers (each writer sends one
+    are bounded by ``in_flight``, a cloud sink's by the workers (each writer sends one
     request at a time: parts of one object go up one after another, so memory stays
     at one part per worker). A pool size below that is a :class:`ConfigError`.
 
@@ -115,8 +115,8 @@ class ConcurrencyConfig:
             :doc:`/concepts`). CLI: ``--max-rps``; env: ``AEP_MAX_RPS``.
         http_pool_size: connections per host of the source's HTTP session; None
             derives it.
-        aws_pool_size: connections of a botocore client the S3 sink builds; None
-            derives it.
+        sink_pool_size: connections of the client a cloud sink (S3, Azure)
+            builds; None derives it.
 
     Raises:
         ConfigError: a value is not a positive integer (a positive number for the
@@ -127,11 +127,11 @@ class ConcurrencyConfig:
     max_in_flight: Optional[int] = None
     max_requests_per_second: Optional[float] = None
     http_pool_size: Optional[int] = None
-    aws_pool_size: Optional[int] = None
+    sink_pool_size: Optional[int] = None
 
     def __attrs_post_init__(self) -> None:
         _check_count("workers", self.workers)
-        for name in ("max_in_flight", "http_pool_size", "aws_pool_size"):
+        for name in ("max_in_flight", "http_pool_size", "sink_pool_size"):
             if getattr(self, name) is not None:
                 _check_count(name, getattr(self, name))
         rate = self.max_requests_per_second
@@ -149,9 +149,9 @@ class ConcurrencyConfig:
                 f"http_pool_size {self.http_pool_size} is below max_in_flight "
                 f"{self.in_flight}: requests would wait for a connection"
             )
-        if self.aws_connections < self.workers:
+        if self.sink_connections < self.workers:
             raise ConfigError(
-                f"aws_pool_size {self.aws_pool_size} is below workers "
+                f"sink_pool_size {self.sink_pool_size} is below workers "
                 f"{self.workers}: writers would wait for a connection"
             )
 
@@ -177,10 +177,11 @@ class ConcurrencyConfig:
         return self.in_flight + POOL_MARGIN
 
     @property
-    def aws_connections(self) -> int:
-        """botocore ``max_pool_connections`` of a client the S3 sink builds."""
-        if self.aws_pool_size is not None:
-            return self.aws_pool_size
+    def sink_connections(self) -> int:
+        """Connections of the client a cloud sink builds (botocore's
+        ``max_pool_connections`` for S3, the urllib3 pool for Azure)."""
+        if self.sink_pool_size is not None:
+            return self.sink_pool_size
         return self.workers + POOL_MARGIN
 
 

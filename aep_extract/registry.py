@@ -180,6 +180,13 @@ _BUILTIN: dict[Kind, tuple[Backend, ...]] = {
             "objects under PREFIX/ in an S3 bucket",
         ),
         Backend(
+            "azure",
+            "aep_extract.sinks.azure:AzureBlobSink",
+            ("azure://CONTAINER/PREFIX",),
+            "block blobs under PREFIX/ in an Azure Blob Storage container",
+            extra="azure",
+        ),
+        Backend(
             "memory",
             "aep_extract.sinks.memory:MemorySink",
             ("memory://",),

@@ -31,24 +31,21 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union, cast
 
 import requests
 
+# Without azure-storage-blob these fail: open_sink names the extra to install.
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
+
+from ..config import ConcurrencyConfig
 from ..errors import ConfigError, MissingResourceError, SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
 from .base import Sink
-
-try:
-    from azure.core.exceptions import (
-        AzureError,
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceNotFoundError,
-    )
-    from azure.core.pipeline.transport import RequestsTransport
-    from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
-except ImportError as exc:
-    raise ConfigError(
-        "the azure:// sink needs azure-storage-blob: pip install 'aep-extract[azure]'"
-    ) from exc
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -85,7 +82,6 @@ MAX_BLOCKS = 50_000
 MAX_BLOB_NAME = 1024
 """Azure's limit of characters in a blob name (the prefix included)."""
 
-DEFAULT_MAX_POOL_CONNECTIONS = 50
 """HTTP connections of a client the sink builds: one per worker thread, with room."""
 CONNECTION_TIMEOUT = 20.0
 READ_TIMEOUT = 120.0
@@ -155,6 +151,9 @@ class AzureBlobSink(Sink):
         connection_string: a storage account connection string.
         block_size: bytes per block, 1 MiB to 4000 MiB; larger when an object of
             known size needs more than 50,000 blocks of it.
+        concurrency: sizes the connection pool of a client the sink builds
+            (:attr:`~aep_extract.ConcurrencyConfig.sink_connections`; default
+            ``ConcurrencyConfig()``'s).
 
     Raises:
         ConfigError: an invalid URL or option, no credentials, or a malformed
@@ -170,6 +169,7 @@ class AzureBlobSink(Sink):
         credential: Optional[AzureCredential] = None,
         connection_string: Optional[str] = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        concurrency: Optional[ConcurrencyConfig] = None,
     ) -> None:
         self._container_name, self._prefix = parse_azure_url(url)
         self._root = f"{self._prefix}/" if self._prefix else ""
@@ -194,8 +194,9 @@ class AzureBlobSink(Sink):
             raise ConfigError("credential needs account_url")
         self._owned: Optional[BlobServiceClient] = None
         if client is None:
+            pool = (concurrency or ConcurrencyConfig()).sink_connections
             client = self._owned = _build_client(
-                account_url, credential, connection_string
+                account_url, credential, connection_string, pool
             )
         if isinstance(client, ContainerClient):
             if client.container_name != self._container_name:
@@ -209,15 +210,7 @@ class AzureBlobSink(Sink):
         # scheme://host[/account]: never the client's url, which carries a SAS.
         self._endpoint = f"{client.scheme}://{client.primary_hostname}".rstrip("/")
 
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> AzureBlobSink:
-        """The sink an ``azure://container/prefix`` URL names; ``options`` as for
-        the constructor.
-
-        Raises:
-            ConfigError: see the constructor.
-        """
-        return cls(url, **options)
+    uses_concurrency = True
 
     @classmethod
     def check_url(cls, url: str) -> None:
@@ -645,13 +638,11 @@ def _build_client(
     account_url: Optional[str],
     credential: Optional[AzureCredential],
     connection_string: Optional[str],
+    pool: int,
 ) -> BlobServiceClient:
     """A client with bounded timeouts and a pool for every worker thread."""
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=DEFAULT_MAX_POOL_CONNECTIONS,
-        pool_maxsize=DEFAULT_MAX_POOL_CONNECTIONS,
-    )
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     options: dict[str, Any] = {

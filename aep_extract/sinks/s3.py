@@ -123,8 +123,8 @@ class S3Sink(Sink):
             one retry policy, the only retries of a client the sink builds (its
             botocore retries are off, ``total_max_attempts=1``).
         concurrency: sizes the connection pool of a client the sink builds
-            (:attr:`ConcurrencyConfig.aws_connections
-            <aep_extract.ConcurrencyConfig.aws_connections>`: one connection per
+            (:attr:`ConcurrencyConfig.sink_connections
+            <aep_extract.ConcurrencyConfig.sink_connections>`: one connection per
             worker writing at once, with room).
         sleep: how to wait between attempts (inject a recorder in tests).
 
@@ -188,7 +188,7 @@ class S3Sink(Sink):
                 )
             self._client = client
         else:
-            pool = (concurrency or ConcurrencyConfig()).aws_connections
+            pool = (concurrency or ConcurrencyConfig()).sink_connections
             self._client = _build_client(session, region_name, endpoint_url, pool)
 
     @property

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from azure.storage.blob import (
@@ -18,6 +19,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
+from aep_extract.config import ConcurrencyConfig
 from aep_extract.errors import (
     ConfigError,
     MissingResourceError,
@@ -335,3 +337,17 @@ def test_without_the_extra_an_azure_url_is_a_configuration_error(monkeypatch):
     monkeypatch.delitem(sys.modules, "aep_extract.sinks.azure")
     with pytest.raises(ConfigError, match=r"pip install 'aep-extract\[azure\]'"):
         check_sink_url("azure://data/p")
+
+
+def test_the_pool_follows_the_run_concurrency(azure_env, container):
+    def pool_size(sink: AzureBlobSink) -> int:
+        transport: Any = sink._owned._pipeline._transport  # type: ignore[union-attr]
+        return int(transport.session.adapters["http://"]._pool_maxsize)
+
+    url = f"azure://{container}/p"
+    with AzureBlobSink(url) as default:
+        assert pool_size(default) == ConcurrencyConfig().sink_connections == 12
+    wide = ConcurrencyConfig(workers=40)
+    with open_sink(url, concurrency=wide) as sink:
+        assert isinstance(sink, AzureBlobSink)
+        assert pool_size(sink) == 44

@@ -46,9 +46,9 @@ def test_defaults_derive_from_the_workers():
         16,
         50.0,
     )
-    assert (default.http_connections, default.aws_connections) == (20, 12)
+    assert (default.http_connections, default.sink_connections) == (20, 12)
     wide = ConcurrencyConfig(workers=32)
-    assert (wide.in_flight, wide.http_connections, wide.aws_connections) == (
+    assert (wide.in_flight, wide.http_connections, wide.sink_connections) == (
         64,
         68,
         36,
@@ -57,9 +57,9 @@ def test_defaults_derive_from_the_workers():
 
 def test_set_values_win_over_derived_ones():
     chosen = ConcurrencyConfig(
-        workers=4, max_in_flight=10, http_pool_size=10, aws_pool_size=50
+        workers=4, max_in_flight=10, http_pool_size=10, sink_pool_size=50
     )
-    assert (chosen.in_flight, chosen.http_connections, chosen.aws_connections) == (
+    assert (chosen.in_flight, chosen.http_connections, chosen.sink_connections) == (
         10,
         10,
         50,
@@ -78,7 +78,7 @@ def test_set_values_win_over_derived_ones():
         ({"max_requests_per_second": float("inf")}, "max_requests_per_second"),
         ({"workers": 8, "http_pool_size": 15}, "below max_in_flight 16"),
         ({"max_in_flight": 40, "http_pool_size": 39}, "below max_in_flight 40"),
-        ({"workers": 20, "aws_pool_size": 19}, "below workers 20"),
+        ({"workers": 20, "sink_pool_size": 19}, "below workers 20"),
     ],
 )
 def test_invalid_values_are_config_errors(fields, message):
