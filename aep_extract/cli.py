@@ -159,6 +159,8 @@ def _configure_logging(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
     logging.basicConfig(level=level, handlers=[handler])
+    # azure-core logs every request and answer at INFO: only -vv shows them.
+    logging.getLogger("azure").setLevel(level if verbose > 1 else logging.WARNING)
 
 
 def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:

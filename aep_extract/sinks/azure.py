@@ -160,6 +160,8 @@ class AzureBlobSink(Sink):
             connection string.
     """
 
+    uses_concurrency = True
+
     def __init__(
         self,
         url: str,
@@ -209,8 +211,6 @@ class AzureBlobSink(Sink):
             self._container = client.get_container_client(self._container_name)
         # scheme://host[/account]: never the client's url, which carries a SAS.
         self._endpoint = f"{client.scheme}://{client.primary_hostname}".rstrip("/")
-
-    uses_concurrency = True
 
     @classmethod
     def check_url(cls, url: str) -> None:

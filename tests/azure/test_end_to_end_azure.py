@@ -5,6 +5,8 @@ and SIGKILL at random moments followed by a run that finishes exactly."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from aep_extract import KeyLayout, SQLiteCheckpointStore
 from aep_extract._tasks import source_metadata
@@ -119,3 +121,25 @@ def test_a_missing_container_exits_2_before_anything_is_recorded(
     assert main(run_args("azure://no-such-container/aep", store)) == 2
     assert "'no-such-container' does not exist" in capsys.readouterr().err
     assert unit_statuses(SQLiteCheckpointStore(tmp_path / "state.db")) == {}
+
+
+def test_verbose_logs_show_the_run_not_every_azure_request(
+    fake_aep_env, azure_env, container, tmp_path
+):
+    url, store = f"azure://{container}/{PREFIX}", f"sqlite:///{tmp_path / 'state.db'}"
+    entry = "from aep_extract.cli import main; raise SystemExit(main())"
+
+    def run(*flags: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", entry, *flags, *run_args(url, store)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        return done.stderr
+
+    verbose = run("-v")
+    assert "aep_extract.extractor" in verbose
+    assert "azure.core" not in verbose
+    assert "azure.core" in run("-vv"), "-vv shows the requests"
