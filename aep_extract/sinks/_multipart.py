@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, cast
 
 from ..errors import ConfigError, SinkError
+from ._chunked import ChunkedWriter
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer  # exists only for type checkers
@@ -136,7 +137,7 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-class S3ObjectWriter(io.RawIOBase):
+class S3ObjectWriter(ChunkedWriter):
     """Writes one object, holding at most one part in memory.
 
     Bytes collect in a buffer of ``part_size``. When the whole object fits in it,
@@ -162,43 +163,17 @@ class S3ObjectWriter(io.RawIOBase):
         send: Sender,
         label: str,
     ) -> None:
-        super().__init__()
+        super().__init__(part_size, label)
         self._client = client
         self._bucket = bucket
         self._key = key
-        self._part_size = part_size
         self._checksum = checksum_function(checksum_algorithm)
         self._algorithm = cast("ChecksumAlgorithmType", checksum_algorithm)
         self._checksum_param = f"Checksum{checksum_algorithm}"
         self._object_args = dict(object_args)
         self._send = send
-        self._label = label  # the sink-relative key, for messages
-        self._buffer = io.BytesIO()
         self._upload_id: Optional[str] = None
         self._parts: list[dict[str, Any]] = []
-        self.written = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: ReadableBuffer, /) -> int:
-        if self.closed:
-            raise ValueError("write to a finished S3 object writer")
-        remaining = memoryview(data).cast("B")
-        count = len(remaining)
-        while remaining:
-            # Upload a full buffer only once more bytes arrive: an object of exactly
-            # one part then goes as a single PUT, and the last part is never empty.
-            if self._buffer.tell() >= self._part_size:
-                self._upload_part()
-            room = self._part_size - self._buffer.tell()
-            self._buffer.write(remaining[:room])
-            remaining = remaining[room:]
-        self.written += count
-        return count
-
-    def tell(self) -> int:
-        return self.written
 
     def finish(self, expected_size: Optional[int]) -> None:
         """Store the object: one PUT, or the last part and CompleteMultipartUpload.
@@ -206,15 +181,12 @@ class S3ObjectWriter(io.RawIOBase):
         Raises:
             SinkError: the byte count differs from ``expected_size``, or S3 refused.
         """
-        if expected_size is not None and self.written != expected_size:
-            raise SinkError(
-                f"{self._label!r}: wrote {self.written} bytes, expected {expected_size}"
-            )
+        self._check_size(expected_size)
         if self._upload_id is None:
             self._put()
         else:
             if self._buffer.tell():
-                self._upload_part()
+                self._send_chunk()
             parts = cast("list[CompletedPartTypeDef]", self._parts)
             upload_id = self._upload_id
             self._send(
@@ -263,11 +235,6 @@ class S3ObjectWriter(io.RawIOBase):
                 "aborted upload %s of s3://%s/%s", upload_id, self._bucket, self._key
             )
 
-    def close(self) -> None:
-        # Frees the buffer; never uploads: only finish() may make the object visible.
-        self._buffer = io.BytesIO()
-        super().close()
-
     # -- requests -----------------------------------------------------------------
 
     def _checksum_args(self) -> dict[str, Any]:
@@ -295,11 +262,12 @@ class S3ObjectWriter(io.RawIOBase):
         )
         logger.debug("put s3://%s/%s (%d bytes)", self._bucket, self._key, self.written)
 
-    def _upload_part(self) -> None:
+    def _send_chunk(self) -> None:
+        """Upload the buffer as the next part (starting the upload at the first)."""
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise SinkError(
-                f"{self._label!r}: more than {MAX_PARTS} parts of {self._part_size} "
+                f"{self._label!r}: more than {MAX_PARTS} parts of {self._chunk_size} "
                 "bytes; pass size= to open_write or raise part_size/memory_budget"
             )
         if self._upload_id is None:
@@ -335,6 +303,4 @@ class S3ObjectWriter(io.RawIOBase):
                 self._checksum_param: args[self._checksum_param],
             }
         )
-        # A fresh buffer, so the sent part's memory is released now.
-        self._buffer = io.BytesIO()
         logger.debug("uploaded part %d of s3://%s/%s", number, self._bucket, self._key)

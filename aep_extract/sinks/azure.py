@@ -45,10 +45,11 @@ from ..config import ConcurrencyConfig
 from ..errors import ConfigError, MissingResourceError, SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
+from ._chunked import ChunkedWriter
 from .base import Sink
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer, WriteableBuffer
+    from _typeshed import WriteableBuffer
     from azure.core.credentials import (
         AzureNamedKeyCredential,
         AzureSasCredential,
@@ -444,7 +445,7 @@ class _NoSuchBlob(SinkError):
     """The blob does not exist; callers may turn it to None."""
 
 
-class _BlockWriter(io.RawIOBase):
+class _BlockWriter(ChunkedWriter):
     """Stages one blob's blocks, holding at most one block in memory.
 
     Block ids are this writer's random id and the block's number, all of one
@@ -462,38 +463,12 @@ class _BlockWriter(io.RawIOBase):
         errors: Any,
         label: str,
     ) -> None:
-        super().__init__()
+        super().__init__(block_size, label)
         self._blob = blob
-        self._block_size = block_size
         self._metadata = dict(metadata)
         self._errors = errors
-        self._label = label  # the sink-relative key, for messages
         self._writer_id = uuid.uuid4().hex
-        self._buffer = io.BytesIO()
         self._blocks: list[BlobBlock] = []
-        self.written = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: ReadableBuffer, /) -> int:
-        if self.closed:
-            raise ValueError("write to a finished Azure blob writer")
-        remaining = memoryview(data).cast("B")
-        count = len(remaining)
-        while remaining:
-            # Stage a full buffer only once more bytes arrive, so the last block
-            # is never empty.
-            if self._buffer.tell() >= self._block_size:
-                self._stage()
-            room = self._block_size - self._buffer.tell()
-            self._buffer.write(remaining[:room])
-            remaining = remaining[room:]
-        self.written += count
-        return count
-
-    def tell(self) -> int:
-        return self.written
 
     def commit(self, expected_size: Optional[int]) -> None:
         """Stage the last block and commit the block list (an empty list for an
@@ -503,14 +478,9 @@ class _BlockWriter(io.RawIOBase):
             SinkError: the byte count differs from ``expected_size``, or Azure
                 refused.
         """
-        if self.closed:
-            raise SinkError(f"{self._label!r}: the file was closed inside the block")
-        if expected_size is not None and self.written != expected_size:
-            raise SinkError(
-                f"{self._label!r}: wrote {self.written} bytes, expected {expected_size}"
-            )
+        self._check_size(expected_size)
         if self._buffer.tell():
-            self._stage()
+            self._send_chunk()
         with self._errors("commit", self._label):
             self._blob.commit_block_list(self._blocks, metadata=self._metadata)
         logger.debug(
@@ -520,16 +490,12 @@ class _BlockWriter(io.RawIOBase):
             len(self._blocks),
         )
 
-    def close(self) -> None:
-        # Frees the buffer; never commits: only commit() may make the blob visible.
-        self._buffer = io.BytesIO()
-        super().close()
-
-    def _stage(self) -> None:
+    def _send_chunk(self) -> None:
+        """Stage the buffer as the next block."""
         number = len(self._blocks) + 1
         if number > MAX_BLOCKS:
             raise SinkError(
-                f"{self._label!r}: more than {MAX_BLOCKS} blocks of {self._block_size} "
+                f"{self._label!r}: more than {MAX_BLOCKS} blocks of {self._chunk_size} "
                 "bytes; pass size= to open_write or raise block_size"
             )
         block_id = base64.b64encode(f"{self._writer_id}{number:06d}".encode()).decode()
@@ -541,7 +507,6 @@ class _BlockWriter(io.RawIOBase):
                 validate_content=True,
             )
         self._blocks.append(BlobBlock(block_id=block_id))
-        self._buffer = io.BytesIO()  # a fresh buffer: the staged block is released
         logger.debug("staged block %d of %s", number, self._blob.blob_name)
 
 
