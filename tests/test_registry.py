@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -224,26 +225,18 @@ class ShelfSource(MemoryAepSource):
         return cls("ds1", {batch: {("f1", "a.parquet"): b"A" * 9, ("f2", "b"): b"B"}})
 
 
+def run_from(source: str, tmp_path: Path) -> int:
+    """``aep-extract run`` of dataset ds1 from ``source`` into ``tmp_path``."""
+    window = ["--start", "2024-06-10T00:00:00Z", "--end", "2024-06-11T00:00:00Z"]
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    sink = str(tmp_path / "out")
+    args = ["--source", source, "--dataset", "ds1", "--store", store, "--sink", sink]
+    return main(["run", *args, *window])
+
+
 def test_the_cli_runs_a_registered_source(tmp_path, capsys):
     registry.register("source", "shelf", ShelfSource, forms=["shelf://"])
-    code = main(
-        [
-            "run",
-            "--source",
-            "shelf://",
-            "--dataset",
-            "ds1",
-            "--start",
-            "2024-06-10T00:00:00Z",
-            "--end",
-            "2024-06-11T00:00:00Z",
-            "--store",
-            f"sqlite:///{tmp_path / 'state.db'}",
-            "--sink",
-            str(tmp_path / "out"),
-        ]
-    )
-    assert code == 0
+    assert run_from("shelf://", tmp_path) == 0
     copied = {
         path.name: path.read_bytes()
         for path in (tmp_path / "out").rglob("*")
@@ -253,23 +246,6 @@ def test_the_cli_runs_a_registered_source(tmp_path, capsys):
 
 
 def test_the_cli_refuses_an_unknown_source_before_opening_anything(tmp_path, capsys):
-    code = main(
-        [
-            "run",
-            "--source",
-            "kafka://topic",
-            "--dataset",
-            "ds1",
-            "--start",
-            "2024-06-10T00:00:00Z",
-            "--end",
-            "2024-06-11T00:00:00Z",
-            "--store",
-            f"sqlite:///{tmp_path / 'state.db'}",
-            "--sink",
-            str(tmp_path / "out"),
-        ]
-    )
-    assert code == 2
+    assert run_from("kafka://topic", tmp_path) == 2
     assert "--source: unsupported source URL 'kafka://topic'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
