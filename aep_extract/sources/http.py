@@ -208,7 +208,8 @@ class HttpAepSource(AepSource):
             for batch_id, obj in page.items():
                 batch = parsing.parse_batch(batch_id, obj, dataset_id)
                 newest = max(newest, batch.created_ms)
-                oldest = min(oldest or batch.created_ms, batch.created_ms)
+                if oldest is None or batch.created_ms < oldest:
+                    oldest = batch.created_ms
                 past_end = past_end or batch.created_ms >= window.end_ms
                 if batch_id in seen:  # the page boundary's millisecond, again
                     continue
