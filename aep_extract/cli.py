@@ -25,6 +25,7 @@ from . import _cli_args as args_
 from . import _cli_ops as _ops
 from ._logging import make_formatter
 from ._status_format import format_status
+from .aws._cli_package import add_package
 from .config import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_WORKERS,
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="faults for the fake platform to inject, e.g. "
         "'429=0.1,reset=0.05,5xx=0.05,truncate=0.05' (see the testing docs)",
     )
+    # aws: the AWS pipeline's commands; each sets aws_handler.
+    aws = command("aws", "the AWS pipeline: package and deploy it")
+    aws_commands = aws.add_subparsers(
+        dest="aws_command", required=True, parser_class=_Parser
+    )
+    add_package(aws_commands)
     return parser
 
 
@@ -300,6 +307,11 @@ def _cmd_retry_failed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_aws(args: argparse.Namespace) -> int:
+    handler: Callable[[argparse.Namespace], int] = args.aws_handler
+    return handler(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -312,6 +324,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "retry-failed": _cmd_retry_failed,
     "demo": _cmd_demo,
+    "aws": _cmd_aws,
     "verify": _ops.cmd_verify,
     "cleanup": _ops.cmd_cleanup,
     "reset": _ops.cmd_reset,
