@@ -10,7 +10,7 @@ PACKAGE_HELP = "build lambda.zip (and the wheel of a local project) and upload t
 
 def add_package(subparsers: Any) -> None:
     """Add ``package`` to the ``aws`` command group's subparsers."""
-    from .package import DEFAULT_PREFIX
+    from .package import DEFAULT_PREFIX, default_requirement
 
     parser = subparsers.add_parser(
         "package",
@@ -29,9 +29,9 @@ def add_package(subparsers: Any) -> None:
     parser.add_argument(
         "--requirement",
         metavar="R",
-        help="what to package: a pip requirement (default aep-extract==VERSION, "
-        "this version), a project directory or a wheel; a local one is also "
-        "uploaded for the Glue job",
+        help=f"what to package: a pip requirement (default {default_requirement()}), "
+        "a project directory or a wheel; a local one is also uploaded for the Glue "
+        "job",
     )
     parser.set_defaults(aws_handler=cmd_package)
 

@@ -20,7 +20,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import re
 import shlex
 import shutil
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
-from botocore.exceptions import ClientError
 
 from .. import __version__
 from ..errors import ConfigError, SinkError
@@ -230,7 +228,7 @@ def write_zip(source: Path, path: Path) -> None:
         for name, file in files:
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.create_system = 3  # Unix, whatever builds it: the modes below count
-            mode = 0o755 if os.access(file, os.X_OK) else 0o644
+            mode = 0o755 if file.stat().st_mode & 0o111 else 0o644
             info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             with file.open("rb") as data, archive.open(info, "w") as entry:
@@ -318,7 +316,7 @@ def _pip(*args: str) -> None:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("ERROR:")]
         said = (errors or lines or [f"exit status {done.returncode}"])[-1]
-        raise ConfigError(f"pip {args[0]} failed: {said}")
+        raise ConfigError(f"pip {args[0]} failed: {said.removeprefix('ERROR: ')}")
 
 
 def _upload(sink: S3Sink, built: Build) -> Uploaded:
@@ -348,6 +346,8 @@ def _upload(sink: S3Sink, built: Build) -> Uploaded:
 def _access_denied_is_config(url: str) -> Iterator[None]:
     """S3's access denied as a ConfigError: here it is the caller's permissions,
     not a failure worth a rerun."""
+    from botocore.exceptions import ClientError
+
     try:
         yield
     except SinkError as exc:
