@@ -68,6 +68,7 @@ nitpick_ignore = [
     ("py:class", "datetime.datetime"),
     ("py:class", "datetime.timedelta"),
     ("py:class", "os.PathLike"),
+    ("py:class", "pathlib.Path"),
     ("py:func", "os.replace"),
     ("py:func", "time.time"),
     ("py:class", "logging.Logger"),

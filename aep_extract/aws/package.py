@@ -55,8 +55,8 @@ LAMBDA_PLATFORM: tuple[str, ...] = (
 """pip's options for the Lambda runtime of the template (python3.12 on x86_64)."""
 
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
-"""Distributions the Lambda runtime has: left out of ``lambda.zip`` with every
-dependency that only they need (s3transfer, jmespath, python-dateutil, ...)."""
+"""The distributions that the Lambda runtime has, left out of ``lambda.zip`` with
+every dependency that only they need (s3transfer, jmespath, python-dateutil, ...)."""
 
 DEFAULT_PREFIX = "aep-extract"
 """Where the artifacts go in the bucket when no prefix is given."""
