@@ -177,7 +177,7 @@ def build(requirement: str, workdir: Path) -> Build:
     Args:
         requirement: a pip requirement (``aep-extract==1.2.0``), a project
             directory or a wheel.
-        workdir: an empty directory for the build.
+        workdir: where to build: a new or empty directory.
 
     Raises:
         ConfigError: no pip, pip failed (no such version, no network, a failed
@@ -185,6 +185,7 @@ def build(requirement: str, workdir: Path) -> Build:
     """
     if importlib.util.find_spec("pip") is None:
         raise ConfigError(f"building lambda.zip needs pip; {sys.executable} has none")
+    workdir.mkdir(parents=True, exist_ok=True)
     wheel = _local_wheel(requirement, workdir / "wheel")
     target = workdir / "lambda"
     wanted = _resolve(str(wheel) if wheel else requirement, workdir / "report.json")

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "aep_extract/aws/files/Dockerfile"
-BASE_IMAGE = "python:3.12-slim-bookworm"
+BASE_IMAGE = "python:3.12-slim-trixie"
 
 Instruction = tuple[str, str]  # (keyword, arguments)
 

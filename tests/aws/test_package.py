@@ -110,6 +110,18 @@ def test_lambda_zip_is_reproducible(packaged: Packaged, tmp_path: Path) -> None:
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
 
 
+def test_its_wheel_gives_the_same_lambda_zip(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    wheel_key, wheel = packaged.one(".whl")
+    given = tmp_path / wheel_key.rsplit("/", 1)[1]
+    given.write_bytes(wheel)
+    built = build(str(given), tmp_path / "build")
+    assert built.wheel is not None
+    assert built.wheel.read_bytes() == wheel
+    assert built.lambda_zip.read_bytes() == packaged.one("/lambda.zip")[1]
+
+
 def test_prints_the_deploy_command_with_the_artifacts(packaged: Packaged) -> None:
     wheel_key, _ = packaged.one(".whl")
     prefix = wheel_key.rsplit("/", 1)[0] + "/"
