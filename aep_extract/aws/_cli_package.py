@@ -1,39 +1,50 @@
-"""``aep-extract aws package``: build the pipeline's artifacts and upload them."""
+"""``aep-extract aws package``: build the pipeline's artifacts and upload them.
+
+:func:`add_package` adds the subcommand to the ``aws`` group's subparsers;
+:func:`add_package_arguments` and :func:`cmd_package` are its arguments and its run.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-PACKAGE_HELP = "build lambda.zip (and the wheel of a local project) and upload them"
+PACKAGE_HELP = (
+    "build lambda.zip for the Lambda runtime and upload it with glue_job.py (and the "
+    "wheel of a local project); print the deploy command"
+)
 
 
 def add_package(subparsers: Any) -> None:
     """Add ``package`` to the ``aws`` command group's subparsers."""
+    parser = subparsers.add_parser(
+        "package", help=PACKAGE_HELP, description=PACKAGE_HELP
+    )
+    add_package_arguments(parser)
+    parser.set_defaults(aws_handler=cmd_package)
+
+
+def add_package_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``aws package``."""
     from .package import DEFAULT_PREFIX, default_requirement
 
-    parser = subparsers.add_parser(
-        "package",
-        help=PACKAGE_HELP,
-        description=f"{PACKAGE_HELP}, with glue_job.py, to s3://BUCKET/PREFIX/DIGEST/ "
-        "(DIGEST names the build: CloudFormation updates the functions only when "
-        "their code's key changes); then print the deploy command. Needs pip and "
-        "the package index.",
+    parser.add_argument(
+        "--bucket", required=True, help="the artifact bucket (it must exist)"
     )
-    parser.add_argument("--bucket", required=True, help="the artifact bucket")
     parser.add_argument(
         "--prefix",
         default=DEFAULT_PREFIX,
-        help=f"key prefix in the bucket (default {DEFAULT_PREFIX})",
+        help=f"key prefix in the bucket (default {DEFAULT_PREFIX}); the artifacts go "
+        "to PREFIX/DIGEST/, DIGEST naming the build: CloudFormation updates the "
+        "functions only when their code's key changes",
     )
     parser.add_argument(
         "--requirement",
         metavar="R",
         help=f"what to package: a pip requirement (default {default_requirement()}), "
         "a project directory or a wheel; a local one is also uploaded for the Glue "
-        "job",
+        "job. pip needs the package index",
     )
-    parser.set_defaults(aws_handler=cmd_package)
 
 
 def cmd_package(args: argparse.Namespace) -> int:
