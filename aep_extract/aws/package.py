@@ -68,7 +68,6 @@ GLUE_JOB = "aep_extract/aws/files/glue_job.py"
 """The Glue script's path in the built package."""
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can hold
-_DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
 
 @attrs.frozen(kw_only=True)
@@ -348,6 +347,8 @@ def _access_denied_is_config(url: str) -> Iterator[None]:
     """S3's access denied as a ConfigError: here it is the caller's permissions,
     not a failure worth a rerun."""
     from botocore.exceptions import ClientError
+
+    from ..sinks.s3 import _DENIED  # the S3 sink's codes of a denial
 
     try:
         yield
