@@ -79,9 +79,10 @@ def plan(event: Optional[Event], context: Any = None) -> dict[str, Any]:
     ``AEP_EXTRACT_REQUESTS_PER_SECOND`` divided by the shards that run at once.
 
     Returns:
-        ``{"shards": {"Bucket", "Key"}, "shard_count", "windows": [{"dataset",
-        "start", "end"}], "planned": [{"dataset", "units": {status: count}}]}``;
-        the shard file is a JSON array of ``{"dataset", "worker", "shard",
+        ``shards`` (``{"Bucket", "Key"}`` of the shard file), ``shard_count``,
+        ``windows`` (``[{"dataset", "start", "end"}]``, the planned ones) and
+        ``planned`` (``[{"dataset", "units": {status: count}}]``). The shard
+        file is a JSON array of items ``{"dataset", "worker", "shard",
         "threads", "requests_per_second"}``, all values text.
 
     Raises:
@@ -96,10 +97,10 @@ def status(event: Optional[Event], context: Any = None) -> dict[str, Any]:
     """The units of the plan's windows (``event["windows"]``), from the store.
 
     Returns:
-        ``{"ok", "datasets": [{"dataset", "start", "end", "ok", "units": {status:
-        count}, "files_done", "bytes_done", "errors": [{"unit", "error"}]}]}``;
-        a dataset is ok when none of its units is Pending, InProgress or Failed;
-        ``errors`` holds at most five, the newest.
+        ``ok`` and ``datasets``, one per window: ``dataset``, ``start``,
+        ``end``, ``ok`` (none of its units is Pending, InProgress or Failed),
+        ``units`` (``{status: count}``), ``files_done``, ``bytes_done`` and
+        ``errors`` (``[{"unit", "error"}]``, the newest five at most).
 
     Raises:
         Misconfigured: see the class.
@@ -119,8 +120,9 @@ def verify(event: Optional[Event], context: Any = None) -> dict[str, Any]:
     every object back).
 
     Returns:
-        ``{"ok": true, "datasets": [{"dataset", "start", "end", "ok", "batches",
-        "manifests", "objects", "findings"}]}`` (``findings``: how many).
+        ``ok`` (true) and ``datasets``, one per window: ``dataset``, ``start``,
+        ``end``, ``ok``, ``batches``, ``manifests``, ``objects`` and
+        ``findings`` (how many).
 
     Raises:
         VerificationFailed: a discrepancy, or a unit not Completed; a line per

@@ -6,21 +6,21 @@ store's leases, and a killed worker's units are taken over when its lease expire
 
 Options, one spelling for Glue job arguments and the command line:
 
-====================== ===================================================
-``--dataset``          the dataset (required)
-``--store``            store URL (default ``AEP_EXTRACT_STORE``)
-``--sink``             sink URL (default ``AEP_EXTRACT_SINK``)
-``--secret_id``        secret of the AEP credentials (default
-                       ``AEP_SECRET_ID``; without one, the ``AEP_*``
-                       variables)
-``--threads``          files copied at once (default 8)
-``--requests_per_second``  ceiling of this worker's AEP request rate
-``--lease_seconds``    lease of a claimed unit (default 300)
-``--deadline``         stop within this many seconds
-``--deadline_margin``  in Glue, stop this long before the job run's timeout
-                       (default 120)
-``--metrics``          ``none`` (default), ``cloudwatch`` or ``emf``
-====================== ===================================================
+=========================== ==============================================
+``--dataset``               the dataset (required)
+``--store``                 store URL (default ``AEP_EXTRACT_STORE``)
+``--sink``                  sink URL (default ``AEP_EXTRACT_SINK``)
+``--secret_id``             secret of the AEP credentials (default
+                            ``AEP_SECRET_ID``; without one, the ``AEP_*``
+                            variables)
+``--threads``               files copied at once (default 8)
+``--requests_per_second``   ceiling of this worker's AEP request rate
+``--lease_seconds``         lease of a claimed unit (default 300)
+``--deadline``              stop within this many seconds (or ``15m``, ``2h``)
+``--deadline_margin``       in Glue, stop this long before the job run's
+                            timeout (default 120)
+``--metrics``               ``none`` (default), ``cloudwatch`` or ``emf``
+=========================== ==============================================
 
 Other ``--name value`` pairs (Glue adds ``--JOB_NAME``, ``--JOB_RUN_ID``,
 ``--job-bookmark-option`` ...) are ignored. In Glue (``awsglue`` importable) the
@@ -74,7 +74,15 @@ from .secrets import aep_source
 if TYPE_CHECKING:
     from mypy_boto3_glue import GlueClient
 
-__all__ = ["OPTIONS", "WorkerOptions", "glue_deadline", "main", "read_arguments"]
+__all__ = [
+    "OPTIONS",
+    "WorkerOptions",
+    "deadline_of",
+    "glue_deadline",
+    "main",
+    "read_arguments",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
