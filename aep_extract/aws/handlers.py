@@ -23,6 +23,7 @@ from typing import Any, Optional
 from .._entry import CONFIG_ERRORS
 from ..checkpoints import CheckpointStore, open_store
 from ..errors import AepExtractError, ConfigError, NothingNewToPlan
+from ..extractor import Extractor
 from ..models import TimeWindow, UnitStatus, to_moment
 from ..report import DatasetStatus
 from ._settings import Settings
@@ -183,30 +184,12 @@ def _plan(event: Event, context: Any) -> dict[str, Any]:
     shards_url = settings.get("AEP_EXTRACT_SHARDS")
     S3Sink.check_url(shards_url)
     datasets = _datasets(event, settings.env)
-    start, end = _moment(event, "start"), _moment(event, "end")
-    fixed: Optional[TimeWindow] = None
-    if not event.get("since_last", start is None or end is None):
-        if start is None or end is None:
-            raise ConfigError("give start and end, or since_last")
-        fixed = TimeWindow(start, end)
-    first_start = start or _moment(settings.env, "AEP_EXTRACT_FIRST_START")
-    until = end or datetime.now(timezone.utc) - timedelta(seconds=settings.lag)
-    windows: list[tuple[str, TimeWindow]] = []
     with settings.extractor() as extractor, S3Sink(shards_url) as shards:
         shards.check()
         for dataset in datasets:
             extractor.source.get_dataset(dataset)
             extractor.preflight(dataset)
-        for dataset in datasets:
-            try:
-                window = fixed or extractor.next_window(
-                    dataset, start=first_start, end=until
-                )
-            except NothingNewToPlan as exc:
-                logger.info("%s; left out", exc)
-                continue
-            logger.info("%s", extractor.plan(dataset, window.start, window.end))
-            windows.append((dataset, window))
+        windows = _plan_windows(extractor, datasets, event, settings)
         store = extractor.store
         active = [
             (dataset, min(settings.workers_per_dataset, _active(store, dataset)))
@@ -234,6 +217,33 @@ def _plan(event: Event, context: Any) -> dict[str, Any]:
         ],
         "planned": planned,
     }
+
+
+def _plan_windows(
+    extractor: Extractor, datasets: list[str], event: Event, settings: Settings
+) -> list[tuple[str, TimeWindow]]:
+    """Plan each dataset's window (the event's, or since its last one); the
+    windows planned. A since-last dataset with nothing new is left out."""
+    start, end = _moment(event, "start"), _moment(event, "end")
+    fixed: Optional[TimeWindow] = None
+    if not event.get("since_last", start is None or end is None):
+        if start is None or end is None:
+            raise ConfigError("give start and end, or since_last")
+        fixed = TimeWindow(start, end)
+    first_start = start or _moment(settings.env, "AEP_EXTRACT_FIRST_START")
+    until = end or datetime.now(timezone.utc) - timedelta(seconds=settings.lag)
+    windows = []
+    for dataset in datasets:
+        try:
+            window = fixed or extractor.next_window(
+                dataset, start=first_start, end=until
+            )
+        except NothingNewToPlan as exc:
+            logger.info("%s; left out", exc)
+            continue
+        logger.info("%s", extractor.plan(dataset, window.start, window.end))
+        windows.append((dataset, window))
+    return windows
 
 
 def _shards(settings: Settings, active: list[tuple[str, int]]) -> list[dict[str, str]]:
