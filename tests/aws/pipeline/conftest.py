@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 
 import attrs
 import boto3
@@ -24,6 +25,7 @@ TABLE, BUCKET, ARTIFACTS, SECRET = "aep-extract", "landing", "artifacts", "aep-c
 SINK = f"s3://{BUCKET}/aep"
 SHARDS = f"s3://{ARTIFACTS}/aep-extract/shards/"
 LEASE_SECONDS = "2"
+GLUE_JOB = "aep-extract"
 
 
 @attrs.define
@@ -55,6 +57,15 @@ class World:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+    def glue_run(self) -> tuple[str, str]:
+        """A run of the Glue job: its id and the deadline a worker derives from it
+        (start + 60 minutes - the default margin of 120 s), as the worker logs it."""
+        glue = self.session.client("glue")
+        run_id = glue.start_job_run(JobName=GLUE_JOB, Timeout=60)["JobRunId"]
+        run = glue.get_job_run(JobName=GLUE_JOB, RunId=run_id)["JobRun"]
+        deadline = run["StartedOn"] + timedelta(minutes=60, seconds=-120)
+        return run_id, f"deadline {deadline.isoformat()}"
 
     def copying_unit(self, process: subprocess.Popen[str]) -> str:
         """Wait until ``process`` holds a unit with a file copied; its id."""
@@ -92,6 +103,12 @@ def world(moto_over_http, monkeypatch) -> Iterator[World]:
     for bucket in (BUCKET, ARTIFACTS):
         session.client("s3").create_bucket(Bucket=bucket)
     DynamoDBCheckpointStore(TABLE, session=session, create_table=True).close()
+    session.client("glue").create_job(
+        Name=GLUE_JOB,
+        Role="arn:aws:iam::123456789012:role/aep-extract-glue",
+        Command={"Name": "pythonshell", "ScriptLocation": f"s3://{ARTIFACTS}/job.py"},
+        ExecutionProperty={"MaxConcurrentRuns": 10},
+    )
     with FakeAepPlatform.generate() as platform:
         for batch in platform.batches_of(DATASET):
             if batch.status == "loading":

@@ -19,7 +19,7 @@ from ...e2e.helpers import (
     expected_tree,
     sink_tree,
 )
-from .conftest import ARTIFACTS, SINK, worker_argv
+from .conftest import ARTIFACTS, GLUE_JOB, SINK, worker_argv
 
 WINDOW = {
     "dataset": DATASET,
@@ -52,15 +52,23 @@ def test_plan_workers_kill_redrive_status_verify(world):
         for shard in ("1", "2", "3")
     ]
 
-    workers = [world.start_worker(*worker_argv(item)) for item in items]
+    # Each item a Glue job run, which gives the worker its deadline.
+    runs = [world.glue_run() for _ in items]
+    workers = [
+        world.start_worker(
+            *worker_argv(item, "--JOB_NAME", GLUE_JOB, "--JOB_RUN_ID", run)
+        )
+        for item, (run, _) in zip(items, runs)
+    ]
     victim = workers[0]
     killed_unit = world.copying_unit(victim)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    for process in workers[1:]:
+    for process, (_, deadline) in zip(workers[1:], runs[1:]):
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
         assert json.loads(out)["ok"] is True
+        assert deadline in err
     # Step Functions' redrive reruns the failed item once its leases expired.
     redrive = world.start_worker(*worker_argv(items[0]))
     out, err = redrive.communicate(timeout=300)
