@@ -75,9 +75,11 @@ def plan(event: Optional[Event], context: Any = None) -> dict[str, Any]:
 
     Every dataset is checked (it exists, the sink and store are usable and the
     store's destination matches) before any is planned. A since-last dataset with
-    nothing new to plan is left out. Each dataset gets ``min(workers per dataset,
-    its units Pending or InProgress)`` shards; each shard a rate of
-    ``AEP_EXTRACT_REQUESTS_PER_SECOND`` divided by the shards that run at once.
+    nothing new to plan is left out of the windows. Each dataset gets
+    ``min(workers per dataset, its units Pending or InProgress)`` shards, so the
+    units an earlier run left unfinished are copied whatever is planned; each
+    shard a rate of ``AEP_EXTRACT_REQUESTS_PER_SECOND`` divided by the shards that
+    run at once.
 
     Returns:
         ``shards`` (``{"Bucket", "Key"}`` of the shard file), ``shard_count``,
@@ -191,9 +193,9 @@ def _plan(event: Event, context: Any) -> dict[str, Any]:
             extractor.preflight(dataset)
         windows = _plan_windows(extractor, datasets, event, settings)
         store = extractor.store
-        active = [
+        active = [  # a dataset left out still finishes what earlier runs left
             (dataset, min(settings.workers_per_dataset, _active(store, dataset)))
-            for dataset, _ in windows
+            for dataset in datasets
         ]
         planned = [
             {

@@ -103,6 +103,7 @@ def test_since_last_leaves_out_a_dataset_with_nothing_new(world, monkeypatch):
     ]
     assert first["shard_count"] == 3
 
+    # Day 1's workers never ran: its units are still Pending.
     event = {"datasets": [DATASET, OTHER], "end": END, "execution": "day-2"}
     second = handlers.plan(event, None)
     assert second["windows"] == [
@@ -112,10 +113,12 @@ def test_since_last_leaves_out_a_dataset_with_nothing_new(world, monkeypatch):
             "end": "2024-06-14T00:00:00+00:00",
         }
     ]
-    assert [item["dataset"] for item in world.read_json(second["shards"])] == [
-        OTHER
-    ] * second["shard_count"]
+    shards = [item["dataset"] for item in world.read_json(second["shards"])]
+    assert shards == [DATASET] * 3 + [OTHER] * (second["shard_count"] - 3)
 
+    process = world.start_worker(*worker_argv(world.read_json(second["shards"])[0]))
+    _, err = process.communicate(timeout=120)  # day 2's worker finishes day 1
+    assert process.returncode == 0, err
     third = handlers.plan({"end": END, "execution": "day-3"}, None)
     assert third == {
         "shards": {"Bucket": ARTIFACTS, "Key": "aep-extract/shards/day-3.json"},
