@@ -12,18 +12,25 @@ read-only and never create it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import signal
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 from . import __version__
 from . import _cli_args as args_
 from . import _cli_ops as _ops
-from ._logging import make_formatter
+from ._entry import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    configure_logging,
+    exit_code,
+    metrics_publisher,
+    publish_metrics,
+    stop_on_signals,
+)
 from ._status_format import format_status
 from .aws._cli_package import add_package
 from .config import (
@@ -32,25 +39,13 @@ from .config import (
     ConcurrencyConfig,
     ExtractorConfig,
 )
-from .errors import (
-    AepExtractError,
-    AuthError,
-    ConfigError,
-    MetricsError,
-    NotFoundError,
-)
 from .extractor import Extractor
 from .models import TimeWindow
-from .report import DatasetStatus, RunReport
+from .report import DatasetStatus
 from .sinks import open_sink
 from .sources import open_source
 
-if TYPE_CHECKING:
-    from .metrics import CloudWatchMetrics, EmfMetrics
-
 logger = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,21 +131,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log_format=args.log_format,
     )
     handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
-    try:
+
+    def work() -> int:
         args_.check_args(args)  # every argument error at once, before AEP_* are read
         return handler(args)
-    except (ConfigError, AuthError, NotFoundError) as exc:
-        print(f"aep-extract: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except AepExtractError as exc:
-        print(f"aep-extract: failed: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    except KeyboardInterrupt:
-        print(
-            "aep-extract: interrupted; rerun the same command to resume",
-            file=sys.stderr,
-        )
-        return 130
+
+    return exit_code("aep-extract", work)
 
 
 def _configure_logging(
@@ -163,11 +149,7 @@ def _configure_logging(
         level = logging.DEBUG
     if quiet:
         level = logging.ERROR
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(make_formatter(log_format))
-    logging.basicConfig(level=level, handlers=[handler])
-    # azure-core logs every request and answer at INFO: only -vv shows them.
-    logging.getLogger("azure").setLevel(level if verbose > 1 else logging.WARNING)
+    configure_logging(level, log_format)
 
 
 def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
@@ -205,8 +187,8 @@ def _window(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     window = _window(args)
-    publisher = _metrics_publisher(args.metrics)
-    with _extractor(args, args.sink) as extractor, _stop_on_signals(extractor):
+    publisher = metrics_publisher(args.metrics)
+    with _extractor(args, args.sink) as extractor, stop_on_signals(extractor):
         if args.since_last:
             report = extractor.run_since_last(
                 args.dataset, deadline=args.deadline, **window
@@ -214,58 +196,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             report = extractor.run(args.dataset, deadline=args.deadline, **window)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
-    _publish_metrics(publisher, report)
+    publish_metrics(publisher, report)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
-
-
-def _metrics_publisher(kind: str) -> Optional[CloudWatchMetrics | EmfMetrics]:
-    """The publisher of ``--metrics``, made before the run, so that a configuration
-    error (no AWS region for CloudWatch) stops the command before any work."""
-    if kind == "none":
-        return None
-    from .metrics import CloudWatchMetrics, EmfMetrics
-
-    return CloudWatchMetrics() if kind == "cloudwatch" else EmfMetrics()
-
-
-def _publish_metrics(
-    publisher: Optional[CloudWatchMetrics | EmfMetrics], report: RunReport
-) -> None:
-    """Publish the run's metrics; a failure to do so is logged, not fatal."""
-    if publisher is None:
-        return
-    try:
-        publisher.publish(report)
-    except MetricsError as exc:
-        logger.warning("metrics not published: %s", exc)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(extractor: Extractor) -> Iterator[None]:
-    """SIGTERM (ECS, Batch, Glue) or SIGINT stops claiming and gives leases back;
-    a second one aborts the files in flight."""
-
-    signals = []
-
-    def stop(signum: int, _frame: object) -> None:
-        signals.append(signum)
-        if len(signals) == 1:
-            logger.warning(
-                "signal %d: finishing in-flight files, then stopping", signum
-            )
-            extractor.stop()
-        else:
-            logger.warning("signal %d again: aborting in-flight files", signum)
-            extractor.stop(abort=True)
-
-    previous = {
-        sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@
     AepExtractError
     ├── ConfigError                 bad arguments, settings or window (a ValueError)
     │   ├── MissingResourceError    the table, bucket or database file does not exist
+    │   ├── NothingNewToPlan        a since-last run's window would be empty
     │   └── DestinationMismatch     the store copied the dataset to another sink
     ├── SourceError                 anything from the AEP side
     │   ├── AuthError               token request refused (wrong id/secret/scope)
@@ -52,6 +53,11 @@ class ConfigError(AepExtractError, ValueError):
 
 class MissingResourceError(ConfigError):
     """The DynamoDB table or S3 bucket the configuration names does not exist."""
+
+
+class NothingNewToPlan(ConfigError):
+    """A since-last window would be empty: the dataset is planned up to its end
+    already (:meth:`Extractor.next_window <aep_extract.Extractor.next_window>`)."""
 
 
 class DestinationMismatch(ConfigError):

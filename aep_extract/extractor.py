@@ -19,7 +19,7 @@ from ._run import RunScope, within
 from ._run import current as current_run
 from .checkpoints.base import CheckpointStore
 from .config import ExtractorConfig
-from .errors import ConfigError
+from .errors import ConfigError, NothingNewToPlan
 from .hooks import HookDispatcher, HooksLike
 from .layout import KeyLayout
 from .models import Batch, TimeWindow, WorkUnit, from_epoch_ms, to_moment
@@ -177,9 +177,9 @@ class Extractor:
             end: the window end instead of now minus the safety lag.
 
         Raises:
-            ConfigError: no watermark and no ``start``; nothing new to plan (the
-                end is not after the watermark); or the store keeps no
+            ConfigError: no watermark and no ``start``, or the store keeps no
                 watermarks.
+            NothingNewToPlan: the end is not after the watermark.
         """
         window = self.next_window(dataset_id, start=start, end=end)
         return self.plan(dataset_id, window.start, window.end)
@@ -191,7 +191,12 @@ class Extractor:
         start: Optional[Moment] = None,
         end: Optional[Moment] = None,
     ) -> TimeWindow:
-        """The window :meth:`plan_since_last` would plan (see its arguments)."""
+        """The window :meth:`plan_since_last` would plan (see its arguments).
+
+        Raises:
+            ConfigError: see :meth:`plan_since_last`.
+            NothingNewToPlan: the end is not after the watermark.
+        """
         try:
             mark = self.store.watermark(dataset_id)
         except NotImplementedError as exc:
@@ -217,7 +222,7 @@ class Extractor:
         else:
             finish = to_moment(end)
         if finish <= begin:
-            raise ConfigError(
+            raise NothingNewToPlan(
                 f"nothing new to plan for dataset {dataset_id}: planned up to "
                 f"{begin.isoformat()}, and the end is {finish.isoformat()}"
             )

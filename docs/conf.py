@@ -79,7 +79,13 @@ nitpick_ignore = [
 ]
 nitpick_ignore_regex = [
     # Stub-only boto3 client types, imported under TYPE_CHECKING.
-    ("py:class", r"(mypy_boto3_\w+\.)?(S3Client|DynamoDBClient|CloudWatchClient)"),
+    (
+        "py:class",
+        r"(mypy_boto3_\w+\.)?"
+        r"(S3Client|DynamoDBClient|CloudWatchClient|GlueClient|SecretsManagerClient)",
+    ),
+    # Names in a signature that also has a stub-only type stay unresolved text.
+    ("py:class", "datetime"),
     # azure-storage-blob's client types, and the sink's alias of its credentials.
     ("py:class", r"(azure\.[\w.]+\.)?(BlobServiceClient|ContainerClient)"),
     ("py:class", "AzureCredential"),
