@@ -91,7 +91,8 @@ def test_lambda_zip_holds_the_package_and_dependencies_but_not_boto(
         assert runtime_dir not in tops
     assert "bin" not in tops
     assert not [name for name in names if name.endswith(".pyc")]
-    # This checkout's package, its files included (the Dockerfile is package data).
+    # This checkout's package: the Lambda handlers, and its files (package data).
+    assert "aep_extract/aws/handlers.py" in sources
     assert "aep_extract/aws/files/Dockerfile" in sources
     assert sources == {
         path.relative_to(ROOT).as_posix(): path.read_bytes()
