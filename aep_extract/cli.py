@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import __version__
 from . import _cli_args as args_
+from . import _cli_aws as aws_
 from . import _cli_ops as _ops
 from ._logging import make_formatter
 from ._status_format import format_status
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ops.add_cleanup(command("cleanup", _ops.CLEANUP_HELP))
     _ops.add_reset(command("reset", _ops.RESET_HELP))
     _ops.add_failed(command("failed", _ops.FAILED_HELP))
+    aws_.add_aws(command("aws", aws_.AWS_HELP))
     demo = command("demo", "extract a sample dataset from a built-in fake AEP")
     demo.add_argument(
         "--dir",
@@ -316,6 +318,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cleanup": _ops.cmd_cleanup,
     "reset": _ops.cmd_reset,
     "failed": _ops.cmd_failed,
+    "aws": aws_.cmd_aws,
 }
 
 if __name__ == "__main__":  # pragma: no cover
