@@ -129,6 +129,9 @@ def test_the_map_reads_the_plans_shard_list() -> None:
     assert copy["MaxConcurrency"] == int(GLUE_VALUES["MaxConcurrency"])
     assert copy["ToleratedFailureCount"] == int(GLUE_VALUES["ToleratedWorkerFailures"])
     assert copy["ResultPath"] is None  # status and verify read the plan's windows
+    for worker in ("Glue", "Ecs"):
+        # The Map holds every item's output (at most 256 KiB in all): none.
+        assert states(document)[worker]["OutputPath"] is None
     glue = states(document)["Glue"]["Parameters"]["Arguments"]
     assert glue == {
         "--dataset.$": "$.dataset",
