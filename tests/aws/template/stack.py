@@ -36,6 +36,7 @@ ARTIFACT_PREFIX = "aep-extract/"
 class Stack:
     """A stack deployed from the template into the moto server."""
 
+    name: str
     session: boto3.Session
     endpoint: str
     region: str
@@ -50,7 +51,7 @@ class Stack:
     def resolved(self, logical_id: str) -> dict[str, Any]:
         """The resource's properties as the stack resolved them."""
         backend = cloudformation_backends[DEFAULT_ACCOUNT_ID][self.region]
-        (stack,) = [s for s in backend.stacks.values() if s.name == STACK]
+        (stack,) = [s for s in backend.stacks.values() if s.name == self.name]
         properties = stack.template_dict["Resources"][logical_id]["Properties"]
         resolved: dict[str, Any] = clean_json(
             copy.deepcopy(properties), stack.resource_map
@@ -95,31 +96,36 @@ def _document(document: Any) -> dict[str, Any]:
 
 
 def deploy(
-    session: boto3.Session, endpoint: str, parameters: Mapping[str, str]
+    session: boto3.Session,
+    endpoint: str,
+    parameters: Mapping[str, str],
+    *,
+    name: str = STACK,
 ) -> Stack:
     """Upload the artifacts the stack needs, create the stack and wait for it."""
     s3 = session.client("s3", endpoint_url=endpoint)
     s3.create_bucket(Bucket=ARTIFACTS)
-    for name in ("lambda.zip", "glue_job.py"):  # moto's Lambda reads the zip
-        s3.put_object(Bucket=ARTIFACTS, Key=ARTIFACT_PREFIX + name, Body=b"stub")
+    for artifact in ("lambda.zip", "glue_job.py"):  # moto's Lambda reads the zip
+        s3.put_object(Bucket=ARTIFACTS, Key=ARTIFACT_PREFIX + artifact, Body=b"stub")
     cloudformation = session.client("cloudformation", endpoint_url=endpoint)
     given = {"ArtifactBucket": ARTIFACTS, **parameters}
     cloudformation.create_stack(
-        StackName=STACK,
+        StackName=name,
         TemplateBody=template_text(),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
     for _ in range(600):
-        stack = cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]
+        stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
         if not stack["StackStatus"].endswith("_IN_PROGRESS"):
             break
         time.sleep(0.05)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-    summaries = cloudformation.list_stack_resources(StackName=STACK)[
+    summaries = cloudformation.list_stack_resources(StackName=name)[
         "StackResourceSummaries"
     ]
     return Stack(
+        name=name,
         session=session,
         endpoint=endpoint,
         region=session.region_name,
