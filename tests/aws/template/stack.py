@@ -5,7 +5,10 @@ alarms, the S3 bucket policy, the SNS subscription and a created secret (it warn
 and skips them), and the table's point-in-time recovery and SSE, the bucket's public
 access block and lifecycle rule (it drops these properties). :meth:`Stack.resolved`
 gives the properties of any resource as the stack resolved them, with moto's own
-resolver, so the tests check those from there.
+resolver, so the tests check those from there. moto's ``Fn::Sub`` also turns
+``$$`` into ``$`` (it substitutes with :class:`string.Template`), so the state
+machine it stores reads ``$.Execution`` where the template (and AWS) has
+``$$.Execution``: the tests of :mod:`.test_static` check those paths.
 """
 
 from __future__ import annotations

@@ -26,12 +26,20 @@ RETRYABLE_LAMBDA_ERRORS = {
 WORKER_RETRIES = {
     "Glue": {
         "Glue.ConcurrentRunsExceededException",
-        "Glue.ThrottlingException",
         "Glue.ResourceNumberLimitExceededException",
+        "Glue.ThrottlingException",
+        "Glue.AWSGlueException",
     },
-    "Ecs": {"ECS.ThrottlingException", "ECS.LimitExceededException"},
+    "Ecs": {
+        "ECS.ThrottlingException",
+        "ECS.LimitExceededException",
+        "ECS.AmazonECSException",
+    },
 }
-"""What a retry of a worker task can fix: the service's throttling and limits."""
+"""What a retry of a worker task can fix: the service's throttling and limits.
+Errors that the service's API does not model (its ThrottlingException among them)
+reach Step Functions under the SDK's base name (``ECS.AmazonECSException``,
+``Glue.AWSGlueException``); a worker that fails is ``States.TaskFailed``."""
 
 
 def test_cfn_lint_finds_nothing(tmp_path: Path) -> None:
