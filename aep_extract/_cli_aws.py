@@ -13,7 +13,7 @@ import attrs
 
 from .errors import ConfigError
 
-AWS_HELP = "the AWS pipeline: print its CloudFormation template"
+AWS_HELP = "the AWS pipeline (Step Functions over Glue or ECS workers): deploy it"
 TEMPLATE_HELP = "print the CloudFormation template of the AWS pipeline (or write it)"
 
 EXIT_OK = 0
