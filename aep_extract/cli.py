@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from . import __version__
 from . import _cli_args as args_
+from . import _cli_aws as aws_
 from . import _cli_ops as _ops
 from ._entry import (
     EXIT_INCOMPLETE,
@@ -32,7 +33,6 @@ from ._entry import (
     stop_on_signals,
 )
 from ._status_format import format_status
-from .aws._cli_package import add_package
 from .config import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_WORKERS,
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ops.add_cleanup(command("cleanup", _ops.CLEANUP_HELP))
     _ops.add_reset(command("reset", _ops.RESET_HELP))
     _ops.add_failed(command("failed", _ops.FAILED_HELP))
+    aws_.add_aws(command("aws", aws_.AWS_HELP))
     demo = command("demo", "extract a sample dataset from a built-in fake AEP")
     demo.add_argument(
         "--dir",
@@ -108,12 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="faults for the fake platform to inject, e.g. "
         "'429=0.1,reset=0.05,5xx=0.05,truncate=0.05' (see the testing docs)",
     )
-    # aws: the AWS pipeline's commands; each sets aws_handler.
-    aws = command("aws", "the AWS pipeline: package and deploy it")
-    aws_commands = aws.add_subparsers(
-        dest="aws_command", required=True, parser_class=_Parser
-    )
-    add_package(aws_commands)
     return parser
 
 
@@ -239,11 +234,6 @@ def _cmd_retry_failed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_aws(args: argparse.Namespace) -> int:
-    handler: Callable[[argparse.Namespace], int] = args.aws_handler
-    return handler(args)
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -256,11 +246,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "retry-failed": _cmd_retry_failed,
     "demo": _cmd_demo,
-    "aws": _cmd_aws,
     "verify": _ops.cmd_verify,
     "cleanup": _ops.cmd_cleanup,
     "reset": _ops.cmd_reset,
     "failed": _ops.cmd_failed,
+    "aws": aws_.cmd_aws,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,6 +47,12 @@ def stages(parsed: list[Instruction]) -> list[list[Instruction]]:
     return result
 
 
+def dockerfile_user() -> str:
+    """The ``USER`` the image runs as (the ECS task definition names it too)."""
+    final = stages(instructions(DOCKERFILE.read_text(encoding="utf-8")))[-1]
+    return [arguments for keyword, arguments in final if keyword == "USER"][-1]
+
+
 @pytest.fixture(scope="module")
 def parsed() -> list[list[Instruction]]:
     return stages(instructions(DOCKERFILE.read_text(encoding="utf-8")))
