@@ -156,28 +156,39 @@ def run_state_machine(
     execution_input: Any = None,
     *,
     name: Optional[str] = None,
+    retry_seconds: Optional[int] = None,
     timeout: float = 300,
 ) -> Execution:
     """Run ``definition`` once, every Task state served by ``tasks[state name]``.
 
-    ``name`` is the execution's (``$$.Execution.Name``). Fails the test when a Task
-    state has no callable or a callable no state, when a callable raises something
-    other than an ``Exception`` (e.g. a failed assertion), or when the execution
-    is still running after ``timeout`` seconds (a guard against a hung test, not a
-    measurement).
+    ``name`` is the execution's (``$$.Execution.Name``). ``retry_seconds``, if
+    given, is every retrier's wait (``IntervalSeconds``, with ``BackoffRate`` 1 and
+    no ``MaxDelaySeconds``), so that a test of a retried path waits less than the
+    definition would; which errors are retried, and how often, stay.
+
+    Fails the test when a Task state has no callable or a callable no state, when
+    a callable raises something other than an ``Exception`` (e.g. a failed
+    assertion), or when the execution is still running after ``timeout`` seconds
+    (a guard against a hung test, not a measurement).
     """
     document = copy.deepcopy(
         json.loads(definition) if isinstance(definition, str) else dict(definition)
     )
-    states = dict(_task_states(document["States"]))
-    if states.keys() != tasks.keys():
+    every_state = list(_states(document["States"]))
+    task_states = {key: state for key, state in every_state if state["Type"] == "Task"}
+    if task_states.keys() != tasks.keys():
         pytest.fail(
-            f"Task states {sorted(states)} and callables {sorted(tasks)} differ"
+            f"Task states {sorted(task_states)} and callables {sorted(tasks)} differ"
         )
+    if retry_seconds is not None:
+        for _, state in every_state:
+            for retrier in state.get("Retry", ()):
+                retrier.pop("MaxDelaySeconds", None)
+                retrier.update(IntervalSeconds=retry_seconds, BackoffRate=1)
     sfn = localstack.client("stepfunctions")
     run = uuid.uuid4().hex[:12]
     servers = []
-    for state_name, state in states.items():
+    for state_name, state in task_states.items():
         slug = re.sub(r"[^A-Za-z0-9_-]", "-", state_name)[:60]
         activity = sfn.create_activity(name=f"{slug}-{run}")["activityArn"]
         servers.append(
@@ -220,16 +231,15 @@ def run_state_machine(
     )
 
 
-def _task_states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every Task state, nested ones (Map, Parallel) included."""
+def _states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, those in Map and Parallel states included."""
     for name, state in states.items():
-        if state["Type"] == "Task":
-            yield name, state
+        yield name, state
         for key in ("ItemProcessor", "Iterator"):
             if key in state:
-                yield from _task_states(state[key]["States"])
+                yield from _states(state[key]["States"])
         for branch in state.get("Branches", ()):
-            yield from _task_states(branch["States"])
+            yield from _states(branch["States"])
 
 
 class _ActivityServer:

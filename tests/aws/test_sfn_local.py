@@ -28,7 +28,13 @@ DEFINITION: dict[str, Any] = {
             "ResultSelector": {"plan.$": "$.Payload"},
             "OutputPath": "$.plan",
             "Retry": [
-                {"ErrorEquals": ["Retryable"], "IntervalSeconds": 1, "MaxAttempts": 2}
+                {
+                    "ErrorEquals": ["Retryable"],
+                    "IntervalSeconds": 30,
+                    "MaxAttempts": 2,
+                    "BackoffRate": 2,
+                    "MaxDelaySeconds": 300,
+                }
             ],
             "Next": "HasWork",
         },
@@ -213,7 +219,9 @@ def shard_list(localstack: LocalStack) -> None:
 
 
 def _run(localstack: LocalStack, pipeline: Pipeline) -> Any:
-    return run_state_machine(localstack, DEFINITION, pipeline.tasks(), name="run-1")
+    return run_state_machine(
+        localstack, DEFINITION, pipeline.tasks(), name="run-1", retry_seconds=1
+    )
 
 
 def _states_entered(history: list[dict[str, Any]]) -> list[str]:
