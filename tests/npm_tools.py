@@ -44,24 +44,28 @@ def npm_install(package_dir: Path, package: str, *, needed_by: str) -> Path:
     )
 
 
-def venv_install(requirements: Path, *, needed_by: str) -> Path:
-    """A virtualenv holding exactly the packages that ``requirements`` (a full
-    ``pip freeze``) pins, apart from the tests' own: ``pip install --no-deps`` into
-    ``~/.cache/aep-extract-tests/venv``, once per file and Python version.
+def venv_install(
+    requirements: Path, *, needed_by: str, python: str = sys.executable
+) -> Path:
+    """A virtualenv of ``python`` holding exactly the packages that
+    ``requirements`` (a full ``pip freeze``) pins, apart from the tests' own:
+    ``pip install --no-deps`` into ``~/.cache/aep-extract-tests/venv``, once per
+    file and interpreter.
 
     For servers whose dependencies clash with the project's (run them with the
     venv's ``bin/python``). Fails the test, never skips it, when pip fails;
     ``needed_by`` names the tests in that message.
     """
+    failing = f"{needed_by}: installing {requirements} into a virtualenv"
+    # A venv is bound to the interpreter that made it.
+    which = "import sys; print(sys.version, sys.base_prefix)"
+    salt = _run([python, "-c", which], failing=failing).encode()
 
     def install(staging: Path) -> None:
-        failing = f"{needed_by}: installing {requirements} into a virtualenv"
-        _run([sys.executable, "-m", "venv", str(staging)], failing=failing)
+        _run([python, "-m", "venv", str(staging)], failing=failing)
         pip = [str(staging / "bin" / "python"), "-m", "pip", "install", "--quiet"]
         _run([*pip, "--no-deps", "-r", str(requirements)], failing=failing)
 
-    # A venv is bound to the interpreter that made it.
-    salt = f"{sys.implementation.cache_tag} {sys.base_prefix}".encode()
     return _install_once("venv", [requirements], Path("bin"), install, salt=salt)
 
 
@@ -94,9 +98,11 @@ def _install_once(
     return target
 
 
-def _run(command: list[str], *, failing: str) -> None:
+def _run(command: list[str], *, failing: str) -> str:
+    """The command's output; fails the test if the command fails."""
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=600, check=False
     )
     if done.returncode != 0:
         pytest.fail(f"{failing} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout

@@ -35,8 +35,10 @@ import copy
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -60,6 +62,8 @@ ROLE = "arn:aws:iam::000000000000:role/state-machine"  # LocalStack checks no po
 TaskHandler = Callable[[Any], Any]
 """Serves a Task state: its input (see the module docstring) to its result."""
 
+_NEEDED_BY = "the Step Functions tests"
+_OLDEST_PYTHON = (3, 10)  # of the pinned packages (click 8.5, cachetools 8, ...)
 _STARTUP_SECONDS = 120
 _LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 
@@ -88,7 +92,7 @@ class LocalStack:
 def localstack_server(root: Path) -> Iterator[LocalStack]:
     """LocalStack's Step Functions and S3 on a free local port, its files under
     ``root``; stopped on exit."""
-    venv = venv_install(REQUIREMENTS, needed_by="the Step Functions tests")
+    venv = venv_install(REQUIREMENTS, needed_by=_NEEDED_BY, python=_server_python())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -127,6 +131,21 @@ def localstack_server(root: Path) -> Iterator[LocalStack]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _server_python() -> str:
+    """An interpreter for LocalStack: this one, unless it is older than the
+    pinned packages allow, then the newest ``python3.1N`` on PATH that runs
+    (on Python 3.9, CI's run of the tests)."""
+    if sys.version_info >= _OLDEST_PYTHON:
+        return sys.executable
+    for minor in range(13, 9, -1):
+        found = shutil.which(f"python3.{minor}")
+        if found is not None:
+            probe = subprocess.run([found, "-c", "import venv"], capture_output=True)
+            if probe.returncode == 0:
+                return found
+    pytest.fail(f"{_NEEDED_BY} need Python 3.10 or newer on PATH (python3.1N)")
 
 
 def _healthy(endpoint: str) -> bool:
