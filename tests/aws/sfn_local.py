@@ -24,8 +24,7 @@ answers every task with the state's callable, as the replaced integration would:
 What LocalStack 4.9 does not emulate: ``RedriveExecution``; ``ToleratedFailureCount``
 and ``ToleratedFailurePercentage`` (parsed and ignored: a Distributed Map tolerates
 every failed item, which ends with a null result, even one that failed with
-``States.Runtime``); JSONata (its evaluator is a jar
-LocalStack downloads).
+``States.Runtime``); JSONata (its evaluator is a jar LocalStack downloads).
 """
 
 from __future__ import annotations
