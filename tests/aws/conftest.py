@@ -15,6 +15,8 @@ from moto import mock_aws
 from moto.dynamodb import models as dynamodb_models
 from moto.server import ThreadedMotoServer
 
+from .sfn_local import LocalStack, localstack_server
+
 REGION = "us-east-1"
 
 
@@ -92,6 +94,13 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """LocalStack's Step Functions and S3, for :func:`.sfn_local.run_state_machine`."""
+    with localstack_server(tmp_path_factory.mktemp("localstack")) as server:
+        yield server
 
 
 @pytest.fixture
