@@ -1,7 +1,8 @@
-"""The console sessions the quickstart shows are what the commands print.
+"""The console sessions the docs show are what the commands print.
 
-Each ``$ aep-extract ...`` line of a ``console`` block in docs/quickstart.rst that
-runs offline (the demo, then ``status`` of its state) is run in one directory, in that
+Each ``$ aep-extract ...`` line of a console block (``.. code-block:: console`` in
+docs/quickstart.rst, a fenced block in README.md) that runs offline (the demo, then
+``status`` and ``verify`` of what it left) is run in one directory, in the page's
 order; its output must equal the block's lines once ports, timings and timestamps are
 masked. A page that drifts from the code fails here.
 """
@@ -16,10 +17,11 @@ import pytest
 
 from aep_extract.cli import main
 
-QUICKSTART = Path(__file__).parents[1] / "docs" / "quickstart.rst"
-OFFLINE = ("demo", "status")
-"""Commands that need no credentials: the only ones the quickstart may show output of
-that this test cannot check are those against real AEP (they show none)."""
+ROOT = Path(__file__).parents[1]
+QUICKSTART = ROOT / "docs" / "quickstart.rst"
+README = ROOT / "README.md"
+OFFLINE = ("demo", "status", "verify")
+"""Commands that run without AEP credentials; the pages show no output of others."""
 
 _VOLATILE = [
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
@@ -36,26 +38,36 @@ def _mask(text: str) -> list[str]:
 
 def console_sessions(page: Path) -> list[tuple[list[str], list[str]]]:
     """Each ``$ aep-extract`` command of the page's console blocks with the output
-    lines shown under it."""
+    lines shown under it (another program's command gets an empty argv)."""
     sessions: list[tuple[list[str], list[str]]] = []
-    in_block = False
+    indent = None  # the block's indent while in a console block
     command = ""  # a command continued on the next line (ends with a backslash)
+    other_fence = False  # in a Markdown fence of another language
     for line in page.read_text(encoding="utf-8").splitlines():
-        if line.startswith(".. code-block:: console"):
-            in_block = True
+        if other_fence:
+            other_fence = line != "```"
             continue
-        if in_block and line and not line.startswith(" "):
-            in_block = False
-        if not in_block or not line.startswith("   "):
+        if indent is None:
+            if line.startswith(".. code-block:: console"):
+                indent = "   "
+            elif line in ("```", "```console"):
+                indent = ""
+            else:
+                other_fence = line.startswith("```")
             continue
-        text = line[3:]
+        if (line == "```") if indent == "" else (line and line[:1] != " "):
+            indent = None
+            continue
+        if not line.startswith(indent) or not line.strip():
+            continue
+        text = line[len(indent) :]
         if command or text.startswith("$ "):
             command += text.strip().rstrip("\\") + " "
             if text.endswith("\\"):
                 continue
             words = shlex.split(command, comments=True)[1:]
             ours = words[:1] == ["aep-extract"]
-            sessions.append((words[1:] if ours else [], []))  # others: not our output
+            sessions.append((words[1:] if ours else [], []))
             command = ""
         elif sessions:
             sessions[-1][1].append(text)
@@ -66,25 +78,28 @@ def _offline(argv: list[str]) -> bool:
     return any(word in OFFLINE for word in argv if not word.startswith("-"))
 
 
-def test_the_quickstart_shows_offline_sessions():
-    shown = [argv for argv, out in console_sessions(QUICKSTART) if out]
-    assert [argv for argv in shown if _offline(argv)] == [
-        ["-q", "demo"],
-        [
-            "status",
-            "--dataset",
-            "5e8f81cf7a4ecb28a8d85b22",
-            "--store",
-            "sqlite:///aep-extract-demo/state.db",
-        ],
+def _commands(page: Path) -> list[str]:
+    return [
+        argv[0] if argv[0] != "-q" else argv[1]
+        for argv, _ in console_sessions(page)
+        if argv
     ]
 
 
-def test_the_quickstart_output_is_what_the_commands_print(
-    tmp_path, monkeypatch, capsys
+def test_the_pages_show_offline_sessions():
+    assert [c for c in _commands(QUICKSTART) if c in OFFLINE] == ["demo", "status"]
+    assert [c for c in _commands(README) if c in OFFLINE] == ["status", "verify"]
+
+
+@pytest.mark.parametrize("page", [QUICKSTART, README], ids=lambda page: page.name)
+def test_the_output_shown_is_what_the_commands_print(
+    page, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    for argv, shown in console_sessions(QUICKSTART):
+    if "demo" not in _commands(page):  # the README shows what follows the demo
+        assert main(["-q", "demo"]) == 0
+        capsys.readouterr()
+    for argv, shown in console_sessions(page):
         if not (argv and shown and _offline(argv)):
             continue
         code = main(argv)
