@@ -16,7 +16,9 @@ UnitsCompleted     Count    units this run completed
 UnitsWaiting       Count    units of the dataset waiting for AEP to promote
                             their batch when the run ended (alarm on it to
                             catch a batch stuck in ``loading``)
-Failures           Count    failed unit attempts
+UnitsFailed        Count    units of the dataset Failed when the run ended
+                            (every attempt used: alarm on its maximum)
+Failures           Count    failed unit attempts (a unit may succeed later)
 Retries            Count    requests retried (source, store, sink)
 Throttled          Count    429s from the platform, AWS throttles
 DurationSeconds    Seconds  the run's wall-clock time
@@ -55,6 +57,7 @@ def report_metrics(report: RunReport) -> list[tuple[str, str, float]]:
         ("FilesSkipped", "Count", report.files_skipped),
         ("UnitsCompleted", "Count", report.units_completed),
         ("UnitsWaiting", "Count", report.units.get(UnitStatus.WAITING, 0)),
+        ("UnitsFailed", "Count", report.units.get(UnitStatus.FAILED, 0)),
         ("Failures", "Count", len(report.failures)),
         ("Retries", "Count", report.retries),
         ("Throttled", "Count", report.throttled),

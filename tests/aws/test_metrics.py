@@ -11,7 +11,7 @@ from aep_extract.metrics import CloudWatchMetrics
 
 REPORT = RunReport(
     dataset_id="ds-42",
-    units={UnitStatus.COMPLETED: 3, UnitStatus.WAITING: 2},
+    units={UnitStatus.COMPLETED: 3, UnitStatus.WAITING: 2, UnitStatus.FAILED: 1},
     units_completed=3,
     files_copied=7,
     bytes_copied=12_345,
@@ -34,6 +34,7 @@ def test_publish_puts_every_metric_with_the_dataset_dimension(moto_in_process):
         "FilesSkipped",
         "UnitsCompleted",
         "UnitsWaiting",
+        "UnitsFailed",
         "Failures",
         "Retries",
         "Throttled",
@@ -59,6 +60,7 @@ def test_publish_puts_every_metric_with_the_dataset_dimension(moto_in_process):
     assert total("FilesCopied") == 7
     assert total("BytesCopied") == 12_345
     assert total("UnitsWaiting") == 2
+    assert total("UnitsFailed") == 1
     assert total("Failures") == 1
     assert total("Retries") == 2
     assert total("Throttled") == 1

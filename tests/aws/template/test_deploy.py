@@ -418,7 +418,7 @@ def test_the_alarms_notify_the_topic(stack: Stack) -> None:
     unit_failed = alarms[f"{STACK}-unit-failed"]
     (query,) = unit_failed["Metrics"]
     assert query["Expression"] == (
-        'SELECT SUM(Failures) FROM SCHEMA("aep_extract", DatasetId)'
+        'SELECT MAX(UnitsFailed) FROM SCHEMA("aep_extract", DatasetId)'
     )
     assert unit_failed["Threshold"] == 0
     throttled = alarms[f"{STACK}-throttled"]
