@@ -125,8 +125,8 @@ def localstack_server(root: Path) -> Iterator[LocalStack]:
         yield LocalStack(endpoint)
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=20)
+        try:  # it ignores SIGTERM for about 20 s; its state is disposable
+            process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
