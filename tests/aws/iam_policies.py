@@ -1,6 +1,7 @@
-"""The documented IAM policies against the AWS calls the code makes.
+"""The IAM policies (the docs', the template's roles') against the AWS calls the
+code makes.
 
-A recorder of the calls a boto3 session's clients send, one table mapping each call to
+A recorder of the calls boto3 sessions' clients send, one table mapping each call to
 the IAM request(s) AWS authorizes for it, the policies of ``docs/policies`` with their
 placeholders filled in, and an evaluator: ``@cloud-copilot/iam-simulate`` (which
 evaluates conditions), installed by npm into a cache directory and run by node.
@@ -8,14 +9,16 @@ evaluates conditions), installed by npm into a cache directory and run by node.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import boto3
+import pytest
 
 from ..npm_tools import npm_install
 
@@ -44,14 +47,33 @@ class CallRecorder:
     """Records every call of the clients made from ``session`` (register before
     they are made: a client copies the session's event handlers)."""
 
-    def __init__(self, session: boto3.Session) -> None:
-        self.calls: list[Call] = []
+    def __init__(
+        self, session: boto3.Session, calls: Optional[list[Call]] = None
+    ) -> None:
+        self.calls: list[Call] = [] if calls is None else calls
         session.events.register("provide-client-params", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         service = model.service_model.service_name
         kept = {k: v for k, v in params.items() if k != "Body"}
         self.calls.append(Call(service, model.name, kept))
+
+
+@contextlib.contextmanager
+def recording_every_session() -> Iterator[list[Call]]:
+    """Records the calls of every boto3 session made meanwhile, boto3's default
+    session included: the code under test makes its own sessions and clients."""
+    calls: list[Call] = []
+    init = boto3.session.Session.__init__
+
+    def recorded_init(session: boto3.Session, *args: Any, **kwargs: Any) -> None:
+        init(session, *args, **kwargs)
+        CallRecorder(session, calls)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(boto3.session.Session, "__init__", recorded_init)
+        patch.setattr(boto3, "DEFAULT_SESSION", None)
+        yield calls
 
 
 # -- calls to IAM requests ------------------------------------------------------------
@@ -99,6 +121,32 @@ DYNAMODB_OPERATIONS = frozenset(
 index for a Query or Scan of one)."""
 
 
+OTHER_ACTIONS: Mapping[tuple[str, str], Callable[..., IamRequest]] = {
+    # (service, operation): the request, from the call's params, region, account
+    ("secretsmanager", "GetSecretValue"): lambda params, **_: IamRequest(
+        "secretsmanager:GetSecretValue", _secret_arn(params["SecretId"])
+    ),
+    ("glue", "GetJobRun"): lambda params, region, account: IamRequest(
+        "glue:GetJobRun", f"arn:aws:glue:{region}:{account}:job/{params['JobName']}"
+    ),
+    # PutMetricData to the default dataset names no resource; the namespace is a
+    # condition key.
+    ("cloudwatch", "PutMetricData"): lambda params, **_: IamRequest(
+        "cloudwatch:PutMetricData",
+        "*",
+        (("cloudwatch:namespace", params["Namespace"]),),
+    ),
+}
+"""The Service Authorization Reference of each service: one action per operation."""
+
+
+def _secret_arn(secret_id: str) -> str:
+    # IAM authorizes the secret's full ARN, which a secret's name does not give.
+    if not secret_id.startswith("arn:"):
+        raise KeyError(f"secret {secret_id!r}: name secrets by ARN in these tests")
+    return secret_id
+
+
 def iam_requests(
     call: Call, *, region: str, account: str, kms_key_arn: Optional[str] = None
 ) -> list[IamRequest]:
@@ -135,6 +183,9 @@ def iam_requests(
                 resource += f"/index/{params['IndexName']}"
             found.append(IamRequest(f"dynamodb:{call.operation}", resource))
         return found
+    other = OTHER_ACTIONS.get((call.service, call.operation))
+    if other is not None:
+        return [other(params, region=region, account=account)]
     raise KeyError(f"{call.service} {call.operation}")
 
 
@@ -216,6 +267,44 @@ class Simulator:
             assert answer["decision"] != "Error", (request, answer["errors"])
             assert answer["ignoredContextKeys"] == [], (request, answer)
         return [answer["decision"] for answer in answers]
+
+
+def merged(documents: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One policy with the statements of ``documents`` (a role's policies): IAM
+    allows what any of them allows, unless one denies it."""
+    statements = [s for d in documents for s in _as_list(d["Statement"])]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def unused_grants(
+    simulator: Simulator,
+    policy_document: Mapping[str, Any],
+    requests: Sequence[IamRequest],
+    **kwargs: Any,
+) -> list[tuple[str, str]]:
+    """``(Sid, action)`` of each action that an Allow statement grants and that
+    none of ``requests`` needs from it: what least privilege would leave out.
+    ``kwargs``: those of :meth:`Simulator.decide` but the identity policy."""
+    unused = []
+    for statement in _as_list(policy_document["Statement"]):
+        if statement["Effect"] != "Allow":
+            continue
+        actions = {a.lower(): a for a in _as_list(statement["Action"])}
+        assert not any("*" in a for a in actions), statement
+        asking = [r for r in requests if r.action.lower() in actions]
+        alone = {"Version": "2012-10-17", "Statement": [statement]}
+        decisions = (
+            simulator.decide(asking, identity_policy=alone, **kwargs) if asking else []
+        )
+        used = {r.action.lower() for r, d in zip(asking, decisions) if d == "Allowed"}
+        unused += [
+            (statement.get("Sid", "?"), a) for k, a in actions.items() if k not in used
+        ]
+    return unused
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def unique(requests: Iterable[IamRequest]) -> list[IamRequest]:

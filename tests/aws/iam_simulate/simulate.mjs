@@ -1,4 +1,4 @@
-// Decides IAM requests with @cloud-copilot/iam-simulate, for tests/aws/test_iam_policies.py.
+// Decides IAM requests with @cloud-copilot/iam-simulate, for tests/aws/iam_policies.py.
 //
 // Usage: node simulate.mjs INSTALL_DIR < input.json > decisions.json
 // INSTALL_DIR holds node_modules (npm ci of this directory's package-lock.json).
@@ -31,13 +31,20 @@ for (const request of input.requests) {
     },
     { simulationMode: 'Strict' },
   )
-  decisions.push(
-    answer.resultType === 'single'
-      ? {
-          decision: answer.overallResult,
-          ignoredContextKeys: answer.result.ignoredContextKeys ?? [],
-        }
-      : { decision: 'Error', errors: answer.errors ?? answer.resultType },
-  )
+  if (answer.resultType === 'single') {
+    decisions.push({
+      decision: answer.overallResult,
+      ignoredContextKeys: answer.result.ignoredContextKeys ?? [],
+    })
+  } else if (answer.resultType === 'wildcard' && request.resource === '*') {
+    // An action whose resource types are all optional (cloudwatch:PutMetricData),
+    // asked on "*" as AWS does: iam-simulate decides it once per resource type.
+    decisions.push({
+      decision: answer.overallResult,
+      ignoredContextKeys: [...new Set(answer.results.flatMap((r) => r.ignoredContextKeys ?? []))],
+    })
+  } else {
+    decisions.push({ decision: 'Error', errors: answer.errors ?? answer.resultType })
+  }
 }
 process.stdout.write(JSON.stringify(decisions))

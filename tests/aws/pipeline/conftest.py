@@ -96,9 +96,16 @@ def worker_argv(item: dict[str, str], *extra: str) -> Sequence[str]:
     ]  # fmt: skip
 
 
+def promote_loading_batches(platform: FakeAepPlatform) -> None:
+    """Make every unit of the demo window exportable."""
+    for batch in platform.batches_of(DATASET):
+        if batch.status == "loading":
+            platform.set_batch_status(batch.batch_id, "success")
+
+
 @pytest.fixture
 def world(moto_over_http, monkeypatch) -> Iterator[World]:
-    """Every unit of the demo window exportable (the loading batch promoted)."""
+    """Every unit of the demo window exportable (:func:`promote_loading_batches`)."""
     session = moto_over_http
     for bucket in (BUCKET, ARTIFACTS):
         session.client("s3").create_bucket(Bucket=bucket)
@@ -110,9 +117,7 @@ def world(moto_over_http, monkeypatch) -> Iterator[World]:
         ExecutionProperty={"MaxConcurrentRuns": 10},
     )
     with FakeAepPlatform.generate() as platform:
-        for batch in platform.batches_of(DATASET):
-            if batch.status == "loading":
-                platform.set_batch_status(batch.batch_id, "success")
+        promote_loading_batches(platform)
         world = World(platform=platform, session=session)
         world.put_secret(SECRET)
         for name, value in {
