@@ -5,6 +5,7 @@ the group to its parser and command table; a new subcommand is one more entry of
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 from typing import Callable
@@ -19,6 +20,11 @@ TEMPLATE_HELP = "print the CloudFormation template of the AWS pipeline (or write
 PACKAGE_HELP = (
     "build lambda.zip for the Lambda runtime and upload it with glue_job.py (and the "
     "wheel of a local project); print the deploy command"
+)
+DEPLOY_HELP = (
+    "package (or take packaged artifacts) and create or update the pipeline's stack "
+    "from the template through a change set, as aws cloudformation deploy does; "
+    "print its outputs and the secret to fill in"
 )
 
 
@@ -138,7 +144,108 @@ def _cmd_package(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_deploy(parser: argparse.ArgumentParser) -> None:
+    from .aws.package import DEFAULT_PREFIX, default_requirement
+
+    parser.add_argument(
+        "--stack-name", required=True, help="the stack to create or update"
+    )
+    parser.add_argument(
+        "--artifact-bucket",
+        required=True,
+        metavar="BUCKET",
+        help="the bucket of the artifacts (it must exist); the plan writes its shard "
+        "lists there too",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--artifact-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help=f"where to package to (default {DEFAULT_PREFIX}), as aws package --prefix",
+    )
+    where.add_argument(
+        "--artifacts",
+        metavar="PREFIX",
+        help="skip packaging: deploy what aep-extract aws package uploaded under "
+        "PREFIX of the bucket (the PREFIX/DIGEST/ it printed)",
+    )
+    parser.add_argument(
+        "--requirement",
+        metavar="R",
+        help=f"what to package, as aws package --requirement (default "
+        f"{default_requirement()}); with --artifacts, what the Glue job installs "
+        "when no wheel was uploaded there",
+    )
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter (repeat it; aws template --help lists them); "
+        "DatasetIds is required on creation. On an update the others keep the "
+        "stack's values",
+    )
+    parser.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="return once the change set runs, without waiting for the stack",
+    )
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from .aws.deploy import SECRET_FILE, deploy, secret_file_text
+
+    parameters: dict[str, str] = {}
+    for text in args.parameter:
+        name, equals, value = text.partition("=")
+        if not equals or not name:
+            raise ConfigError(f"--parameter {text!r}: expected NAME=VALUE")
+        parameters[name] = value
+    done = deploy(
+        args.stack_name,
+        artifact_bucket=args.artifact_bucket,
+        artifact_prefix=args.artifact_prefix,
+        requirement=args.requirement,
+        packaged_prefix=args.artifacts,
+        parameters=parameters,
+        wait=args.wait,
+    )
+    artifacts = done.artifacts
+    print(f"artifacts: s3://{artifacts.bucket}/{artifacts.prefix}")
+    if not done.changed:
+        print(f"stack {done.stack_name}: no changes ({done.status})")
+    elif not args.wait:
+        print(f"stack {done.stack_name}: {done.status}; follow it with:")
+        kind = "create" if done.status.startswith("CREATE") else "update"
+        command = ["aws", "cloudformation", "wait", f"stack-{kind}-complete"]
+        print(f"  {shlex.join([*command, '--stack-name', done.stack_name])}")
+        return EXIT_OK
+    else:
+        print(f"stack {done.stack_name}: {done.status}")
+    width = max((len(key) for key in done.outputs), default=0)
+    print("outputs:")
+    for key, value in done.outputs.items():
+        print(f"  {key.ljust(width)}  {value}")
+    put_secret = done.put_secret_command()
+    if put_secret is not None:
+        print(
+            "the one remaining step: put the AEP credentials into the secret "
+            f"(once), from a file {SECRET_FILE} that you keep private:"
+        )
+        print(f"  {secret_file_text()}")
+        print(f"  {put_secret}")
+    machine = done.outputs.get("StateMachineArn")
+    if machine:
+        print("then start a run (or wait for the schedule):")
+        command = ["aws", "stepfunctions", "start-execution", "--state-machine-arn"]
+        print(f"  {shlex.join([*command, machine])}")
+    return EXIT_OK
+
+
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("template", TEMPLATE_HELP, _add_template, _cmd_template),
     Subcommand("package", PACKAGE_HELP, _add_package, _cmd_package),
+    Subcommand("deploy", DEPLOY_HELP, _add_deploy, _cmd_deploy),
 )

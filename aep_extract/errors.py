@@ -27,6 +27,7 @@
     │   └── UnsafeKeyError          a name from the API would escape its prefix
     │       └── KeyCollisionError   two files (or a file and a manifest) share a key
     ├── MetricsError                metrics could not be published (a run goes on)
+    ├── DeployFailed                the pipeline's stack failed, or CloudFormation did
     └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
 
 Retryable errors (``RETRYABLE``) are retried by the source's retry policy before they
@@ -216,6 +217,34 @@ class KeyCollisionError(UnsafeKeyError):
 
 class MetricsError(AepExtractError):
     """Metrics could not be published (the run itself is unaffected)."""
+
+
+class DeployFailed(AepExtractError):
+    """Deploying the AWS pipeline's stack failed (``aep-extract aws deploy``): the
+    stack rolled back, or CloudFormation failed and a retry may pass.
+
+    Attributes:
+        stack_name: the stack.
+        status: its status after the failure (e.g. ``ROLLBACK_COMPLETE``); None
+            when CloudFormation itself failed.
+        failures: what failed, oldest first: ``LogicalId (Type) STATUS: reason``
+            per resource, or CloudFormation's error.
+    """
+
+    def __init__(
+        self,
+        stack_name: str,
+        status: Optional[str] = None,
+        failures: Sequence[str] = (),
+    ) -> None:
+        self.stack_name = stack_name
+        self.status = status
+        self.failures = list(failures)
+        what = f"stack {stack_name} is {status}" if status else f"stack {stack_name}"
+        more = len(self.failures) - 5
+        said = "; ".join(self.failures[:5]) or "no failed resource reported"
+        suffix = f" (+{more} more)" if more > 0 else ""
+        super().__init__(f"{what}: {said}{suffix}")
 
 
 class ExtractionFailed(AepExtractError):

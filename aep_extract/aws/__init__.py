@@ -11,6 +11,8 @@
   (``aep-extract aws template``) and its parameters.
 - :mod:`aep_extract.aws.package`: builds ``lambda.zip`` and uploads it with the Glue
   script (``aep-extract aws package``).
+- :mod:`aep_extract.aws.deploy`: creates or updates the stack from the template
+  (``aep-extract aws deploy``).
 
 The files AWS needs ship in ``aep_extract/aws/files``: ``pipeline.yaml`` (the
 template), ``glue_job.py`` (the Glue script) and ``Dockerfile`` (the worker image).
