@@ -82,7 +82,8 @@ nitpick_ignore_regex = [
     (
         "py:class",
         r"(mypy_boto3_\w+\.)?"
-        r"(S3Client|DynamoDBClient|CloudWatchClient|GlueClient|SecretsManagerClient)",
+        r"(S3Client|DynamoDBClient|CloudWatchClient|GlueClient|SecretsManagerClient|"
+        r"CloudFormationClient)",
     ),
     # Names in a signature that also has a stub-only type stay unresolved text.
     ("py:class", "datetime"),

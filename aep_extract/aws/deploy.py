@@ -65,8 +65,9 @@ CAPABILITIES = ("CAPABILITY_NAMED_IAM",)
 """The template creates IAM roles and policies with names."""
 
 ARTIFACT_PARAMETERS = frozenset({"ArtifactBucket", "ArtifactPrefix", "PipRequirement"})
-"""The parameters that name the artifacts (:meth:`Uploaded.parameter_overrides
-<aep_extract.aws.package.Uploaded.parameter_overrides>`), set by :func:`deploy`."""
+"""The parameters that name the artifacts, which :func:`deploy` sets (those of
+:meth:`Uploaded.parameter_overrides
+<aep_extract.aws.package.Uploaded.parameter_overrides>`)."""
 
 _NO_CHANGES = (
     "The submitted information didn't contain changes",
@@ -151,8 +152,8 @@ def deploy(
             others keep the stack's values. The artifacts' parameters are set by
             the other arguments.
         wait: wait until the stack is created or updated.
-        template: the template's text (default
-            :func:`~aep_extract.aws.template.template_text`).
+        template: the template's text (default the shipped one,
+            ``aep_extract.aws.template.template_text()``).
         cloudformation: the boto3 CloudFormation client (default one on boto3's
             chain).
         s3: the boto3 S3 client of the artifact bucket (default one on boto3's
@@ -420,6 +421,7 @@ def _cloudformation_errors(stack_name: str) -> Iterator[None]:
     be updated, access denied, missing capabilities) as :class:`ConfigError`; its
     failures (throttling, 5xx, the connection) as :class:`DeployFailed`."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     try:
         with aws_config_errors():
@@ -432,5 +434,10 @@ def _cloudformation_errors(stack_name: str) -> Iterator[None]:
                 stack_name, failures=[f"{said}; a retry may pass"]
             ) from exc
         raise ConfigError(f"CloudFormation refused stack {stack_name}: {said}") from exc
-    except BotoCoreError as exc:
-        raise DeployFailed(stack_name, failures=[f"{exc}; a retry may pass"]) from exc
+    except (BotoCoreError, ResponseParserError) as exc:
+        said = (
+            "CloudFormation's answer could not be read"  # e.g. a proxy's HTML page
+            if isinstance(exc, ResponseParserError)
+            else str(exc)
+        )
+        raise DeployFailed(stack_name, failures=[f"{said}; a retry may pass"]) from exc

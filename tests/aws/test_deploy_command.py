@@ -427,6 +427,17 @@ def _cloudformation_error(code: str, message: str) -> bytes:
                 STACK, failures=["Throttling: Rate exceeded; a retry may pass"]
             ),
         ),
+        (
+            500,
+            "",
+            "",
+            DeployFailed(
+                STACK,
+                failures=[
+                    "CloudFormation's answer could not be read; a retry may pass"
+                ],
+            ),
+        ),
     ],
 )
 def test_cloudformations_refusals_and_failures_are_mapped(
@@ -435,13 +446,8 @@ def test_cloudformations_refusals_and_failures_are_mapped(
     client = cloudformation.session.client(
         "cloudformation", config=one_attempt_config()
     )
-    fail_sends(
-        client,
-        "cloudformation.CreateChangeSet",
-        1,
-        status,
-        _cloudformation_error(code, message),
-    )
+    body = _cloudformation_error(code, message) if code else b"<!doctype html>\n<html>"
+    fail_sends(client, "cloudformation.CreateChangeSet", 1, status, body)
 
     with pytest.raises(type(error)) as raised:
         deploy(
