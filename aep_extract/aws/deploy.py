@@ -19,6 +19,7 @@ import shlex
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import quote
 
 import attrs
 
@@ -305,7 +306,8 @@ def _template_source(
     key = artifacts.prefix.removeprefix(f"{sink.prefix}/") + name
     sink.write_bytes(key, body)
     endpoint = sink.client.meta.endpoint_url
-    return {"TemplateURL": f"{endpoint}/{artifacts.bucket}/{artifacts.prefix}{name}"}
+    path = quote(f"{artifacts.bucket}/{artifacts.prefix}{name}")
+    return {"TemplateURL": f"{endpoint}/{path}"}
 
 
 def _apply(

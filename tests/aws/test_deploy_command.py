@@ -493,6 +493,8 @@ def test_a_template_over_the_inline_limit_goes_through_s3(
 
 
 def test_the_shipped_template_goes_inline() -> None:
+    """The deploy command that ``aws package`` prints (``aws cloudformation deploy
+    --template-file``, without ``--s3-bucket``) works only up to this size."""
     assert len(template_text().encode()) <= TEMPLATE_BODY_LIMIT
 
 
