@@ -114,12 +114,16 @@ class Uploaded:
         }
 
     def deploy_command(self, template_file: str = "pipeline.yaml") -> str:
-        """The ``aws cloudformation deploy`` command of the stack, with a
-        placeholder for ``DatasetIds`` (a parameter without default)."""
+        """The ``aws cloudformation deploy`` command of the stack (its template
+        uploaded next to the artifacts), with a placeholder for ``DatasetIds`` (a
+        parameter without default)."""
         overrides = [f"{k}={v}" for k, v in self.parameter_overrides().items()]
         words = [
             *("aws", "cloudformation", "deploy", "--stack-name", STACK_NAME),
             *("--template-file", template_file, "--capabilities"),
+            # The template goes through S3: inline, CloudFormation takes 51,200
+            # bytes at most, and the shipped one is close to that.
+            *("--s3-bucket", self.bucket, "--s3-prefix", self.prefix.rstrip("/")),
             *("CAPABILITY_NAMED_IAM", "--parameter-overrides", *overrides),
         ]
         return shlex.join(words) + " DatasetIds=DATASET_ID"

@@ -128,6 +128,13 @@ def test_prints_the_deploy_command_with_the_artifacts(packaged: Packaged) -> Non
     prefix = wheel_key.rsplit("/", 1)[0] + "/"
     command = shlex.split(packaged.stdout.splitlines()[-1])
     assert command[:3] == ["aws", "cloudformation", "deploy"]
+    s3 = command.index("--s3-bucket")
+    assert command[s3 : s3 + 4] == [
+        "--s3-bucket",
+        BUCKET,
+        "--s3-prefix",
+        prefix.rstrip("/"),
+    ]
     overrides = command[command.index("--parameter-overrides") + 1 :]
     assert overrides == [
         f"ArtifactBucket={BUCKET}",
