@@ -18,7 +18,7 @@ import attrs
 from . import _fake_api as api
 from . import _fake_hostile as hostile
 from ._fake_api import Entry, Reorder
-from ._fake_gateway import IMS_TOKEN_PATH
+from ._fake_gateway import IMS_TOKEN_PATH, throttled
 from ._fake_http import Delivery, FakeRequest, FakeResponse
 from .faults import FAULT_KINDS, SERVER_ERRORS, FaultPlan, FaultRule
 
@@ -333,7 +333,7 @@ class FaultInjector:
             headers = {"x-request-id": str(uuid.uuid4())}
             if rule.retry_after is not None:
                 headers["Retry-After"] = f"{rule.retry_after:g}"
-            return _throttled(headers)
+            return throttled(headers)
         status = rule.status
         if status is None:
             pick = self.plan.chance(index, ticket.key, ticket.occurrence, "status")
@@ -367,7 +367,7 @@ class FaultInjector:
             window.append(now)
             return None
         wait = max(1, math.ceil(1.0 - (now - window[0])))
-        return _throttled({"Retry-After": str(wait), "x-request-id": str(uuid.uuid4())})
+        return throttled({"Retry-After": str(wait), "x-request-id": str(uuid.uuid4())})
 
     # -- listing changes ---------------------------------------------------------
 
@@ -503,10 +503,3 @@ def _json(response: FakeResponse) -> Any:
         return json.loads(bytes(response.body))
     except ValueError:
         return None
-
-
-def _throttled(headers: dict[str, str]) -> FakeResponse:
-    """A 429 in the gateway's error shape (aep-api.md §4.1)."""
-    body = {"error_code": "429001", "message": "Too many requests"}
-    response = FakeResponse.json(429, body)
-    return FakeResponse(429, {**response.headers, **headers}, response.body)

@@ -1,11 +1,13 @@
-"""The fake IMS token endpoint and the platform gateway's header checks."""
+"""The fake IMS token endpoint and the platform gateway's checks: its request rate
+limit and its header checks."""
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import parse_qs
 
 from ._fake_api import Problem
@@ -22,8 +24,92 @@ def _ims_error(status: int, error: str, description: str) -> FakeResponse:
     return FakeResponse.json(status, {"error": error, "error_description": description})
 
 
+def throttled(headers: dict[str, str]) -> FakeResponse:
+    """A 429 in the gateway's error shape (aep-api.md §4.1), with ``headers``."""
+    response = _gateway_error(429, "429001", "Too many requests")
+    return FakeResponse(429, {**response.headers, **headers}, response.body)
+
+
+class RateLimit:
+    """The gateway's request rate limit over all clients: a token bucket.
+
+    The bucket holds up to ``burst`` requests and refills at ``per_second``; a
+    request that finds it empty is refused. Thread-safe.
+
+    Args:
+        per_second: requests per second in the long run (more than 0).
+        burst: requests the bucket holds, so many may go at once after a lull;
+            None for a tenth of a second's worth (at least 1).
+        clock: monotonic seconds.
+
+    Raises:
+        ValueError: ``per_second`` not a positive number, or ``burst`` below 1.
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        burst: Optional[float] = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not _positive(per_second):
+            raise ValueError(
+                f"rate_limit must be a positive number, got {per_second!r}"
+            )
+        if burst is None:
+            burst = max(1.0, per_second / 10)
+        if not _positive(burst) or burst < 1:
+            raise ValueError(f"rate_burst must be at least 1, got {burst!r}")
+        self.per_second = float(per_second)
+        self.burst = float(burst)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = self.burst
+        self._refilled_at = clock()
+        self._refused = 0
+
+    @property
+    def refused(self) -> int:
+        """Requests refused so far."""
+        with self._lock:
+            return self._refused
+
+    def take(self) -> Optional[float]:
+        """Take a token for one request: None if it may go, else the seconds until
+        a token is back."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._refilled_at)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.per_second)
+            self._refilled_at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return None
+            self._refused += 1
+            return (1 - self._tokens) / self.per_second
+
+    def check(self) -> Optional[FakeResponse]:
+        """A 429 with ``Retry-After`` (whole seconds, as HTTP has them, at least 1)
+        when the request is refused, else None."""
+        wait = self.take()
+        if wait is None:
+            return None
+        return throttled({"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 class FakeGateway:
-    """Issues OAuth server-to-server tokens and checks every platform call's headers.
+    """Issues OAuth server-to-server tokens and checks every platform call: its
+    rate limit, if any, then its headers.
 
     Tokens are random and opaque; each lives ``token_ttl`` seconds (monotonic clock)
     or until :meth:`expire_tokens`.
@@ -37,12 +123,14 @@ class FakeGateway:
         org_id: str,
         sandbox: str,
         token_ttl: int,
+        rate_limit: Optional[RateLimit] = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.org_id = org_id
         self.sandbox = sandbox
         self.token_ttl = token_ttl
+        self.rate_limit = rate_limit
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._issued = 0
@@ -99,7 +187,12 @@ class FakeGateway:
         return FakeResponse.json(200, body)
 
     def check(self, request: FakeRequest) -> Optional[FakeResponse]:
-        """The gateway's header checks (aep-api.md §4.1): an error, or None."""
+        """The gateway's rate limit and header checks (aep-api.md §4.1): an error,
+        or None."""
+        if self.rate_limit is not None:
+            refused = self.rate_limit.check()
+            if refused is not None:
+                return refused
         headers = request.headers
         authorization = headers.get("Authorization", "").strip()
         if not authorization:

@@ -30,7 +30,7 @@ from . import _fake_generate as gen
 from ._fake_api import Reorder
 from ._fake_data import FakeBatch, FakeFile
 from ._fake_faults import FaultControl
-from ._fake_gateway import IMS_TOKEN_PATH, FakeGateway
+from ._fake_gateway import IMS_TOKEN_PATH, FakeGateway, RateLimit
 from ._fake_http import FakeHttpServer, FakeRequest, FakeResponse
 from ._fake_routes import FakeServices
 from .faults import FaultPlan
@@ -59,10 +59,18 @@ class FakeAepPlatform:
         token_ttl: lifetime of an issued token in seconds (``expires_in``).
         scopes: the ``AEP_SCOPES`` value of :meth:`env`.
         faults: a fault plan to run from the start (see :meth:`set_faults`).
+        rate_limit: the gateway's request rate limit in requests per second, over
+            all clients and platform calls (IMS token requests are not limited):
+            a token bucket holding ``rate_burst`` requests; a call that finds it
+            empty is answered 429 with ``Retry-After`` (whole seconds, at least 1)
+            and counted in :attr:`rate_limited`. None: no limit.
+        rate_burst: requests the bucket holds, so many go at once after a lull;
+            None for a tenth of a second's worth (at least 1).
 
     Raises:
-        ValueError: a batch of an unknown dataset, or duplicate batch or
-            dataSetFileIds.
+        ValueError: a batch of an unknown dataset, duplicate batch or
+            dataSetFileIds, a ``rate_limit`` that is not a positive number, or a
+            ``rate_burst`` below 1 (or without a ``rate_limit``).
     """
 
     DEMO_DATASET_ID: ClassVar[str] = gen.DEMO_DATASET_ID
@@ -86,14 +94,20 @@ class FakeAepPlatform:
         token_ttl: int = 86399,
         scopes: str = DEFAULT_SCOPES,
         faults: Optional[FaultPlan] = None,
+        rate_limit: Optional[float] = None,
+        rate_burst: Optional[float] = None,
     ) -> None:
         self._services = FakeServices(datasets, batches, org_id=org_id, sandbox=sandbox)
+        if rate_limit is None and rate_burst is not None:
+            raise ValueError("rate_burst needs a rate_limit")
+        limit = None if rate_limit is None else RateLimit(rate_limit, rate_burst)
         self._gateway = FakeGateway(
             client_id=client_id,
             client_secret=client_secret,
             org_id=org_id,
             sandbox=sandbox,
             token_ttl=token_ttl,
+            rate_limit=limit,
         )
         self.scopes = scopes
         self._lock = threading.Lock()
@@ -123,6 +137,8 @@ class FakeAepPlatform:
         sandbox: str = "prod",
         token_ttl: int = 86399,
         faults: Optional[FaultPlan] = None,
+        rate_limit: Optional[float] = None,
+        rate_burst: Optional[float] = None,
     ) -> FakeAepPlatform:
         """A deterministic demo platform: the same seed gives the same ids and bytes.
 
@@ -156,9 +172,12 @@ class FakeAepPlatform:
             sandbox: see the class arguments.
             token_ttl: see the class arguments.
             faults: see the class arguments.
+            rate_limit: see the class arguments.
+            rate_burst: see the class arguments.
 
         Raises:
-            ValueError: counts or sizes out of range, or a window too short.
+            ValueError: counts or sizes out of range, a window too short, or a
+                rate limit out of range.
         """
         datasets, all_batches = gen.generate_catalog(
             seed,
@@ -182,6 +201,8 @@ class FakeAepPlatform:
             sandbox=sandbox,
             token_ttl=token_ttl,
             faults=faults,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -458,6 +479,12 @@ class FakeAepPlatform:
     def tokens_issued(self) -> int:
         """Number of tokens issued so far."""
         return self._gateway.tokens_issued
+
+    @property
+    def rate_limited(self) -> int:
+        """Platform calls the ``rate_limit`` answered 429 so far (0 without one)."""
+        limit = self._gateway.rate_limit
+        return 0 if limit is None else limit.refused
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far: their next platform call gets 401."""
