@@ -28,12 +28,12 @@ from ..errors import ConfigError, DeployFailed
 from .package import (
     DEFAULT_PREFIX,
     Uploaded,
-    _access_denied_is_config,
+    access_denied_is_config,
     default_requirement,
     package,
 )
 from .secrets import REQUIRED_KEYS
-from .template import TemplateParameter, _parse_parameters, template_text
+from .template import TemplateParameter, parse_parameters, template_text
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -168,7 +168,7 @@ def deploy(
             CloudFormation failed.
     """
     template = template_text() if template is None else template
-    known = {p.name: p for p in _parse_parameters(template)}
+    known = {p.name: p for p in parse_parameters(template)}
     given = dict(parameters or {})
     _check_names(given, known)
     with _cloudformation_errors(stack_name):
@@ -186,7 +186,7 @@ def deploy(
     if missing:
         raise ConfigError(f"missing template parameter(s): {', '.join(missing)}")
     sink = _artifact_sink(artifact_bucket, packaged_prefix or artifact_prefix, s3)
-    with sink, _access_denied_is_config(sink.url):
+    with sink, access_denied_is_config(sink.url):
         if packaged_prefix is None:
             artifacts = package(
                 artifact_bucket,

@@ -163,7 +163,7 @@ def package(
     from ..sinks.s3 import S3Sink
 
     sink = S3Sink(f"s3://{bucket}/{prefix.strip('/')}", client=client)
-    with sink, _access_denied_is_config(sink.url):
+    with sink, access_denied_is_config(sink.url):
         sink.check()
         with tempfile.TemporaryDirectory(prefix="aep-extract-package-") as work:
             built = build(requirement or default_requirement(), Path(work))
@@ -347,7 +347,7 @@ def _upload(sink: S3Sink, built: Build) -> Uploaded:
 
 
 @contextlib.contextmanager
-def _access_denied_is_config(url: str) -> Iterator[None]:
+def access_denied_is_config(url: str) -> Iterator[None]:
     """S3's access denied as a ConfigError: here it is the caller's permissions,
     not a failure worth a rerun."""
     from botocore.exceptions import ClientError

@@ -15,7 +15,14 @@ from typing import Optional
 
 import attrs
 
-__all__ = ["TemplateParameter", "template_parameters", "template_text"]
+from ..errors import ConfigError
+
+__all__ = [
+    "TemplateParameter",
+    "parse_parameters",
+    "template_parameters",
+    "template_text",
+]
 
 _SECTION = "Parameters:"
 _NAME = re.compile(r"^  ([A-Za-z0-9]+):\s*$")
@@ -59,14 +66,14 @@ def template_text() -> str:
 
 def template_parameters() -> list[TemplateParameter]:
     """The template's parameters, in the template's order."""
-    return _parse_parameters(template_text())
+    return parse_parameters(template_text())
 
 
-def _parse_parameters(text: str) -> list[TemplateParameter]:
+def parse_parameters(text: str) -> list[TemplateParameter]:
     """The ``Parameters`` section of ``text``.
 
     Raises:
-        ValueError: a line of the section is in a form this parser does not read
+        ConfigError: a line of the section is in a form this parser does not read
             (never for the shipped template: a test compares this parser with a
             full YAML parse).
     """
@@ -75,7 +82,7 @@ def _parse_parameters(text: str) -> list[TemplateParameter]:
         if line.rstrip() == _SECTION:
             break
     else:
-        raise ValueError("the template has no Parameters section")
+        raise ConfigError("the template has no Parameters section")
     found: list[dict[str, object]] = []
     block: Optional[list[str]] = None  # the list of a key whose items follow it
     for number, line in lines:
@@ -96,7 +103,7 @@ def _parse_parameters(text: str) -> list[TemplateParameter]:
         elif item and block is not None:
             block.append(_scalar(item.group(1), number))
         else:
-            raise ValueError(f"template line {number}: cannot read {line.strip()!r}")
+            raise ConfigError(f"template line {number}: cannot read {line.strip()!r}")
     return [_parameter(fields) for fields in found]
 
 
@@ -117,7 +124,7 @@ def _value(text: str, number: int) -> object:
     text = text.strip()
     if text.startswith("["):
         if not text.endswith("]"):
-            raise ValueError(f"template line {number}: unterminated list")
+            raise ConfigError(f"template line {number}: unterminated list")
         inner = text[1:-1].strip()
         if not inner:
             return []
@@ -130,14 +137,14 @@ def _scalar(text: str, number: int) -> str:
     text = text.strip()
     if text.startswith('"'):
         if len(text) < 2 or not text.endswith('"'):
-            raise ValueError(f"template line {number}: unterminated string")
+            raise ConfigError(f"template line {number}: unterminated string")
         # YAML's double-quoted escapes are JSON's for the characters used here.
         value: str = json.loads(text)
         return value
     if text.startswith("'"):
         if len(text) < 2 or not text.endswith("'"):
-            raise ValueError(f"template line {number}: unterminated string")
+            raise ConfigError(f"template line {number}: unterminated string")
         return text[1:-1].replace("''", "'")
     if " #" in text or text[:1] in "{&*!|>%@`":
-        raise ValueError(f"template line {number}: cannot read {text!r}")
+        raise ConfigError(f"template line {number}: cannot read {text!r}")
     return text

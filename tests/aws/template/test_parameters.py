@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import aep_extract.aws
-from aep_extract import cli
+from aep_extract import ConfigError, cli
 from aep_extract.aws.template import (
     TemplateParameter,
-    _parse_parameters,
+    parse_parameters,
     template_parameters,
     template_text,
 )
@@ -86,8 +86,8 @@ def test_the_designed_parameters_are_there() -> None:
     ],
 )
 def test_the_parser_refuses_what_it_cannot_read(text: str, problem: str) -> None:
-    with pytest.raises(ValueError, match=problem):
-        _parse_parameters(text)
+    with pytest.raises(ConfigError, match=problem):
+        parse_parameters(text)
 
 
 def test_the_parser_reads_each_form_it_promises() -> None:
@@ -106,7 +106,7 @@ def test_the_parser_reads_each_form_it_promises() -> None:
         "      - 'it''s'\n"
         "Resources: {}\n"
     )
-    assert _parse_parameters(text) == [
+    assert parse_parameters(text) == [
         TemplateParameter(
             name="A",
             type="Number",
