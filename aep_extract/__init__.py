@@ -65,17 +65,20 @@ from .models import (
 from .report import DatasetStatus, PlanResult, RunReport
 from .schedulers import Scheduler, SerialScheduler, ThreadPoolScheduler
 from .sinks import LocalSink, MemorySink, Sink, open_sink
-from .sources import AepSource, HttpAepSource, open_source
+from .sources import AepSource, open_source
 
 if TYPE_CHECKING:
     from .checkpoints.dynamodb import DynamoDBCheckpointStore
     from .sinks.s3 import S3Sink
+    from .sources.http import HttpAepSource
 
 __version__ = "0.1.0"
 
-# The AWS defaults import boto3, which costs a Lambda cold start; load them on use.
+# Loaded on first use: the AWS defaults import boto3 (a Lambda cold start pays for
+# it), the HTTP source requests; a notebook that only builds a config needs neither.
 _LAZY = {
     "DynamoDBCheckpointStore": ".checkpoints.dynamodb",
+    "HttpAepSource": ".sources.http",
     "S3Sink": ".sinks.s3",
 }
 

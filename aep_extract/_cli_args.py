@@ -11,7 +11,12 @@ from typing import Callable, Optional
 
 from . import registry
 from .checkpoints import CheckpointStore, check_store_url, open_store
-from .config import DEFAULT_LEASE_SECONDS, DEFAULT_SAFETY_LAG_SECONDS
+from .config import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_SAFETY_LAG_SECONDS,
+    IN_FLIGHT_PER_WORKER,
+)
 from .errors import ConfigError, MissingResourceError
 from .extractor import Deadline
 from .models import TimeWindow, parse_timestamp
@@ -23,7 +28,7 @@ _REQUIRED, _OPTIONAL, _PLANNED = "required", "optional", "planned"
 
 
 def dataset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="AEP dataset id")
+    parser.add_argument("--dataset", required=True, metavar="ID", help="AEP dataset id")
 
 
 def window_args(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +36,14 @@ def window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start",
         required=True,
+        metavar="TIME",
         help="window start, ISO 8601 with offset or Z (inclusive)",
     )
     parser.add_argument(
-        "--end", required=True, help="window end, ISO 8601 with offset or Z (exclusive)"
+        "--end",
+        required=True,
+        metavar="TIME",
+        help="window end, ISO 8601 with offset or Z (exclusive)",
     )
     parser.set_defaults(window_rule=_REQUIRED)
 
@@ -42,9 +51,13 @@ def window_args(parser: argparse.ArgumentParser) -> None:
 def optional_window_args(parser: argparse.ArgumentParser) -> None:
     """--start and --end, both or neither (``args.window`` is None without)."""
     parser.add_argument(
-        "--start", help="with --end: only units whose batch was created from here"
+        "--start",
+        metavar="TIME",
+        help="with --end: only units whose batch was created from here",
     )
-    parser.add_argument("--end", help="with --start: ... up to here (exclusive)")
+    parser.add_argument(
+        "--end", metavar="TIME", help="with --start: ... up to here (exclusive)"
+    )
     parser.set_defaults(window_rule=_OPTIONAL)
 
 
@@ -53,11 +66,13 @@ def plan_args(parser: argparse.ArgumentParser) -> None:
     dataset_arg(parser)
     parser.add_argument(
         "--start",
+        metavar="TIME",
         help="window start, ISO 8601 with offset or Z (inclusive); with --since-last "
         "only for the dataset's first incremental run",
     )
     parser.add_argument(
         "--end",
+        metavar="TIME",
         help="window end, ISO 8601 with offset or Z (exclusive); with --since-last "
         "the default is now minus --lag",
     )
@@ -171,6 +186,7 @@ def split_arg(parser: argparse.ArgumentParser) -> None:
         "--files-per-unit",
         type=positive_int,
         default=None,
+        metavar="N",
         help="split batches with more files into offset ranges of this many files "
         "(batches planned before keep their layout)",
     )
@@ -181,6 +197,7 @@ def work_args(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=8,
+        metavar="N",
         help="files copied at once (default 8)",
     )
     parser.add_argument(
@@ -188,18 +205,22 @@ def work_args(parser: argparse.ArgumentParser) -> None:
         dest="max_requests_per_second",
         type=positive_number,
         default=None,
+        metavar="N",
         help="ceiling of AEP requests per second; the rate adapts below it on 429s "
-        "(default 50, or AEP_MAX_RPS)",
+        f"(default {DEFAULT_MAX_REQUESTS_PER_SECOND:g}, or AEP_MAX_RPS)",
     )
     parser.add_argument(
         "--max-in-flight",
         type=positive_int,
         default=None,
-        help="AEP requests open at once (default 16, or AEP_MAX_IN_FLIGHT)",
+        metavar="N",
+        help="AEP requests open at once (default "
+        f"{IN_FLIGHT_PER_WORKER} x --workers, or AEP_MAX_IN_FLIGHT)",
     )
     parser.add_argument(
         "--lease-seconds",
         type=positive_int,
+        metavar="SECONDS",
         default=int(DEFAULT_LEASE_SECONDS),
         help="how long a unit of a crashed worker stays locked "
         f"(default {DEFAULT_LEASE_SECONDS:.0f})",
@@ -208,6 +229,7 @@ def work_args(parser: argparse.ArgumentParser) -> None:
         "--deadline",
         type=deadline,
         default=None,
+        metavar="SECONDS|TIME",
         help="stop by this many seconds from now, or by this ISO 8601 time: files "
         "in flight are abandoned, leases given back; set it a minute before a Glue "
         "or Lambda timeout",
@@ -223,18 +245,9 @@ def work_args(parser: argparse.ArgumentParser) -> None:
 
 
 STATUS_HELP = "show a dataset's units by status, progress, leases and errors"
-STATUS_EPILOG = """\
-exit status:
-  0  every unit in scope is Completed, Skipped or Waiting (nothing to do now)
-  1  some unit is Pending, InProgress or Failed, or no unit is recorded
-     in scope (a mistyped dataset id, or a window without batches)
-  2  usage error: a bad option, only one of --start and --end, or a time
-     without a UTC offset"""
 
 
 def status_args(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = STATUS_EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     dataset_arg(parser)
     store_arg(parser, writes=False)
     optional_window_args(parser)

@@ -77,7 +77,10 @@ def add_cleanup(parser: argparse.ArgumentParser) -> None:
         "time can break a run that is writing now",
     )
     parser.add_argument(
-        "--prefix", default="", help="only under this key prefix of the sink"
+        "--prefix",
+        default="",
+        metavar="KEY_PREFIX",
+        help="only under this key prefix of the sink",
     )
     _json_flag(parser)
 

@@ -208,11 +208,14 @@ class Engine:
                 self.may_claim = False
                 return
             attempt = lease.checkpoint.attempts + 1  # the one now being made
+            done = lease.checkpoint.last_processed_offset
             logger.info(
-                "unit %s: claimed (attempt %d, resuming after offset %d)",
+                "unit %s: claimed (attempt %d, %s)",
                 lease.unit.unit_id,
                 attempt,
-                lease.checkpoint.last_processed_offset,
+                f"resuming after file offset {done}"
+                if done >= lease.unit.first_offset
+                else "from its first file",
                 extra=log_context(lease.unit),
             )
             self.hooks.unit_started(unit=lease.unit, attempt=attempt)

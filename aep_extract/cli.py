@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import sys
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
@@ -21,6 +22,7 @@ from typing import Any, Callable, Optional
 from . import __version__
 from . import _cli_args as args_
 from . import _cli_aws as aws_
+from . import _cli_help as help_
 from . import _cli_ops as _ops
 from ._entry import (
     EXIT_INCOMPLETE,
@@ -59,10 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aep-extract",
         description="Copy Adobe Experience Platform datasets to S3 or a directory, "
         "restartably and exactly once. AEP credentials come from AEP_* variables.",
+        epilog=help_.epilog(),
+        formatter_class=help_.Formatter,
     )
-    parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"aep-extract {__version__} (Python {platform.python_version()})",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v each unit and retry, -vv every request (debug)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="log errors only, and show no progress bar",
+    )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -71,11 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset, batch and file fields (for CloudWatch Logs)",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser
+        dest="command", metavar="COMMAND", parser_class=_Parser
     )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text)
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=help_.epilog(name),
+            formatter_class=help_.Formatter,
+        )
 
     run = command("run", "plan the window, then copy every planned unit")
     args_.plan_args(run)
@@ -88,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry = command("retry-failed", "put Failed units back to Pending")
     args_.dataset_arg(retry)
     args_.store_arg(retry)
-    retry.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    retry.add_argument(
+        "--unit", action="append", metavar="UNIT_ID", help="only this unit (repeatable)"
+    )
     retry.add_argument("--json", action="store_true", help="print JSON")
     _ops.add_verify(command("verify", _ops.VERIFY_HELP))
     _ops.add_cleanup(command("cleanup", _ops.CLEANUP_HELP))
@@ -99,9 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--dir",
         default="aep-extract-demo",
-        help="where the demo writes its files and state",
+        metavar="DIR",
+        help="where the demo writes its files and state (default "
+        "./aep-extract-demo; a second run there copies nothing new)",
     )
-    demo.add_argument("--workers", type=args_.positive_int, default=4)
+    demo.add_argument(
+        "--workers",
+        type=args_.positive_int,
+        default=4,
+        metavar="N",
+        help="files copied at once (default 4)",
+    )
     demo.add_argument(
         "--faults",
         metavar="SPEC",
@@ -114,10 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``aep-extract``; returns the exit code."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors (code 2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if args.command is None:  # a bare aep-extract: what it can do
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     _configure_logging(
         args.verbose,
         args.quiet,

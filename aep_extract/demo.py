@@ -52,6 +52,15 @@ def run_demo(
     """
     plan = _fault_plan(faults)
     root = Path(directory)
+    if (root / "state.db").exists():
+        print(
+            f"{root} holds an earlier demo: only what it did not finish is copied"
+            + (
+                "; the faults meet few requests (use a new --dir to see them at work)"
+                if plan is not None
+                else ""
+            )
+        )
     with FakeAepPlatform.generate(faults=plan) as platform:
         dataset_id = FakeAepPlatform.DEMO_DATASET_ID
         print(f"fake AEP platform at {platform.url}; dataset {dataset_id}")

@@ -23,12 +23,12 @@ backends from here.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import re
 import sys
 import threading
 from collections.abc import Iterable
 from typing import (
+    TYPE_CHECKING,
     Any,
     ClassVar,
     Literal,
@@ -42,6 +42,9 @@ import attrs
 
 from ._validators import text_arg
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "Backend",
@@ -386,10 +389,12 @@ def _backends_of(kind: Kind) -> dict[str, Backend]:
         return known
 
 
-def _entry_points(group: str) -> Iterable[importlib.metadata.EntryPoint]:
+def _entry_points(group: str) -> Iterable[EntryPoint]:
+    from importlib import metadata  # on first lookup: it costs start-up time
+
     if sys.version_info < (3, 10):
-        return importlib.metadata.entry_points().get(group, ())
-    return importlib.metadata.entry_points(group=group)
+        return metadata.entry_points().get(group, ())
+    return metadata.entry_points(group=group)
 
 
 def reset() -> None:

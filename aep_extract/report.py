@@ -165,12 +165,20 @@ class RunReport:
     def __str__(self) -> str:
         units = ", ".join(f"{n} {s.value}" for s, n in self.units.items() if n)
         rate = self.throughput_bytes_per_second
+        if self.files_copied or self.files_skipped or not self.ok or self.stopped:
+            copied = (
+                f"copied {self.files_copied} files, {self.bytes_copied} bytes "
+                f"in {self.duration_seconds:.1f}s ({rate / 1e6:.1f} MB/s); "
+            )
+            if self.files_skipped:
+                copied += f"{self.files_skipped} found already in the sink; "
+        elif self.units.get(UnitStatus.COMPLETED):
+            copied = "nothing left to copy: earlier runs copied every file; "
+        else:
+            copied = "nothing to copy; "
         lines = [
             f"dataset {self.dataset_id}: {units or 'no units'}",
-            f"copied {self.files_copied} files, {self.bytes_copied} bytes "
-            f"in {self.duration_seconds:.1f}s ({rate / 1e6:.1f} MB/s); "
-            f"{self.files_skipped} already done; {self.retries} retries, "
-            f"{self.throttled} throttled",
+            f"{copied}{self.retries} retries, {self.throttled} throttled",
         ]
         for unit, (attempts, error) in self.failures_by_unit().items():
             tries = f" ({attempts} attempts)" if attempts > 1 else ""

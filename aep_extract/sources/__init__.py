@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import importlib
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import registry
 from .._run import report_count, report_retry, report_throttled
 from ..config import ConcurrencyConfig
 from .base import AepSource
-from .http import HttpAepSource
+
+if TYPE_CHECKING:
+    from .http import HttpAepSource
 
 __all__ = [
     "AepSource",
@@ -20,6 +23,13 @@ __all__ = [
     "report_retry",
     "report_throttled",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP source imports requests (tens of milliseconds): load it on first use.
+    if name == "HttpAepSource":
+        return importlib.import_module(".http", __name__).HttpAepSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_source(

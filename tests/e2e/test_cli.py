@@ -245,7 +245,7 @@ def test_demo_twice_as_a_subprocess(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "aep_extract.cli",
+        "aep_extract",
         "demo",
         "--dir",
         str(tmp_path / "demo"),
@@ -256,5 +256,6 @@ def test_demo_twice_as_a_subprocess(tmp_path):
     assert "verified 34 of 34 files byte-identical" in first.stdout
     second = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
-    assert "copied 0 files" in second.stdout
+    assert "holds an earlier demo" in second.stdout
+    assert "nothing left to copy: earlier runs copied every file" in second.stdout
     assert "verified 34 of 34" in second.stdout

@@ -489,7 +489,7 @@ def test_help_documents_the_exit_status(capsys):
     for option in ("--start", "--end", "--units", "--json"):
         assert option in out
     assert (
-        "exit status:\n  0  every unit in scope is Completed, Skipped or Waiting" in out
+        "exit codes:\n  0  every unit in scope is Completed, Skipped or Waiting" in out
     )
     assert "  2  usage error" in out
 
