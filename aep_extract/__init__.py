@@ -45,6 +45,7 @@ from .errors import (
     TokenUnavailable,
     TransientNetworkError,
     Unauthorized,
+    UnknownHost,
     UnsafeKeyError,
     UntrustedLinkError,
 )
@@ -146,6 +147,7 @@ __all__ = [
     "TransientNetworkError",
     "Unauthorized",
     "UnitStatus",
+    "UnknownHost",
     "UnsafeKeyError",
     "UntrustedLinkError",
     "WorkUnit",

@@ -85,6 +85,11 @@ class DestinationMismatch(ConfigError):
         self.destination = destination
 
 
+class UnknownHost(ConfigError):
+    """A URL's host name does not exist, so the resolver says (a mistyped
+    ``AEP_IMS_URL`` or ``AEP_PLATFORM_URL``): no retry could help."""
+
+
 class SourceError(AepExtractError):
     """An error while talking to Adobe Experience Platform."""
 

@@ -13,11 +13,13 @@ body echoes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import socket
 import threading
 from collections import deque
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
@@ -32,6 +34,7 @@ from ..errors import (
     ThrottledError,
     TransientNetworkError,
     Unauthorized,
+    UnknownHost,
     UntrustedLinkError,
 )
 from ._bodies import read_bounded
@@ -57,6 +60,8 @@ _TRANSIENT = (
     urllib3.exceptions.ReadTimeoutError,
 )
 
+
+_E = TypeVar("_E", bound=BaseException)
 
 _RECENT_TOKENS = 8
 """Access tokens a :class:`Redactor` remembers (the current one and a few before)."""
@@ -118,7 +123,8 @@ def map_requests_errors(method: str, url: str) -> Iterator[None]:
 
     Raises:
         TransientNetworkError: connection refused/reset, timeout, broken body or
-            TLS stream.
+            TLS stream, or a name lookup that failed for now.
+        UnknownHost: the host name does not exist (the resolver says so).
         SourceError: any other ``requests`` failure (bad URL, certificate check).
     """
     try:
@@ -130,13 +136,73 @@ def map_requests_errors(method: str, url: str) -> Iterator[None]:
         error = SourceError if verify_failed else TransientNetworkError
         raise error(_network_message(method, url, exc)) from _scrub(exc)
     except _TRANSIENT as exc:
+        lookup = _cause(exc, socket.gaierror)
+        if lookup is not None and lookup.errno in _NO_SUCH_NAME:
+            host = urlsplit(url).hostname
+            raise UnknownHost(
+                f"{describe(method, url)}: host {host!r} does not resolve "
+                f"({lookup.strerror}); check the URL"
+            ) from None
         raise TransientNetworkError(_network_message(method, url, exc)) from _scrub(exc)
     except requests.RequestException as exc:
         raise SourceError(_network_message(method, url, exc)) from _scrub(exc)
 
 
+_NO_SUCH_NAME = frozenset(
+    code
+    for code in (
+        getattr(socket, "EAI_NONAME", None),
+        getattr(socket, "EAI_NODATA", None),
+    )
+    if code is not None
+)
+"""Resolver answers that the name does not exist (EAI_AGAIN, a resolver failing
+for now, is retried like any network failure)."""
+
+
 def _network_message(method: str, url: str, exc: BaseException) -> str:
-    return f"{describe(method, url)}: {type(exc).__name__}: {exc}"
+    """One line: the request, then the innermost cause's type and message
+    (urllib3 nests it in two or three wrappers that repeat the host)."""
+    refused = _cause(exc, ConnectionRefusedError)
+    if refused is not None or _errno_in_chain(exc, errno.ECONNREFUSED):
+        parts = urlsplit(url)
+        return f"{describe(method, url)}: connection refused by {parts.netloc}"
+    root = _innermost(exc)
+    return f"{describe(method, url)}: {type(root).__name__}: {_one_line(root)}"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, then what it wraps: ``reason`` (urllib3), the first
+    argument (requests), ``__cause__`` and ``__context__``; each once."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+        ]
+        if current.args:
+            inner.insert(0, current.args[0])
+        todo.extend(e for e in inner if isinstance(e, BaseException))
+
+
+def _cause(exc: BaseException, kind: type[_E]) -> Optional[_E]:
+    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
+
+
+def _errno_in_chain(exc: BaseException, code: int) -> bool:
+    return any(getattr(e, "errno", None) == code for e in _chain(exc))
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    *_, last = _chain(exc)
+    return last
 
 
 def _scrub(exc: BaseException) -> BaseException:
