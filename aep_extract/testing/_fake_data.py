@@ -181,8 +181,8 @@ class FakeFile:
     Args:
         name: the file name (the ``path`` query value). Any non-empty text is
             accepted, also names a safe sink must reject (``../x``).
-        content: the bytes, or :class:`GeneratedBytes` for a large file that
-            is never held in memory.
+        content: the bytes, or :class:`~aep_extract.testing.GeneratedBytes` for
+            a large file that is never held in memory.
     """
 
     name: str = attrs.field(validator=_non_empty)

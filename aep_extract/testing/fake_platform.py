@@ -512,7 +512,7 @@ class FakeAepPlatform:
 
     @property
     def bandwidth(self) -> Optional[float]:
-        """Each connection's limit on file content, bytes per second (None: none)."""
+        """Each connection's limit on file content in bytes per second, or None."""
         return self._bandwidth
 
     @property
