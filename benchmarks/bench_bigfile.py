@@ -22,7 +22,13 @@ Scenarios: ``small`` is 124 files of 0.5 to 2.5 MB (about 187 MB) in 31 batches,
 generated as served, the platform limiting each connection to ``--bandwidth``
 bytes/s (about 25 MB/s, a WAN link). ``--knob NAME=VALUE`` sets any field of
 :class:`~aep_extract.ConcurrencyConfig` by name (those of this version are printed),
-so multi-stream knobs are used where they exist. Figures go into docs/performance.rst.
+so multi-stream knobs are used where they exist. ``--only aep_extract`` runs that copy
+alone in this process, for a profiler:
+
+    py-spy record --gil -f raw -o small.txt -- python \
+        benchmarks/bench_bigfile.py --scenarios small --rounds 1 --only aep_extract
+
+Figures go into docs/performance.rst.
 """
 
 from __future__ import annotations
@@ -217,13 +223,20 @@ def copy_child(conn: Any, kind: str, args: tuple[Any, ...]) -> None:
     )
 
 
-def timed(kind: str, args: tuple[Any, ...]) -> tuple[int, float, float]:
+def timed(
+    kind: str, args: tuple[Any, ...], in_process: bool
+) -> tuple[int, float, float]:
+    """One copy: in a fresh process, or (to profile it) in this one."""
     parent, child = multiprocessing.Pipe()
+    if in_process:
+        copy_child(child, kind, args)
+        result: tuple[int, float, float] = parent.recv()
+        return result
     process = multiprocessing.get_context("spawn").Process(
         target=copy_child, args=(child, kind, args)
     )
     process.start()
-    result: tuple[int, float, float] = parent.recv()
+    result = parent.recv()
     process.join()
     return result
 
@@ -248,7 +261,7 @@ def run_scenario(
     try:
         for round_ in range(1, args.rounds + 1):
             rates = {}
-            for kind in ("raw", "aep_extract"):
+            for kind in [args.only] if args.only else ["raw", "aep_extract"]:
                 out = work / kind
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
@@ -257,20 +270,22 @@ def run_scenario(
                     copy_args: tuple[Any, ...] = (env, headers, str(out), args.workers)
                 else:
                     copy_args = (env, str(out), str(work), knobs)
-                copied, seconds, rss = timed(kind, copy_args)
+                copied, seconds, rss = timed(kind, copy_args, args.only is not None)
                 parent.send("served")
                 served = parent.recv()
                 if copied != total:
                     raise RuntimeError(f"{kind} copied {copied} of {total} bytes")
                 rates[kind] = copied / seconds
-                ratio = f"{rates[kind] / rates['raw']:>7.2f}" if kind != "raw" else ""
+                ratio = f"{rates[kind] / rates['raw']:>7.2f}" if len(rates) == 2 else ""
                 print(
                     f"{round_:>6}  {kind:<11} {seconds:>7.2f} {rates[kind] / 1e6:>7.1f}"
                     f" {served / 1e6:>10.0f} {rss:>13.0f} {ratio}"
                 )
-            ratios.append(rates["aep_extract"] / rates["raw"])
-        median = statistics.median(ratios)
-        print(f"aep_extract / raw on {scenario}: median {median:.2f}")
+            if args.only is None:
+                ratios.append(rates["aep_extract"] / rates["raw"])
+        if ratios:
+            median = statistics.median(ratios)
+            print(f"aep_extract / raw on {scenario}: median {median:.2f}")
     finally:
         parent.send("stop")
         server.join()
@@ -291,6 +306,11 @@ def main() -> int:
     parser.add_argument("--bandwidth", type=float, default=25e6, help="bytes/s")
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--dir", default=None, help="where the sinks go (tmp)")
+    parser.add_argument(
+        "--only",
+        choices=["raw", "aep_extract"],
+        help="run only this copy, in this process (to profile it)",
+    )
     args = parser.parse_args()
 
     import attrs
