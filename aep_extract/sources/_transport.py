@@ -224,7 +224,11 @@ class Deadlines:
             self._live.add(watch)
             heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
             self._start()
-            self._wake.notify()
+            if self._heap[0][2] is watch:
+                # Only an earlier deadline moves the watchdog's wake-up: waking it
+                # for every request costs a thread switch each (most deadlines
+                # are equally long, so they come after those already watched).
+                self._wake.notify()
         return watch
 
     def forget(self, watch: Watch) -> None:
