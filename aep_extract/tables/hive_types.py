@@ -15,11 +15,11 @@ from typing import Any
 from ..errors import CatalogError
 
 Column = dict[str, str]
-"""A Glue column: ``{"Name": ..., "Type": ...}``, optionally a ``"Comment"``."""
+"""A Glue column, a dict with ``Name``, ``Type`` and optionally ``Comment``."""
 
 SchemaLike = Any
-"""What :func:`table_columns` accepts: a ``pyarrow.Schema``, or an iterable of
-:data:`Column` mappings."""
+"""What :func:`~aep_extract.tables.table_columns` accepts: a ``pyarrow.Schema``,
+or an iterable of Glue column mappings."""
 
 RESERVED = frozenset({"date"})
 """Column names taken by the table's partition key."""
@@ -48,9 +48,8 @@ _SIMPLE = {
     "is_date": "date",
     "is_timestamp": "timestamp",
 }
-"""pyarrow.types predicates and the Hive type of what they accept (checked in
-order: a fixed-size binary is also a binary). Unsigned integers get the next wider
-signed type; ``uint64`` above 2**63 - 1 does not fit any."""
+"""pyarrow.types predicates and the Hive type of what they accept. Unsigned
+integers get the next wider signed type; ``uint64`` above 2**63 - 1 fits none."""
 
 _MAX_DECIMAL_PRECISION = 38
 

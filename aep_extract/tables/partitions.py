@@ -68,15 +68,16 @@ def table_location(
     sink_url: str, dataset_id: str, layout: Optional[KeyLayout] = None
 ) -> str:
     """The location of a dataset's table: the sink's root plus
-    :func:`partition_root`, e.g. ``s3://bucket/aep/5e8f81cf/``.
+    :func:`~aep_extract.tables.partitions.partition_root`, e.g.
+    ``s3://bucket/aep/5e8f81cf/``.
 
     Args:
-        sink_url: the sink's :attr:`~aep_extract.Sink.url` (``s3://bucket/prefix``).
+        sink_url: the sink's ``url`` (``s3://bucket/prefix``).
         dataset_id: the dataset.
         layout: the runs' key layout (default: the default layout).
 
     Raises:
-        ConfigError: see :func:`partition_root`.
+        ConfigError: see :func:`~aep_extract.tables.partitions.partition_root`.
     """
     root = partition_root(layout or KeyLayout(), dataset_id)
     return f"{sink_url.rstrip('/')}/{root}"
@@ -85,7 +86,7 @@ def table_location(
 def parquet_schema(sink: Sink, key: str) -> Any:
     """The ``pyarrow.Schema`` of a Parquet object in the sink.
 
-    Streams the object once and keeps only its last :data:`MAX_FOOTER` bytes,
+    Streams the object once and keeps only its last 16 MiB (``MAX_FOOTER``),
     where a Parquet file keeps its schema, so memory stays bounded.
 
     Raises:
@@ -146,8 +147,9 @@ class PartitionHooks(ExtractionHooks):
 
     Raises:
         ConfigError: the key template has no ``date={date}/`` segment (see
-            :func:`partition_root`), the catalog's location is not the dataset's
-            prefix, or ``batch_size`` is below 1.
+            :func:`~aep_extract.tables.partitions.partition_root`), the
+            catalog's location is not the dataset's prefix, or ``batch_size``
+            is below 1.
     """
 
     def __init__(
@@ -210,7 +212,8 @@ class PartitionHooks(ExtractionHooks):
     def repair(self, store: CheckpointStore) -> int:
         """Register the partitions of every Completed unit of the dataset in
         ``store`` (idempotent): what a crash between a unit's manifest and its
-        partition left out.
+        partition left out. Asks the table which days it lacks first
+        (``BatchGetPartition``), so a run with nothing to repair writes nothing.
 
         Returns:
             How many partitions were new.
@@ -219,9 +222,13 @@ class PartitionHooks(ExtractionHooks):
             CheckpointError: the store cannot be read.
             CatalogError: Glue refused.
         """
-        completed = store.list(self.dataset_id, UnitStatus.COMPLETED)
+        days: dict[str, WorkUnit] = {}
+        for cp in store.list(self.dataset_id, UnitStatus.COMPLETED):
+            days.setdefault(batch_date(cp.unit.batch_created_ms), cp.unit)
         with self._lock:
-            added = self._register(cp.unit for cp in completed)
+            missing = self.catalog.missing_partitions(days)
+            self._registered.update(days.keys() - set(missing))
+            added = self._register(days[day] for day in missing)
         if added:
             logger.info(
                 "repaired %d partition(s) of %s in %s",
