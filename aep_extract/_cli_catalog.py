@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Optional
 
 from .errors import ConfigError
@@ -11,6 +13,7 @@ from .tables.base import check_name
 from .tables.partitions import PartitionHooks, table_location
 
 if TYPE_CHECKING:
+    from .extractor import Extractor
     from .sinks.base import Sink
     from .tables.glue import GlueCatalog
 
@@ -80,3 +83,20 @@ def partition_hooks(args: argparse.Namespace, sink: Sink) -> Optional[PartitionH
     if catalog is None:
         return None
     return PartitionHooks(catalog, args.dataset, sink=sink)
+
+
+@contextlib.contextmanager
+def registering(extractor: Extractor) -> Iterator[None]:
+    """Around a run: when the extractor has :class:`PartitionHooks`, register
+    the partitions earlier runs left out before the block (failing early when
+    Glue cannot be used), and after it those this run's hooks could not. A block
+    that raises skips the second repair: the next run's first one does it."""
+    hooks = next(
+        (h for h in extractor.hooks.hooks if isinstance(h, PartitionHooks)), None
+    )
+    if hooks is None:
+        yield
+        return
+    hooks.repair(extractor.store)
+    yield
+    hooks.repair(extractor.store)

@@ -23,7 +23,12 @@ from aep_extract import (
     SQLiteCheckpointStore,
     TimeWindow,
 )
-from aep_extract._cli_catalog import glue_table_arg, glue_table_errors, partition_hooks
+from aep_extract._cli_catalog import (
+    glue_table_arg,
+    glue_table_errors,
+    partition_hooks,
+    registering,
+)
 from aep_extract.config import RetryConfig
 from aep_extract.errors import CatalogError, ConfigError, MissingResourceError
 from aep_extract.models import Batch, UnitStatus, WorkUnit
@@ -501,3 +506,47 @@ def test_glue_table_option_refuses_what_is_not_database_dot_table(text, capsys):
         parser.parse_args(["--glue-table", text])
     assert exit_.value.code == 2
     assert "--glue-table" in capsys.readouterr().err
+
+
+def test_a_missing_table_without_schema_or_sink_is_refused(catalog):
+    hooks = PartitionHooks(catalog, DATASET)
+    with pytest.raises(CatalogError, match="give a schema, or the sink"):
+        hooks.unit_finished(unit=unit("b1", DAY1_MS), files=1, bytes=1)
+    catalog.ensure_table(XDM)
+    hooks.flush()  # the day stayed queued
+    assert catalog.missing_partitions([DAY1]) == []
+
+
+def test_a_cli_run_repairs_before_and_registers_after(aws, glue, tmp_path):
+    """What ``aep-extract run --glue-table`` does: the run's hooks register its
+    days, and a day an earlier run completed but never registered is repaired
+    first."""
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    earlier = Batch(
+        batch_id="b0", dataset_id=DATASET, status="success", created_ms=DAY1_MS
+    )
+    later = Batch(
+        batch_id="b1", dataset_id=DATASET, status="success", created_ms=DAY2_MS
+    )
+    source = MemoryAepSource(
+        DATASET, {earlier: {("f0", "p.parquet"): parquet_bytes(4)}}
+    )
+    sink = S3Sink(f"s3://{BUCKET}/aep", session=aws)
+    args = argparse.Namespace(dataset=DATASET, glue_table=(DATABASE, TABLE))
+    with SQLiteCheckpointStore(tmp_path / "state.db") as store:
+        # The earlier run: copied, then died before registering anything.
+        Extractor(source, store=store, sink=sink, scheduler=SerialScheduler()).run(
+            DATASET, "2024-06-01T00:00:00Z", "2024-06-11T00:00:00Z"
+        )
+        source.batches[later] = {("f1", "p.parquet"): parquet_bytes(2)}
+        hooks = partition_hooks(args, sink)
+        extractor = Extractor(
+            source, store=store, sink=sink, scheduler=SerialScheduler(), hooks=hooks
+        )
+        with registering(extractor):
+            assert partitions(glue) == {DAY1: f"{LOCATION}date={DAY1}/"}
+            report = extractor.run(
+                DATASET, "2024-06-01T00:00:00Z", "2024-07-01T00:00:00Z"
+            )
+    assert report.ok
+    assert set(partitions(glue)) == {DAY1, DAY2}
