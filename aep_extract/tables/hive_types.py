@@ -167,5 +167,9 @@ def _given(column: Mapping[str, Any]) -> Column:
 
 
 def describe(columns: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Column name (lower case, as Hive compares) to type, for comparing schemas."""
-    return {str(c.get("Name", "")).lower(): str(c.get("Type", "")) for c in columns}
+    """Column name to type, both as Hive compares them (case and spaces aside),
+    for comparing schemas."""
+    return {
+        str(c.get("Name", "")).lower(): "".join(str(c.get("Type", "")).split()).lower()
+        for c in columns
+    }
