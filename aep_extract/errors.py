@@ -26,6 +26,7 @@
     ├── SinkError                   the sink failed
     │   └── UnsafeKeyError          a name from the API would escape its prefix
     │       └── KeyCollisionError   two files (or a file and a manifest) share a key
+    ├── CatalogError                the Glue Data Catalog refused or failed a request
     ├── MetricsError                metrics could not be published (a run goes on)
     ├── DeployFailed                the pipeline's stack failed, or CloudFormation did
     └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
@@ -218,6 +219,12 @@ class KeyCollisionError(UnsafeKeyError):
             else f"sink keys {keys[0]!r} and {keys[1]!r}, one object in this sink"
         )
         super().__init__(f"{sources[0]} and {sources[1]} both map to {where}")
+
+
+class CatalogError(AepExtractError):
+    """The Glue Data Catalog refused or failed a request (access denied, a table
+    with another partition key, a schema with no Hive type); throttling and 5xx
+    answers are retried first."""
 
 
 class MetricsError(AepExtractError):

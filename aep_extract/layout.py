@@ -204,5 +204,10 @@ class KeyLayout:
         return {
             "dataset_id": unit.dataset_id,
             "batch_id": unit.batch_id,
-            "date": from_epoch_ms(unit.batch_created_ms).strftime("%Y-%m-%d"),
+            "date": batch_date(unit.batch_created_ms),
         }
+
+
+def batch_date(created_ms: int) -> str:
+    """The ``{date}`` of a key: a batch's created day, UTC, as ``YYYY-MM-DD``."""
+    return from_epoch_ms(created_ms).strftime("%Y-%m-%d")

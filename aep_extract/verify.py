@@ -12,13 +12,14 @@ import enum
 import json
 import logging
 import re
+from collections import Counter
 from typing import Any, Callable, Optional
 
 import attrs
 
 from .checkpoints.base import CheckpointStore
 from .errors import AepExtractError, SinkError
-from .layout import KeyLayout
+from .layout import KeyLayout, batch_date
 from .models import (
     EXPORTABLE_BATCH_STATUSES,
     Batch,
@@ -29,6 +30,8 @@ from .models import (
 )
 from .sinks.base import Sink
 from .sources.base import AepSource
+from .tables.base import PARTITION_KEY, TableCatalog
+from .tables.partitions import partition_root
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ class FindingKind(str, enum.Enum):
     """An object's SHA-256 differs from its manifest entry."""
     STRAY_OBJECT = "stray-object"
     """An object under the dataset's prefix that no manifest names."""
+    PARTITION_MISSING = "partition-missing"
+    """A day with Completed units in the window has no partition in the table
+    (checked when :func:`verify` is given one)."""
 
     def __str__(self) -> str:
         return self.value
@@ -112,6 +118,7 @@ class VerifyReport:
         stray_checked: whether the dataset's prefix was listed for stray objects
             (not possible when the key template does not start with the dataset id,
             or the sink cannot list keys).
+        partitions_checked: whether a table's partitions were checked.
         findings: every discrepancy found.
     """
 
@@ -124,6 +131,7 @@ class VerifyReport:
     bytes_read: int = 0
     stray_checked: bool = False
     catalog_checked: bool = True
+    partitions_checked: bool = False
     findings: tuple[Finding, ...] = ()
 
     @property
@@ -145,6 +153,7 @@ class VerifyReport:
             "bytesRead": self.bytes_read,
             "strayChecked": self.stray_checked,
             "catalogChecked": self.catalog_checked,
+            "partitionsChecked": self.partitions_checked,
             "findings": [finding.to_dict() for finding in self.findings],
         }
 
@@ -155,6 +164,7 @@ class VerifyReport:
             f"{self.manifests} manifests, {self.objects} objects ({checked}"
             + ("" if self.stray_checked else "; stray objects not checked")
             + ("" if self.catalog_checked else "; Catalog not read")
+            + ("; table partitions" if self.partitions_checked else "")
             + ")",
         ]
         if self.ok:
@@ -177,6 +187,7 @@ def verify(
     window: TimeWindow,
     layout: Optional[KeyLayout] = None,
     checksums: bool = True,
+    table: Optional[TableCatalog] = None,
 ) -> VerifyReport:
     """Reconcile the sink, the store and the Catalog for a dataset's window.
 
@@ -191,6 +202,9 @@ def verify(
         checksums: read every object back and compare its SHA-256 with the
             manifest (streams every byte; for S3 that is a GET per object). False
             compares sizes only.
+        table: a table over the dataset (e.g. a
+            :class:`~aep_extract.tables.glue.GlueCatalog`): every day with a
+            Completed unit in the window must have its ``date=`` partition.
 
     Returns:
         The report; :attr:`VerifyReport.ok` is False when anything disagrees.
@@ -199,8 +213,14 @@ def verify(
         SourceError: the Catalog could not be read.
         CheckpointError: the store could not be read.
         SinkError: the sink could not be read.
+        CatalogError: the table's partitions could not be read.
+        ConfigError: a table is given but the key template has no
+            ``date={date}/`` segment.
     """
-    return _Verifier(source, store, sink, layout or KeyLayout(), checksums).run(
+    layout = layout or KeyLayout()
+    if table is not None:
+        partition_root(layout, dataset_id)  # fail before reading anything
+    return _Verifier(source, store, sink, layout, checksums, table).run(
         dataset_id, window
     )
 
@@ -213,8 +233,10 @@ class _Verifier:
         sink: Sink,
         layout: KeyLayout,
         checksums: bool,
+        table: Optional[TableCatalog] = None,
     ) -> None:
         self.source = source
+        self.table = table
         self.store = store
         self.sink = sink
         self.layout = layout
@@ -284,6 +306,8 @@ class _Verifier:
                 )
                 checked.add(self._check_unit(cp.unit, cp))
         stray_checked = self._check_stray(dataset_id, window, checked)
+        if self.table is not None:
+            self._check_partitions(self.table, dataset_id, units)
         report = VerifyReport(
             dataset_id=dataset_id,
             window=window,
@@ -294,6 +318,7 @@ class _Verifier:
             bytes_read=self.bytes_read,
             stray_checked=stray_checked,
             catalog_checked=self.source is not None,
+            partitions_checked=self.table is not None,
             findings=tuple(self.findings),
         )
         logger.info("verified %s: %d finding(s)", dataset_id, len(report.findings))
@@ -371,6 +396,29 @@ class _Verifier:
                     unit_id,
                     f"sha256 {actual[:16]}..., manifest says {sha256[:16]}...",
                 )
+
+    def _check_partitions(
+        self,
+        table: TableCatalog,
+        dataset_id: str,
+        units: dict[str, list[Checkpoint]],
+    ) -> None:
+        """Every day with a Completed unit has its partition in the table."""
+        days = Counter(
+            batch_date(cp.unit.batch_created_ms)
+            for cps in units.values()
+            for cp in cps
+            if cp.status is UnitStatus.COMPLETED
+        )
+        root = partition_root(self.layout, dataset_id)
+        for day in table.missing_partitions(days):
+            self.note(
+                FindingKind.PARTITION_MISSING,
+                f"{root}{PARTITION_KEY}={day}/",
+                "",
+                f"{days[day]} Completed unit(s) of this day, but table "
+                f"{table} has no partition {PARTITION_KEY}={day}",
+            )
 
     def _check_stray(
         self, dataset_id: str, window: TimeWindow, checked: set[str]

@@ -120,6 +120,11 @@ DYNAMODB_OPERATIONS = frozenset(
 """DynamoDB operations whose IAM action is ``dynamodb:<operation>`` on the table (the
 index for a Query or Scan of one)."""
 
+GLUE_TABLE_OPERATIONS = frozenset(
+    {"GetTable", "CreateTable", "BatchCreatePartition", "BatchGetPartition"}
+)
+"""Glue operations on a table whose IAM action is ``glue:<operation>``."""
+
 
 OTHER_ACTIONS: Mapping[tuple[str, str], Callable[..., IamRequest]] = {
     # (service, operation): the request, from the call's params, region, account
@@ -183,6 +188,23 @@ def iam_requests(
                 resource += f"/index/{params['IndexName']}"
             found.append(IamRequest(f"dynamodb:{call.operation}", resource))
         return found
+    if call.service == "glue" and call.operation in GLUE_TABLE_OPERATIONS:
+        # Glue authorizes a table's action on the catalog, database and table.
+        database = params["DatabaseName"]
+        table = (
+            params.get("TableName")
+            or params.get("Name")
+            or (params["TableInput"]["Name"])
+        )
+        arn = f"arn:aws:glue:{region}:{account}"
+        return [
+            IamRequest(f"glue:{call.operation}", resource)
+            for resource in (
+                f"{arn}:catalog",
+                f"{arn}:database/{database}",
+                f"{arn}:table/{database}/{table}",
+            )
+        ]
     other = OTHER_ACTIONS.get((call.service, call.operation))
     if other is not None:
         return [other(params, region=region, account=account)]
@@ -191,7 +213,7 @@ def iam_requests(
 
 # -- policies -------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\b(BUCKET|PREFIX|REGION|ACCOUNT|KEY-ID|TABLE)\b")
+_PLACEHOLDER = re.compile(r"\b(BUCKET|PREFIX|REGION|ACCOUNT|KEY-ID|TABLE|DATABASE)\b")
 
 
 def policy(name: str, **values: str) -> dict[str, Any]:
