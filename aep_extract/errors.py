@@ -26,6 +26,8 @@
     ├── SinkError                   the sink failed
     │   └── UnsafeKeyError          a name from the API would escape its prefix
     │       └── KeyCollisionError   two files (or a file and a manifest) share a key
+    ├── TransformError              a transform could not process a file (not the
+    │                               format it reads, a field it needs is missing)
     ├── MetricsError                metrics could not be published (a run goes on)
     ├── DeployFailed                the pipeline's stack failed, or CloudFormation did
     └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
@@ -218,6 +220,16 @@ class KeyCollisionError(UnsafeKeyError):
             else f"sink keys {keys[0]!r} and {keys[1]!r}, one object in this sink"
         )
         super().__init__(f"{sources[0]} and {sources[1]} both map to {where}")
+
+
+class TransformError(AepExtractError):
+    """A transform could not turn a source file into its outputs.
+
+    The file is not in the format the transform reads (not Parquet), lacks a field
+    the transform names, holds a value the output cannot represent, or the transform
+    broke its contract (wrote an undeclared output, or committed one before reading
+    its source to the end). Not retryable: the same bytes fail the same way.
+    """
 
 
 class MetricsError(AepExtractError):
