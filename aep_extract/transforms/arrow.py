@@ -141,15 +141,16 @@ class ArrowPipeline(Transform):
         what = f"{context.file.name} ({self.spec})"
         with _spooled(source, context.spool_dir) as spool, _arrow_errors(what):
             parquet = pq.ParquetFile(spool)
+            # The steps see the whole schema once, so errors name every field.
+            schema = self._map(parquet.schema_arrow.empty_table()).schema
             columns = self._columns(parquet.schema_arrow)
-            schema = self._map(parquet.schema_arrow.empty_table().select(columns))
             tables = (
                 self._map(parquet.read_row_group(index, columns=columns))
                 for index in range(parquet.num_row_groups)
             )
             suffix = self.suffixes[0]
             with out.open(suffix) as target:
-                self.format.write(schema.schema, tables, target)
+                self.format.write(schema, tables, target)
 
     def _columns(self, schema: pa.Schema) -> list[str]:
         needed: Optional[set[str]] = None
