@@ -147,7 +147,7 @@ class Backend:
 
     @property
     def label(self) -> str:
-        """How messages name it: ``s3://``, or ``transform project``."""
+        """How messages name it (``s3://``, or ``transform project``)."""
         if self.kind == "transform":
             return f"transform {self.scheme}"
         return f"{self.scheme}://"

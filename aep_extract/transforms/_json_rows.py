@@ -12,9 +12,6 @@ import pyarrow as pa
 
 from ..errors import TransformError
 
-BATCH_ROWS = 1024
-"""Rows turned into Python objects at a time: bounds that copy's memory."""
-
 Convert = Callable[[Any], Any]
 
 _EPOCH = datetime(1970, 1, 1)

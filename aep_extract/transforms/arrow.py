@@ -32,7 +32,7 @@ SPOOL_CHUNK = 1024 * 1024
 
 class ArrowStep(Transform):
     """One step of a Parquet pipeline; run alone, or fused with the steps around it
-    by :meth:`then` into an :class:`ArrowPipeline`.
+    by ``then`` into an :class:`ArrowPipeline`.
 
     A row step overrides :meth:`map_table` (and :meth:`columns_needed`); a format
     step overrides :meth:`write` and :attr:`suffix`, and ends a pipeline.

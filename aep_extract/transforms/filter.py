@@ -1,5 +1,5 @@
-"""Row filter: an expression of the small language in :mod:`._expr`, compiled to a
-pyarrow compute expression (never evaluated as Python)."""
+"""Row filter: an expression of a small language (``_expr``), compiled to a pyarrow
+compute expression (never evaluated as Python)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ class Filter(ArrowStep):
     compared with a field of another type fails the file with a TransformError.
 
     Raises:
-        ConfigError: the expression is not in the language of :mod:`._expr`.
+        ConfigError: the expression is not in the filter's language (see
+            :doc:`/transforms`).
     """
 
     expression: _expr.Expr = attrs.field(converter=_parse)

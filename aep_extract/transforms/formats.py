@@ -13,11 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
-from ._json_rows import BATCH_ROWS, row_encoder
+from ._json_rows import row_encoder
 from .arrow import ArrowStep
 
 COMPRESSIONS = ("zstd", "snappy", "gzip", "none")
 """The compressions :class:`Parquet` writes."""
+
+BATCH_ROWS = 1024
+"""How many rows JSON Lines turns into Python objects at a time, bounding that
+copy's memory."""
 
 GZIP_LEVEL = 6
 """zlib's level for JSON Lines: its usual trade of speed for size."""
@@ -32,7 +36,7 @@ class JsonLines(ArrowStep):
     their unit; maps become objects, binary base64, decimals strings, and
     non-finite floats the strings ``NaN``, ``Infinity``, ``-Infinity``. The gzip
     header holds no time and no file name. Memory: one row group as Arrow data, and
-    :data:`~aep_extract.transforms._json_rows.BATCH_ROWS` rows as Python objects.
+    :data:`BATCH_ROWS` rows as Python objects.
     """
 
     name: ClassVar[str] = "jsonl"

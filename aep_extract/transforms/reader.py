@@ -125,8 +125,7 @@ def run_transform(
         metadata: stored with every output.
 
     Returns:
-        The outputs in the order of :attr:`Transform.suffixes
-        <aep_extract.transforms.Transform.suffixes>`.
+        The outputs, ordered as the transform's suffixes.
 
     Raises:
         IncompleteDownload: the source was shorter or longer than listed.
