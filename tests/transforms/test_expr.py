@@ -41,7 +41,7 @@ C3 = Compare(("c",), "=", 3)
         ("x >= true", Compare(("x",), ">=", True)),
         ("x < 'it\\'s'", Compare(("x",), "<", "it's")),
         (
-            "timestamp >= timestamp '2024-06-10T00:00:00.5+02:00'",
+            "timestamp >= timestamp '2024-06-10T00:00:00.500+02:00'",
             Compare(
                 ("timestamp",),
                 ">=",
