@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
@@ -25,20 +26,15 @@ def row_encoder(schema: pa.Schema) -> Callable[[pa.RecordBatch], bytes]:
     Python's datetime is not for nanoseconds) and formatted here.
     """
     counts = pa.schema([field.with_type(_counts(field.type)) for field in schema])
-    fields = [(field.name, _converter(field.type)) for field in schema]
+    convert = _struct(schema) or (lambda row: row)
+    dumps = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode
 
     def encode(batch: pa.RecordBatch) -> bytes:
         rows = pa.Table.from_batches([batch]).cast(counts).to_pylist()
         try:
-            lines = [
-                json.dumps(
-                    {name: _apply(convert, row[name]) for name, convert in fields},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                    allow_nan=False,
-                )
-                for row in rows
-            ]
+            lines = [dumps(convert(row)) for row in rows]
         except (OverflowError, ValueError, TypeError) as exc:
             raise TransformError(f"a value JSON cannot hold: {exc}") from exc
         return "".join(line + "\n" for line in lines).encode()
@@ -74,10 +70,7 @@ def _converter(type_: pa.DataType) -> Optional[Convert]:
     if pa.types.is_timestamp(type_):
         return _timestamp(type_.unit, type_.tz is not None)
     if pa.types.is_struct(type_):
-        fields = [(field.name, _converter(field.type)) for field in type_]
-        return lambda row: {
-            name: _apply(convert, row[name]) for name, convert in fields
-        }
+        return _struct(type_)
     if pa.types.is_map(type_):
         key, item = _converter(type_.key_type), _converter(type_.item_type)
         return lambda pairs: {_apply(key, k): _apply(item, v) for k, v in pairs}
@@ -99,6 +92,24 @@ def _converter(type_: pa.DataType) -> Optional[Convert]:
     if pa.types.is_date(type_) or pa.types.is_time(type_):
         return lambda value: value.isoformat()
     return None
+
+
+def _struct(fields: Iterable[pa.Field]) -> Optional[Convert]:
+    """Converts the fields that need it, in place (to_pylist's dicts are fresh and
+    keep the schema's order); None when none does."""
+    found = [(field.name, _converter(field.type)) for field in fields]
+    needs = [(name, convert) for name, convert in found if convert is not None]
+    if not needs:
+        return None
+
+    def convert_row(row: dict[str, Any]) -> dict[str, Any]:
+        for name, convert in needs:
+            value = row[name]
+            if value is not None:
+                row[name] = convert(value)
+        return row
+
+    return convert_row
 
 
 def _timestamp(unit: str, utc: bool) -> Convert:
