@@ -387,3 +387,29 @@ def test_the_spool_file_leaves_nothing_behind(xdm, tmp_path):
     (output,) = run_transform(open_transform("jsonl"), chunks(xdm), spooled, sink)
     assert len(json_rows(sink.read_bytes(output.key))) == len(ROWS)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("specs", "columns"),
+    [
+        (
+            ["filter:expr=eventType is null", "project:columns=_id,web.webPageDetails"],
+            ["_id", "eventType", "web"],
+        ),
+        (["project:columns=_id", "filter:expr=_id = 'x'", "jsonl"], ["_id"]),
+        (["jsonl"], XDM_SCHEMA.names),
+    ],
+)
+def test_files_are_read_a_row_group_at_a_time_and_only_the_columns_needed(
+    xdm, monkeypatch, specs, columns
+):
+    reads = []
+    read_row_group = pq.ParquetFile.read_row_group
+
+    def spy(self, index, columns=None, **options):
+        reads.append((index, columns))
+        return read_row_group(self, index, columns=columns, **options)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    run(specs, xdm)
+    assert reads == [(index, columns) for index in range(4)]
