@@ -27,6 +27,8 @@
     │   └── UnsafeKeyError          a name from the API would escape its prefix
     │       └── KeyCollisionError   two files (or a file and a manifest) share a key
     ├── CatalogError                the Glue Data Catalog refused or failed a request
+    ├── TransformError              a transform could not process a file (not the
+    │                               format it reads, a field it needs is missing)
     ├── MetricsError                metrics could not be published (a run goes on)
     ├── DeployFailed                the pipeline's stack failed, or CloudFormation did
     └── ExtractionFailed            raised by ``RunReport.raise_for_failures()``
@@ -225,6 +227,16 @@ class CatalogError(AepExtractError):
     """The Glue Data Catalog refused or failed a request (access denied, a table
     with another partition key, a schema with no Hive type); throttling and 5xx
     answers are retried first."""
+
+
+class TransformError(AepExtractError):
+    """A transform could not turn a source file into its outputs.
+
+    The file is not in the format the transform reads (not Parquet), lacks a field
+    the transform names, holds a value the output cannot represent, or the transform
+    broke its contract (wrote an undeclared output, or committed one before reading
+    its source to the end). Not retryable: the same bytes fail the same way.
+    """
 
 
 class MetricsError(AepExtractError):

@@ -3,6 +3,9 @@
 In the manner of fsspec's ``registry.py``. There are three kinds of backend, each
 with its opener: ``sink`` (:func:`~aep_extract.open_sink`), ``store``
 (:func:`~aep_extract.open_store`) and ``source`` (:func:`~aep_extract.open_source`).
+A fourth kind, ``transform``, names per-file transforms rather than URL schemes
+(:func:`~aep_extract.transforms.open_transform`, entry point group
+``aep_extract.transforms``).
 An entry names its class by import path, so that nothing loads before a URL needs it
 (boto3 loads for ``s3://`` and ``dynamodb://`` only).
 
@@ -61,22 +64,26 @@ __all__ = [
     "url_rest",
 ]
 
-Kind = Literal["sink", "store", "source"]
+Kind = Literal["sink", "store", "source", "transform"]
 
 ENTRY_POINT_GROUPS: dict[Kind, str] = {
     "sink": "aep_extract.sinks",
     "store": "aep_extract.stores",
     "source": "aep_extract.sources",
+    "transform": "aep_extract.transforms",
 }
 """The entry point group through which other packages add backends of each kind."""
 
-KINDS = "sink, store or source"
+KINDS = "sink, store, source or transform"
 
 DEFAULT_SCHEMES: dict[Kind, str] = {"sink": "file"}
 """The scheme of a URL without one: a bare path names a local directory."""
 
 # Two or more characters: a one-letter "scheme" is a Windows drive (C://data).
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+TRANSFORM_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+"""A transform's name: what comes before ``:`` in ``NAME[:OPTIONS]``."""
 
 
 _T = TypeVar("_T", bound="FromUrl")
@@ -127,6 +134,8 @@ class Backend:
         forms: how its URLs are written, for help texts (``"s3://BUCKET/PREFIX"``).
         summary: what it is, in a few words.
         extra: the ``pip install 'aep-extract[EXTRA]'`` extra its imports need.
+        kind: the kind it is registered as, when known; a transform's
+            ``scheme`` is its name (``project``), not a URL scheme.
     """
 
     scheme: str
@@ -134,6 +143,14 @@ class Backend:
     forms: tuple[str, ...]
     summary: str = ""
     extra: Optional[str] = None
+    kind: Optional[Kind] = None
+
+    @property
+    def label(self) -> str:
+        """How messages name it (``s3://``, or ``transform project``)."""
+        if self.kind == "transform":
+            return f"transform {self.scheme}"
+        return f"{self.scheme}://"
 
     @property
     def target_name(self) -> str:
@@ -156,14 +173,14 @@ class Backend:
         except ImportError as exc:
             hint = f"; pip install 'aep-extract[{self.extra}]'" if self.extra else ""
             raise ConfigError(
-                f"{self.scheme}:// backend {self.target_name} cannot be imported: "
+                f"{self.label} backend {self.target_name} cannot be imported: "
                 f"{exc}{hint}"
             ) from exc
         try:
             loaded: type = getattr(module, class_name)
         except AttributeError:
             raise ConfigError(
-                f"{self.scheme}:// backend: {module_name} has no {class_name}"
+                f"{self.label} backend: {module_name} has no {class_name}"
             ) from None
         return loaded
 
@@ -224,6 +241,35 @@ _BUILTIN: dict[Kind, tuple[Backend, ...]] = {
             "the Catalog and Data Access APIs, configured by AEP_* variables",
         ),
     ),
+    "transform": tuple(
+        Backend(name, target, forms, summary, extra="parquet", kind="transform")
+        for name, target, forms, summary in (
+            (
+                "project",
+                "aep_extract.transforms.project:Project",
+                ("project:columns=PATH,...",),
+                "keep only these columns; dotted paths reach nested fields",
+            ),
+            (
+                "filter",
+                "aep_extract.transforms.filter:Filter",
+                ("filter:expr=EXPRESSION",),
+                "keep only the rows an expression holds for",
+            ),
+            (
+                "jsonl",
+                "aep_extract.transforms.formats:JsonLines",
+                ("jsonl",),
+                "Parquet to gzipped JSON Lines",
+            ),
+            (
+                "parquet",
+                "aep_extract.transforms.formats:Parquet",
+                ("parquet:compression=zstd|snappy|gzip|none",),
+                "Parquet rewritten with another compression",
+            ),
+        )
+    ),
 }
 
 _lock = threading.Lock()
@@ -241,34 +287,47 @@ def register(
     extra: Optional[str] = None,
     clobber: bool = False,
 ) -> None:
-    """Register a backend for a URL scheme.
+    """Register a backend for a URL scheme, or a transform by name.
 
     Args:
-        kind: ``"sink"``, ``"store"`` or ``"source"``.
-        scheme: the URL scheme (``"hdfs"`` for ``hdfs://...``).
+        kind: ``"sink"``, ``"store"``, ``"source"`` or ``"transform"``.
+        scheme: the URL scheme (``"hdfs"`` for ``hdfs://...``); for a transform,
+            its name (``"mask"`` for ``--transform mask:...``).
         target: the class, or its import path ``"package.module:Class"`` to import
             it on first use.
-        forms: how its URLs are written, for help texts (default ``SCHEME://...``).
+        forms: how its URLs are written, for help texts (default ``SCHEME://...``,
+            or ``NAME[:OPTIONS]`` for a transform).
         summary: what it is, in a few words.
         extra: the pip extra its imports need, named when they fail.
         clobber: replace a backend already registered for the scheme.
 
     Raises:
-        ConfigError: an unknown kind, a malformed scheme, or a scheme taken (without
-            ``clobber``).
+        ConfigError: an unknown kind, a malformed scheme or name, or one taken
+            (without ``clobber``).
     """
     known = _backends_of(kind)
     name = scheme.lower()
-    if not re.fullmatch(r"[a-z][a-z0-9+.-]+", name):
+    if kind == "transform":
+        if not TRANSFORM_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{scheme!r} is not a transform name (a letter, then letters, "
+                "digits, '_' or '-')"
+            )
+    elif not re.fullmatch(r"[a-z][a-z0-9+.-]+", name):
         raise ConfigError(f"{scheme!r} is not a URL scheme of two or more characters")
     if name in known and not clobber:
+        what = (
+            f"transform {name}" if kind == "transform" else f"{kind} scheme {name}://"
+        )
         raise ConfigError(
-            f"{kind} scheme {name}:// is registered to {known[name].target_name}; "
+            f"{what} is registered to {known[name].target_name}; "
             "pass clobber=True to replace it"
         )
     if isinstance(target, str) and ":" not in target:
         raise ConfigError(f"target {target!r} must be 'package.module:Class'")
-    backend = Backend(name, target, tuple(forms) or (f"{name}://...",), summary, extra)
+    backend = Backend(
+        name, target, tuple(forms) or (_default_form(kind, name),), summary, extra, kind
+    )
     with _lock:
         known[name] = backend
 
@@ -364,6 +423,10 @@ def forms(kind: Kind) -> str:
     return ", ".join(form for backend in backends(kind) for form in backend.forms)
 
 
+def _default_form(kind: Kind, name: str) -> str:
+    return f"{name}[:OPTIONS]" if kind == "transform" else f"{name}://..."
+
+
 def _describe(url: str, kind: Kind) -> str:
     return f"empty {kind} URL" if not url else f"unsupported {kind} URL {url!r}"
 
@@ -374,9 +437,7 @@ def _expected(kind: Kind) -> str:
 
 def _backends_of(kind: Kind) -> dict[str, Backend]:
     if kind not in ENTRY_POINT_GROUPS:
-        raise ConfigError(
-            f"unknown backend kind {kind!r}; expected sink, store, source"
-        )
+        raise ConfigError(f"unknown backend kind {kind!r}; expected {KINDS}")
     with _lock:
         known = _registry.get(kind)
         if known is None:
@@ -384,7 +445,8 @@ def _backends_of(kind: Kind) -> dict[str, Backend]:
             for entry in _entry_points(ENTRY_POINT_GROUPS[kind]):
                 name = entry.name.lower()
                 # A built-in wins: an installed package cannot silently take s3://.
-                known.setdefault(name, Backend(name, entry.value, (f"{name}://...",)))
+                form = _default_form(kind, name)
+                known.setdefault(name, Backend(name, entry.value, (form,), kind=kind))
             _registry[kind] = known
         return known
 

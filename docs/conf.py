@@ -90,6 +90,8 @@ nitpick_ignore_regex = [
     # azure-storage-blob's client types, and the sink's alias of its credentials.
     ("py:class", r"(azure\.[\w.]+\.)?(BlobServiceClient|ContainerClient)"),
     ("py:class", "AzureCredential"),
+    # pyarrow's types in the transforms' signatures.
+    ("py:class", r"pyarrow\.[\w.]+"),
     # The TypeVar of Scheduler.submit's signature.
     ("py:class", r"aep_extract\.schedulers\.\w+\.T"),
     # The self-types of the from_url classmethods.
@@ -119,14 +121,19 @@ def _readable_defaults(
 
 class BackendTable(SphinxDirective):
     """``.. aep-backends:: sink``: the registry's backends of a kind, as a table, so
-    that the documented URL forms are the ones the code accepts."""
+    that the documented URL forms (transform specs) are the ones the code accepts."""
 
     required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
         kind = self.arguments[0]
-        rows = [f".. list-table:: {kind.capitalize()} URLs", "   :header-rows: 1", ""]
-        rows += ["   * - URL", "     - Class", "     - What"]
+        form = "Spec" if kind == "transform" else "URL"
+        rows = [
+            f".. list-table:: {kind.capitalize()} {form}s",
+            "   :header-rows: 1",
+            "",
+        ]
+        rows += [f"   * - {form}", "     - Class", "     - What"]
         for backend in registry.backends(kind):  # type: ignore[arg-type]
             cls = backend.load()
             # Documented at the top if exported there eagerly (not the lazy AWS ones).
