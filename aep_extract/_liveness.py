@@ -22,11 +22,17 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import attrs
+
+from .models import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ _OWNER = re.compile(
     r"(?P<host>.+):(?P<pid>[1-9][0-9]{0,9}):(?P<nonce>[0-9a-f]{8})"
     r"(?::(?P<start>[0-9]{1,20}):(?P<boot>[0-9a-f]{16}))?"
 )
+_OWNERS_NAMED = 3
+"""How many owners a wait message names; it counts the others."""
 _DEAD_STATES = frozenset(b"ZX")
 """``/proc/PID/stat`` states of a process that will never run again."""
 
@@ -166,3 +174,57 @@ def _process_state(pid: int) -> Optional[tuple[int, int]]:
         return fields[0][0], int(fields[19])  # fields 3 and 22
     except (OSError, ValueError, IndexError):
         return None
+
+
+class WaitNotice:
+    """Says which leases a run waits for and until when: once, then every
+    ``interval`` seconds while the wait lasts.
+
+    Logged at INFO by this module's logger, which the CLI shows by default.
+    """
+
+    def __init__(
+        self,
+        interval: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._monotonic = monotonic
+        self._said_at: Optional[float] = None
+
+    def waiting(self, held: Sequence[Checkpoint], now: float) -> None:
+        """The run waits for ``held`` (InProgress units); ``now`` is the store's
+        clock (epoch seconds)."""
+        said = self._said_at
+        if said is not None and self._monotonic() - said < self.interval:
+            return
+        self._said_at = self._monotonic()
+        logger.info("%s", waiting_message(held, now))
+
+    def done(self) -> None:
+        """Nothing is waited for any more: the next wait is told at once."""
+        self._said_at = None
+
+
+def waiting_message(held: Sequence[Checkpoint], now: float) -> str:
+    """``waiting for 3 unit(s) leased by HOST pid PID (alive) until 12:04:05 UTC
+    (in 290 s); ...``: the units grouped by owner, with the latest expiry of each,
+    soonest first (the first few owners by name)."""
+    expiries: dict[str, list[float]] = defaultdict(list)
+    for cp in held:
+        expiries[cp.owner or "?"].append(cp.lease_expires_at or now)
+    owners = sorted(expiries.items(), key=lambda item: max(item[1]))
+    groups = []
+    for owner, ends in owners[:_OWNERS_NAMED]:
+        until = max(ends)
+        at = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S UTC")
+        who = describe(owner, liveness(owner))
+        groups.append(
+            f"{len(ends)} unit(s) leased by {who} until {at} "
+            f"(in {max(until - now, 0.0):.0f} s)"
+        )
+    if len(owners) > _OWNERS_NAMED:
+        rest = owners[_OWNERS_NAMED:]
+        units = sum(len(ends) for _, ends in rest)
+        groups.append(f"{units} unit(s) of {len(rest)} other owner(s)")
+    return f"waiting for {', '.join(groups)}; a lease not renewed by then is taken over"

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from aep_extract import (
@@ -20,15 +21,18 @@ from aep_extract import (
     UnitStatus,
 )
 from aep_extract._liveness import OwnerId
+from aep_extract.extractor import default_owner
 from aep_extract.testing import FakeAepPlatform, FakeRequest
 
 from .helpers import (
     DATASET,
     END,
     START,
+    expected_statuses,
     expected_tree,
     run_args,
     sink_tree,
+    unit_statuses,
 )
 
 HOUR = 3600
@@ -110,3 +114,42 @@ def test_a_rerun_after_kill_9_takes_the_dead_runs_units_over_at_once(tmp_path):
         assert done is not None
         assert (done.status, done.crashes) == (UnitStatus.COMPLETED, 1)
     assert sink_tree(LocalSink(out)) == expected
+
+
+def test_a_rerun_tells_on_stderr_which_live_leases_it_waits_for(fake_aep, tmp_path):
+    db, out = tmp_path / "state.db", tmp_path / "out"
+    store = SQLiteCheckpointStore(db)
+    source = HttpAepSource.from_env(fake_aep.env())
+    with Extractor(source, store=store, sink=LocalSink(out)) as planner:
+        planner.plan(DATASET, START, END)
+    owner = default_owner()  # this test's process: alive, on this host
+    leases = []
+    while (lease := store.claim(DATASET, owner, HOUR)) is not None:
+        leases.append(lease)
+    assert leases
+    until = max(lease.expires_at for lease in leases)
+    at = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S UTC")
+
+    args = run_args(str(out), f"sqlite:///{db}", "--deadline", "60")
+    run = subprocess.Popen(
+        [*CLI, *args],
+        env={**os.environ, **fake_aep.env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stderr is not None
+    told = run.stderr.readline()  # the first line it logs, at the default level
+    for lease in leases:  # the wait was told: let the run have the units
+        store.release(lease)
+    _, rest = run.communicate(timeout=120)
+
+    host, pid = socket.gethostname(), os.getpid()
+    said = f"waiting for {len(leases)} unit(s) leased by {host} pid {pid} (alive) "
+    assert f"{said}until {at} (in " in told, told
+    assert told.rstrip().endswith("a lease not renewed by then is taken over"), told
+    assert run.returncode == 0, told + rest
+    assert "waiting for" not in rest  # said once: the wait was short
+    assert unit_statuses(store) == expected_statuses(fake_aep)
+    assert all(cp.crashes == 0 for cp in store.list(DATASET))  # none taken over
+    assert sink_tree(LocalSink(out)) == expected_tree(fake_aep)

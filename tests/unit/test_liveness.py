@@ -16,10 +16,15 @@ from aep_extract import _liveness
 from aep_extract._liveness import (
     Liveness,
     OwnerId,
+    WaitNotice,
     liveness,
     provably_dead,
+    waiting_message,
 )
 from aep_extract.extractor import default_owner
+from aep_extract.models import Checkpoint, UnitStatus, WorkUnit
+
+EXPIRES = 1_765_000_000.0  # 2025-12-06 05:46:40 UTC
 
 
 @pytest.fixture
@@ -116,3 +121,58 @@ def test_owner_ids_round_trip_and_hosts_may_hold_colons():
     assert str(owner) == "a:b:12:0a1b2c3d:99:ffffffffffffffff"
     assert OwnerId.parse(str(owner)) == owner
     assert OwnerId.parse("h:0:0a1b2c3d") is None  # pid 0 names no process
+
+
+def held(owner: str, expires: float) -> Checkpoint:
+    unit = WorkUnit(dataset_id="ds", batch_id=f"b{expires}", batch_created_ms=0)
+    return Checkpoint(
+        unit=unit,
+        status=UnitStatus.IN_PROGRESS,
+        owner=owner,
+        lease_expires_at=expires,
+    )
+
+
+def test_the_wait_message_names_owners_and_when_their_leases_end(child):
+    alive = str(OwnerId.of_process(child.pid))
+    host = socket.gethostname()
+    units = [
+        held("worker-b", EXPIRES + 600),
+        held(alive, EXPIRES + 5),
+        held(alive, EXPIRES + 25),
+        held(f"elsewhere:7:0a1b2c3d:5:{'f' * 16}", EXPIRES + 60),
+    ]
+    assert waiting_message(units, EXPIRES) == (
+        f"waiting for 2 unit(s) leased by {host} pid {child.pid} (alive) until "
+        "05:47:05 UTC (in 25 s), 1 unit(s) leased by elsewhere pid 7 (another host) "
+        "until 05:47:40 UTC (in 60 s), 1 unit(s) leased by worker-b until "
+        "05:56:40 UTC (in 600 s); a lease not renewed by then is taken over"
+    )
+    many = [held(f"w{n}", EXPIRES + n) for n in range(5)]
+    assert waiting_message(many, EXPIRES).endswith(
+        "1 unit(s) leased by w2 until 05:46:42 UTC (in 2 s), 2 unit(s) of 2 other "
+        "owner(s); a lease not renewed by then is taken over"
+    )
+
+
+def test_the_wait_notice_speaks_once_then_every_interval(caplog):
+    now = [100.0]
+    notice = WaitNotice(interval=60, monotonic=lambda: now[0])
+    units = [held("worker-b", EXPIRES + 30)]
+    caplog.set_level("INFO", logger=_liveness.__name__)
+
+    def said() -> int:
+        return sum(r.name == _liveness.__name__ for r in caplog.records)
+
+    notice.waiting(units, EXPIRES)
+    assert said() == 1
+    assert caplog.records[-1].levelname == "INFO"
+    now[0] += 59
+    notice.waiting(units, EXPIRES + 59)
+    assert said() == 1
+    now[0] += 1
+    notice.waiting(units, EXPIRES + 60)
+    assert said() == 2
+    notice.done()  # the wait ended: the next one is told at once
+    notice.waiting(units, EXPIRES + 61)
+    assert said() == 3
