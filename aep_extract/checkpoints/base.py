@@ -327,21 +327,15 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
             The lease, or None when nothing is claimable.
         """
         now = self.clock()
-        dead: dict[str, bool] = {}  # each owner is looked at once per claim
-
-        def takeable(cp: Checkpoint) -> bool:
-            if cp.claimable(now):
-                return True
-            if cp.status is not UnitStatus.IN_PROGRESS or cp.owner is None:
-                return False
-            if cp.owner not in dead:
-                dead[cp.owner] = self.owner_is_dead(cp.owner)
-            return dead[cp.owner]
-
+        dead: dict[str, bool] = {}
         # Pending units first, taken-over leases after; the scan is consumed lazily
         # so a claim reads a page or two, not the whole dataset.
         for status in (UnitStatus.PENDING, UnitStatus.IN_PROGRESS):
-            claimable = (cp for cp in self._scan(dataset_id, (status,)) if takeable(cp))
+            claimable = (
+                cp
+                for cp in self._scan(dataset_id, (status,))
+                if self._takeable(cp, now, dead)
+            )
             while True:
                 batch = list(itertools.islice(claimable, _CLAIM_CANDIDATES))
                 if not batch:
@@ -354,6 +348,19 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
                     if lease is not None:
                         return lease
         return None
+
+    def _takeable(self, current: Checkpoint, now: float, dead: dict[str, bool]) -> bool:
+        """Whether a claim at ``now`` may take ``current``: Pending, or InProgress
+        under a lease that expired or whose owner is proven dead. ``dead`` keeps
+        the verdicts of one claim, so each owner is looked at once."""
+        if current.claimable(now):
+            return True
+        owner = current.owner
+        if current.status is not UnitStatus.IN_PROGRESS or owner is None:
+            return False
+        if owner not in dead:
+            dead[owner] = self.owner_is_dead(owner)
+        return dead[owner]
 
     def _try_claim(
         self,
