@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 import attrs
 
 from ._jobs import UnitJob
+from ._liveness import WaitNotice
 from ._logging import log_context
 from ._run import RunScope
 from ._tasks import CopyAborted, FileTasks, describe
@@ -103,6 +104,7 @@ class Engine:
         self.fatal: Optional[AepExtractError] = None
         """An error that ended the run (raised once its leases are given back)."""
         self.interrupted = False
+        self.wait_notice = WaitNotice()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -257,6 +259,8 @@ class Engine:
         """Wait for units other workers hold; True when one may be claimable now."""
         held = self.store.list(dataset_id, UnitStatus.IN_PROGRESS)
         pending = self.store.list(dataset_id, UnitStatus.PENDING)
+        if pending or not held:
+            self.wait_notice.done()
         if pending:
             self.may_claim = True
             return True
@@ -272,11 +276,7 @@ class Engine:
         now = self.store.clock()
         soonest = min(cp.lease_expires_at or now for cp in held)
         delay = min(max(soonest - now, 0.0), _IDLE_POLL_SECONDS)
-        logger.info(
-            "%d unit(s) held by other workers; next lease expiry in %.0fs",
-            len(held),
-            max(soonest - now, 0.0),
-        )
+        self.wait_notice.waiting(held, now)
         self.stop_event.wait(delay)
         self.may_claim = True
         return True

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
+from . import _liveness
 from ._logging import make_formatter
 from .errors import AepExtractError, AuthError, ConfigError, MetricsError, NotFoundError
 
@@ -60,6 +61,10 @@ def configure_logging(level: int, log_format: str = "text") -> None:
     quiet_azure = max(level, logging.WARNING)
     logging.getLogger("azure").setLevel(
         level if level <= logging.DEBUG else quiet_azure
+    )
+    # What a run waits for is INFO, yet worth seeing by default: only -q hides it.
+    _liveness.logger.setLevel(
+        min(level, logging.INFO) if level <= logging.WARNING else level
     )
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional, Union
 
 from ._engine import Engine
+from ._liveness import OwnerId
 from ._planning import Planner
 from ._run import RunScope, within
 from ._run import current as current_run
@@ -53,8 +51,10 @@ def _monotonic_deadline(deadline: Optional[Deadline]) -> Optional[float]:
 
 
 def default_owner() -> str:
-    """A worker id unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A new worker id, ``HOST:PID:RANDOM``, and on Linux ``:START:BOOT`` after it
+    (the process start time and a fingerprint of the boot id), so that a rerun on
+    this host can prove the process dead and take its leases over at once."""
+    return str(OwnerId.of_process())
 
 
 class Extractor:
@@ -68,7 +68,9 @@ class Extractor:
             :class:`~aep_extract.ThreadPoolScheduler` of
             ``config.concurrency.workers`` threads, 8 by default).
         config: leases, attempts, splitting, key layout and concurrency.
-        owner: this worker's id in leases (default: host, pid and a random part).
+        owner: this worker's id in leases (default: host, pid and a random part,
+            and on Linux what lets a rerun on this host prove the process dead:
+            its start time and the boot).
         hooks: told of each unit, file, retry and 429 as the run goes (an
             :class:`~aep_extract.hooks.ExtractionHooks`, a mapping of event name to
             callable, or a list of either); a hook that raises is logged, ignored.

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, TypeVar
 import attrs
 
 from .._closeable import Closeable
+from .._liveness import provably_dead
 from ..errors import (
     CheckpointConflict,
     CheckpointError,
@@ -86,6 +87,11 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         return super().from_url(url, **options)
 
     clock: Callable[[], float] = staticmethod(time.time)
+
+    owner_is_dead: Callable[[str], bool] = staticmethod(provably_dead)
+    """Whether a lease's owner is proven dead, so that :meth:`claim` takes its unit
+    over before the lease expires: only a process of this host that has ended,
+    unless another test is installed here (as the store contract does)."""
 
     consistent_listing: bool = True
     """Whether :meth:`_scan` sees every write at once. A store listing through an
@@ -308,24 +314,27 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         *,
         max_crashes: Optional[int] = None,
     ) -> Optional[Lease]:
-        """Take a Pending unit, or an InProgress one whose lease expired.
+        """Take a Pending unit, or an InProgress one whose lease expired or whose
+        owner is proven dead (:attr:`owner_is_dead`).
 
         The unit becomes InProgress, owned by ``owner`` until ``now + lease_seconds``.
-        Taking over an expired lease counts a crash of the unit (its worker died or
-        hung). A unit whose crashes would reach ``max_crashes`` is not taken but
-        moved to Failed, so a unit that kills its workers cannot do so forever; the
-        claim goes on with the next unit. Failed attempts are counted by
-        :meth:`fail`, not here.
+        Taking over a lease counts a crash of the unit (its worker died or hung). A
+        unit whose crashes would reach ``max_crashes`` is not taken but moved to
+        Failed, so a unit that kills its workers cannot do so forever; the claim goes
+        on with the next unit. Failed attempts are counted by :meth:`fail`, not here.
 
         Returns:
             The lease, or None when nothing is claimable.
         """
         now = self.clock()
-        # Pending units first, expired leases after; the scan is consumed lazily so
-        # a claim reads a page or two, not the whole dataset.
+        dead: dict[str, bool] = {}
+        # Pending units first, taken-over leases after; the scan is consumed lazily
+        # so a claim reads a page or two, not the whole dataset.
         for status in (UnitStatus.PENDING, UnitStatus.IN_PROGRESS):
             claimable = (
-                cp for cp in self._scan(dataset_id, (status,)) if cp.claimable(now)
+                cp
+                for cp in self._scan(dataset_id, (status,))
+                if self._takeable(cp, now, dead)
             )
             while True:
                 batch = list(itertools.islice(claimable, _CLAIM_CANDIDATES))
@@ -340,6 +349,19 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
                         return lease
         return None
 
+    def _takeable(self, current: Checkpoint, now: float, dead: dict[str, bool]) -> bool:
+        """Whether a claim at ``now`` may take ``current``: Pending, or InProgress
+        under a lease that expired or whose owner is proven dead. ``dead`` keeps
+        the verdicts of one claim, so each owner is looked at once."""
+        if current.claimable(now):
+            return True
+        owner = current.owner
+        if current.status is not UnitStatus.IN_PROGRESS or owner is None:
+            return False
+        if owner not in dead:
+            dead[owner] = self.owner_is_dead(owner)
+        return dead[owner]
+
     def _try_claim(
         self,
         current: Checkpoint,
@@ -347,19 +369,22 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         expires_at: float,
         max_crashes: Optional[int],
     ) -> Optional[Lease]:
+        """Take ``current`` if it is unchanged (a compare-and-swap on its version:
+        of claimers racing for it, one wins)."""
         crashes = current.crashes
         if current.status is UnitStatus.IN_PROGRESS:
             crashes += 1
             if max_crashes is not None and crashes >= max_crashes:
                 self._fail_crashed(current, crashes)
                 return None
+        now = self.clock()
         taken = attrs.evolve(
             current,
             status=UnitStatus.IN_PROGRESS,
             owner=owner,
             lease_expires_at=expires_at,
             crashes=crashes,
-            updated_at=self.clock(),
+            updated_at=now,
             version=current.version + 1,
         )
         try:
@@ -367,10 +392,12 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         except CheckpointConflict:
             return None  # another worker was faster
         if current.status is UnitStatus.IN_PROGRESS:
+            expired = (current.lease_expires_at or 0.0) <= now
             logger.warning(
-                "unit %s: took over expired lease of %s (crash %d)",
+                "unit %s: took over the lease of %s, %s (crash %d)",
                 current.unit_id,
                 current.owner,
+                "which expired" if expired else "whose process has ended",
                 crashes,
             )
         return Lease(checkpoint=taken, owner=owner)

@@ -609,6 +609,81 @@ class BasicCheckpointStoreContract:
         assert (again.unit, again.checkpoint.crashes) == (healthy, 2)
         assert self.stored(store, crashing) == failed
 
+    def test_a_dead_owners_lease_is_taken_over_before_it_expires(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        dead, live = self.units(dataset, 2)
+        store.register([dead])
+        old = store.advance(self.claim(store, dataset, "worker-dead"), 1, files=2)
+        store.register([live])
+        self.claim(store, dataset, "worker-live")
+        store.owner_is_dead = lambda owner: owner == "worker-dead"
+        clock.advance(1)
+        new = self.claim(store, dataset, "worker-b")
+        assert new.unit == dead
+        assert (new.checkpoint.attempts, new.checkpoint.crashes) == (0, 1)
+        assert (new.checkpoint.last_processed_offset, new.checkpoint.files_done) == (
+            1,
+            2,
+        )
+        assert new.expires_at == clock() + LEASE
+        assert self.stored(store, dead) == new.checkpoint
+        with pytest.raises(CheckpointConflict):
+            store.advance(old, 5)
+        assert store.claim(dataset, "worker-c", LEASE) is None
+        assert self.stored(store, live).owner == "worker-live"
+
+    def test_owners_are_looked_at_only_when_no_pending_unit_is_claimable(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        held, pending = self.units(dataset, 2)
+        store.register([held])
+        self.claim(store, dataset, "worker-dead")
+        store.register([pending])
+        looked_at: list[str] = []
+
+        def owner_is_dead(owner: str) -> bool:
+            looked_at.append(owner)
+            return owner == "worker-dead"
+
+        store.owner_is_dead = owner_is_dead
+        assert self.claim(store, dataset, "worker-b").unit == pending
+        assert looked_at == []
+        assert self.claim(store, dataset, "worker-c").unit == held
+        assert sorted(looked_at) == ["worker-b", "worker-dead"]  # once each
+
+    def test_racing_claims_take_a_dead_owners_unit_once(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        self.claim(store, dataset, "worker-dead")
+        store.owner_is_dead = lambda owner: owner == "worker-dead"
+        won: list[str] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def work(owner: str) -> None:
+            try:
+                start.wait()
+                if store.claim(dataset, owner, LEASE) is not None:
+                    won.append(owner)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=work, args=(f"worker-{n}",)) for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        assert len(won) == 1
+        stored = self.stored(store, unit)
+        assert (stored.owner, stored.crashes) == (won[0], 1)
+
     def test_retry_failed_resets_attempts_and_crashes(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
     ) -> None:
