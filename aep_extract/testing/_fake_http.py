@@ -446,11 +446,18 @@ class _Writing:
             self._began = time.monotonic()
         for offset in range(first, stop, _CHUNK):
             piece = self._body[offset : min(offset + _CHUNK, stop)]
-            self._wfile.write(piece)
-            self._request.body_sent += len(piece)
-            self._request.body_seconds = time.monotonic() - self._began
+            # Counted before the write, so that a client that has the bytes never
+            # reads a count without them; taken back if the client left.
             if self._served is not None:
                 self._served.add(len(piece))
+            try:
+                self._wfile.write(piece)
+            except OSError:
+                if self._served is not None:
+                    self._served.add(-len(piece))
+                raise
+            self._request.body_sent += len(piece)
+            self._request.body_seconds = time.monotonic() - self._began
 
 
 def _unsent(connection: socket.socket) -> int:
