@@ -188,8 +188,8 @@ def work_args(parser: argparse.ArgumentParser) -> None:
         dest="max_requests_per_second",
         type=positive_number,
         default=None,
-        help="ceiling of AEP requests per second; the rate adapts below it on 429s "
-        "(default 50, or AEP_MAX_RPS)",
+        help="safety ceiling of AEP requests per second; the rate starts at 50 and "
+        "probes up to it until 429s or slower answers (default 2000, or AEP_MAX_RPS)",
     )
     parser.add_argument(
         "--max-in-flight",
