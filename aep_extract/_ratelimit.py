@@ -39,7 +39,7 @@ DEFAULT_DECREASE_FACTOR = 0.7
 """What a cut multiplies the rate sent at by (TCP CUBIC's factor)."""
 DEFAULT_DOUBLING_SECONDS = 1.0
 """Slow start: at full use the rate doubles in this many seconds."""
-DEFAULT_RECOVERY_SECONDS = 1.0
+DEFAULT_RECOVERY_SECONDS = 0.5
 """After a cut, the gap to just below the rate that was cut shrinks e-fold in this
 many seconds at full use."""
 DEFAULT_HEADROOM = 0.05
@@ -373,7 +373,9 @@ class AdaptiveRateLimiter:
             slow = self._latency.add(now, latency)
             if permit.seq < self._cut_seq:
                 return  # sent before the last cut: says nothing about the new rate
-            if slow is not None and self._is_slow(slow):
+            # The recent latency takes its time constant to show a cut's effect.
+            settled = now - self._cut_at >= _LATENCY_SHORT
+            if slow is not None and settled and self._is_slow(slow):
                 cut = self._cut()
             else:
                 self._grow()
