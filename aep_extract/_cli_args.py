@@ -15,6 +15,7 @@ from .config import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_SAFETY_LAG_SECONDS,
+    DEFAULT_START_REQUESTS_PER_SECOND,
     IN_FLIGHT_PER_WORKER,
 )
 from .errors import ConfigError, MissingResourceError
@@ -206,8 +207,9 @@ def work_args(parser: argparse.ArgumentParser) -> None:
         type=positive_number,
         default=None,
         metavar="N",
-        help="ceiling of AEP requests per second; the rate adapts below it on 429s "
-        f"(default {DEFAULT_MAX_REQUESTS_PER_SECOND:g}, or AEP_MAX_RPS)",
+        help="safety ceiling of AEP requests per second; the rate starts at "
+        f"{DEFAULT_START_REQUESTS_PER_SECOND:g} and probes up to it until 429s or "
+        f"slower answers (default {DEFAULT_MAX_REQUESTS_PER_SECOND:g}, or AEP_MAX_RPS)",
     )
     parser.add_argument(
         "--max-in-flight",

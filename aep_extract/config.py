@@ -37,8 +37,11 @@ DEFAULT_RETRY_MAX_WAIT = 60.0
 
 DEFAULT_WORKERS = 8
 """Files copied at once (threads of the default scheduler)."""
-DEFAULT_MAX_REQUESTS_PER_SECOND = 50.0
-"""Ceiling of the adaptive request rate when ``max_requests_per_second`` is None."""
+DEFAULT_MAX_REQUESTS_PER_SECOND = 2000.0
+"""Safety ceiling of the adaptive request rate when ``max_requests_per_second`` is
+None: the rate probes upwards towards it until the platform pushes back."""
+DEFAULT_START_REQUESTS_PER_SECOND = 50.0
+"""The adaptive request rate starts here (or at the ceiling, if that is lower)."""
 IN_FLIGHT_PER_WORKER = 2
 """Platform requests open at once per worker, by default (a download and a listing)."""
 DEFAULT_MAX_IN_FLIGHT = IN_FLIGHT_PER_WORKER * DEFAULT_WORKERS
@@ -86,8 +89,10 @@ class ConcurrencyConfig:
     ``workers``                  8                     files copied at once (threads
                                                        of the default scheduler)
     :attr:`in_flight`            2 x workers (16)      AEP requests open at once
-    :attr:`requests_per_second`  50                    ceiling of the AEP request
-                                                       rate (it adapts below on 429)
+    :attr:`requests_per_second`  2000                  safety ceiling of the AEP
+                                                       request rate: it starts at
+                                                       50 and probes upwards until
+                                                       429, 503 or slower answers
     :attr:`http_connections`     in_flight + 4 (20)    the source's urllib3 pool
                                                        (``maxsize`` per host)
     :attr:`sink_connections`     workers + 4 (12)      the connection pool of the
@@ -109,10 +114,12 @@ class ConcurrencyConfig:
         max_in_flight: AEP requests open at once per source (a download counts until
             its ranged response has been read); None derives it. CLI:
             ``--max-in-flight``; env: ``AEP_MAX_IN_FLIGHT``.
-        max_requests_per_second: ceiling of the AEP request rate; None means 50.
-            The rate starts there, is halved by every round of 429 (or 503)
-            answers and creeps back up while requests succeed (see
-            :doc:`/concepts`). CLI: ``--max-rps``; env: ``AEP_MAX_RPS``.
+        max_requests_per_second: safety ceiling of the AEP request rate; None
+            means 2000. The rate starts at 50 (or at the ceiling, if lower),
+            doubles every second while requests succeed, is cut by every round of
+            429 (or 503) answers or rising latency, and then stays just below the
+            limit it found, probing above it now and then (see :doc:`/concepts`).
+            CLI: ``--max-rps``; env: ``AEP_MAX_RPS``.
         http_pool_size: connections per host of the source's HTTP session; None
             derives it.
         sink_pool_size: connections of the client a cloud sink (S3, Azure)
@@ -164,7 +171,7 @@ class ConcurrencyConfig:
 
     @property
     def requests_per_second(self) -> float:
-        """Ceiling of the AEP request rate."""
+        """Safety ceiling of the AEP request rate."""
         if self.max_requests_per_second is not None:
             return float(self.max_requests_per_second)
         return DEFAULT_MAX_REQUESTS_PER_SECOND

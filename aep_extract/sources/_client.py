@@ -11,8 +11,10 @@ and retries nothing.
 Every platform request holds a permit of the source's
 :class:`~aep_extract._ratelimit.AdaptiveRateLimiter` from just before it is sent until
 its answer has been read (a streamed download: until its ``with`` block ends), and
-reports back: 429 and 503 cut the rate (and a ``Retry-After`` pauses every thread),
-other answers below 400 let it recover. IMS token requests are not limited: IMS is
+reports back: 429 and 503 cut the rate (and a ``Retry-After`` pauses every thread);
+other answers below 400 let it grow, as soon as their headers are in, so that their
+latency (its signal of a platform slowing down) leaves out the time a body takes. IMS
+token requests are not limited: IMS is
 another service with its own limits, a token is fetched about once a day, and a
 platform cooldown must not hold up a token refresh.
 """

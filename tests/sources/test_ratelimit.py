@@ -219,24 +219,96 @@ def test_a_failed_wait_gives_the_slot_back():
     assert lim.in_flight == 0
 
 
-# -- AIMD ------------------------------------------------------------------------
+# -- slow start, cuts, recovery -----------------------------------------------------
 
 
-def test_a_429_halves_the_rate_and_success_brings_it_back_additively():
-    lim = limiter(FrozenTime(), max_rate=50.0)
+def succeed_for(lim: AdaptiveRateLimiter, time: TickingTime, seconds: float) -> None:
+    """Requests one after another, each answered at once, for ``seconds`` of the
+    clock: the rate is fully used."""
+    end = time.now + seconds
+    while time.now < end:
+        lim.succeeded(take(lim))
+
+
+def test_slow_start_doubles_the_rate_each_second_up_to_the_ceiling():
+    time = TickingTime()
+    lim = limiter(time, max_rate=400.0, burst_seconds=0)
+    assert (lim.rate, lim.slow_start) == (50.0, True)  # the default start
+    rates = []
+    for _ in range(3):
+        succeed_for(lim, time, 1.0)
+        rates.append(lim.rate)
+    assert rates == pytest.approx([100, 200, 400], rel=0.02)
+    succeed_for(lim, time, 2.0)
+    assert lim.rate == 400.0  # the ceiling holds
+    assert lim.slow_start
+
+
+def test_the_start_is_capped_by_the_ceiling():
+    assert limiter(FrozenTime(), max_rate=20.0).rate == 20.0
+    assert limiter(FrozenTime(), max_rate=500.0, start_rate=5.0).rate == 5.0
+
+
+def test_the_rate_does_not_grow_while_the_client_does_not_use_it():
+    time = TickingTime()
+    lim = limiter(time, max_rate=1000.0, start_rate=100.0, burst_seconds=0)
+
+    def twenty_a_second_for(seconds: int) -> None:  # a fifth of the rate, or less
+        for _ in range(20 * seconds):
+            lim.succeeded(take(lim))
+            time.now += 0.05
+
+    twenty_a_second_for(2)  # the first second grows it: nothing measured yet
+    grown = lim.rate
+    twenty_a_second_for(10)
+    assert lim.rate == grown < 120
+
+
+def test_a_429_cuts_the_rate_sent_and_ends_slow_start():
+    time = TickingTime()
+    lim = limiter(time, max_rate=2000.0, burst_seconds=0)
+    succeed_for(lim, time, 1.0)
+    a_second_ago = lim.rate
+    succeed_for(lim, time, 1.0)  # doubling: about 100 then 200 per second
+    now = lim.rate
     lim.throttled(take(lim))
-    assert lim.rate == 25.0
-    # A second's worth of successes at the current rate adds about 1 request/s.
-    for _ in range(25):
-        lim.succeeded(take(lim))
-    assert 25.9 < lim.rate < 26.0
-    for _ in range(2000):
-        lim.succeeded(take(lim))
-    assert lim.rate == 50.0  # capped at the configured maximum
+    assert not lim.slow_start
+    # The cut applies to the rate sent over the last second, not to the rate now.
+    sent = lim.rate / 0.7
+    assert a_second_ago < sent < now
+    # It returns to just below the rate that was cut within seconds ...
+    succeed_for(lim, time, 5.0)
+    assert lim.rate == pytest.approx(0.95 * sent, rel=0.01)
+    # ... stays below it (slow start would have passed it long ago) ...
+    succeed_for(lim, time, 9.0)
+    assert lim.rate < sent
+    # ... and probes beyond it once its probe time (15 s) is over, ever faster.
+    succeed_for(lim, time, 6.0)
+    beyond = lim.rate
+    assert beyond > sent
+    succeed_for(lim, time, 5.0)
+    assert lim.rate - beyond > beyond - sent
+
+
+def test_a_limit_found_again_is_probed_half_as_often():
+    time = TickingTime()
+    lim = limiter(time, max_rate=2000.0, start_rate=100.0, burst_seconds=0)
+    succeed_for(lim, time, 2.0)
+    lim.throttled(take(lim))
+    first = lim.rate / 0.7
+    succeed_for(lim, time, 17.0)  # 15 s after the cut it probes beyond the limit
+    assert lim.rate > first
+    lim.throttled(take(lim))  # and is throttled at the same limit again
+    second = lim.rate / 0.7
+    assert second == pytest.approx(first, rel=0.1)
+    succeed_for(lim, time, 20.0)
+    assert lim.rate < second  # no probe 15 s after this cut ...
+    succeed_for(lim, time, 12.0)
+    assert lim.rate > second  # ... but after 30 s
 
 
 def test_one_round_of_throttling_cuts_the_rate_once():
-    lim = limiter(FrozenTime(), max_rate=40.0)
+    lim = limiter(FrozenTime(), max_rate=40.0, decrease_factor=0.5)
     in_flight = [take(lim) for _ in range(5)]  # all sent at the old rate
     for permit in in_flight:
         lim.throttled(permit)
@@ -259,7 +331,51 @@ def test_a_cut_is_logged(caplog):
     lim = limiter(FrozenTime(), max_rate=10.0)
     with caplog.at_level(logging.INFO, logger="aep_extract._ratelimit"):
         lim.throttled(take(lim))
-    assert "lowered from 10.00 to 5.00" in caplog.text
+    assert "throttled: request rate lowered from 10.00 to 7.00" in caplog.text
+
+
+# -- latency ---------------------------------------------------------------------
+
+
+def answer_for(
+    lim: AdaptiveRateLimiter, time: TickingTime, seconds: float, latency: float
+) -> None:
+    """Requests one after another, each answered (its headers) after ``latency``."""
+    end = time.now + seconds
+    while time.now < end:
+        permit = take(lim)
+        time.now += latency
+        lim.succeeded(permit)
+
+
+def test_rising_latency_cuts_the_rate(caplog):
+    time = TickingTime()
+    lim = limiter(time, max_rate=1000.0, start_rate=100.0, burst_seconds=0)
+    answer_for(lim, time, 10.0, latency=0.005)
+    before = (lim.slow_start, lim.rate)
+    with caplog.at_level(logging.INFO, logger="aep_extract._ratelimit"):
+        answer_for(lim, time, 2.0, latency=0.5)  # the platform is queueing
+    assert before[0]
+    assert not lim.slow_start
+    assert lim.rate < before[1]
+    assert "answers slowed down: request rate lowered" in caplog.text
+
+
+def test_steadily_slow_answers_do_not_cut_the_rate():
+    # Slow by nature (a far platform, big pages): no rise against the baseline.
+    time = TickingTime()
+    lim = limiter(time, max_rate=1000.0, start_rate=2.0, burst_seconds=0)
+    answer_for(lim, time, 60.0, latency=1.5)
+    assert lim.slow_start
+    assert lim.rate > 2.0
+
+
+def test_a_small_rise_of_fast_answers_is_jitter_not_a_signal():
+    time = TickingTime()
+    lim = limiter(time, max_rate=1000.0, start_rate=20.0, burst_seconds=0)
+    answer_for(lim, time, 5.0, latency=0.002)
+    answer_for(lim, time, 5.0, latency=0.02)  # 10 x slower, but by 18 ms only
+    assert lim.slow_start
 
 
 # -- cooldown --------------------------------------------------------------------
@@ -283,8 +399,8 @@ def test_retry_after_pauses_every_thread_until_it_ends(caplog):
     run_threads(8, worker)
     granted.sort()
     # Nobody goes before the end of the pause, and they go one slot apart after it
-    # (the cut rate is 5/s), not all at once.
-    assert granted == pytest.approx([105.0 + i * 0.2 for i in range(8)])
+    # (the cut rate is 7/s), not all at once.
+    assert granted == pytest.approx([105.0 + i / 7 for i in range(8)])
     assert min(time.sleeps) >= 5.0
 
 
@@ -339,10 +455,17 @@ def test_throttled_without_retry_after_does_not_pause():
         {"max_rate": float("inf")},
         {"max_rate": 10, "min_rate": 11},
         {"min_rate": 0},
+        {"max_rate": 10, "start_rate": 11},
+        {"min_rate": 5, "start_rate": 4},
         {"max_in_flight": 0},
         {"decrease_factor": 1.0},
         {"decrease_factor": 0},
-        {"increase": -1},
+        {"doubling_seconds": 0},
+        {"recovery_seconds": 0},
+        {"headroom": 1.0},
+        {"probe_seconds": float("inf")},
+        {"latency_tolerance": 1.0},
+        {"latency_margin": -0.1},
         {"burst_seconds": -0.5},
         {"max_cooldown": -1},
     ],
@@ -420,7 +543,8 @@ def test_bad_values_are_refused(override):
 
 def test_the_source_builds_its_limiter_from_the_config():
     default = HttpAepSource(AepConfig(client_id="c", client_secret="s", org_id="o"))
-    assert default.rate_limiter.max_rate == 50.0
+    assert default.rate_limiter.max_rate == 2000.0  # the safety ceiling
+    assert default.rate_limiter.rate == 50.0  # the start
     assert default.rate_limiter.max_in_flight == 16
     source = HttpAepSource.from_env(
         {**BASE_ENV, "AEP_MAX_RPS": "3", "AEP_MAX_IN_FLIGHT": "2"}
@@ -480,3 +604,27 @@ def test_an_extraction_throttled_on_downloads_completes(fake_aep: FakeAepPlatfor
     assert source.rate_limiter.rate < source.rate_limiter.max_rate
     assert source.rate_limiter.in_flight == 0
     source.close()
+
+
+def test_default_settings_find_a_gateway_limit_and_copy_exactly():
+    # The gateway allows 40 calls a second; the client starts at 50 and probes up.
+    limit = 40
+    with FakeAepPlatform.generate(
+        rate_limit=limit,
+        batches=16,
+        files_per_batch=4,
+        max_file_size=4096,
+        large_file_size=0,
+    ) as platform:
+        source = HttpAepSource.from_env(platform.env())
+        sink = MemorySink()
+        with Extractor(source, store=MemoryCheckpointStore(), sink=sink) as extractor:
+            report = extractor.run(DATASET, START, END)
+        assert report.ok, str(report)
+        assert sink_tree(sink) == expected_tree(platform)
+        calls = sum(1 for r in platform.requests if not r.path.startswith("/ims/"))
+        assert 0 < platform.rate_limited <= 0.05 * calls
+        assert report.throttled == platform.rate_limited
+        assert not source.rate_limiter.slow_start  # it found the limit ...
+        assert source.rate_limiter.rate < 1.5 * limit  # ... and stays near it
+        source.close()

@@ -44,7 +44,7 @@ def test_defaults_derive_from_the_workers():
     assert (default.workers, default.in_flight, default.requests_per_second) == (
         8,
         16,
-        50.0,
+        2000.0,  # the safety ceiling: the rate starts at 50 and probes up to it
     )
     assert (default.http_connections, default.sink_connections) == (20, 12)
     wide = ConcurrencyConfig(workers=32)
@@ -91,7 +91,7 @@ def test_the_source_pool_holds_every_request_in_flight():
     with HttpAepSource(aep_config(concurrency=concurrency)) as source:
         assert source._client.limiter.max_in_flight == 40
         assert source_pool_maxsize(source) == 44
-        assert source._client.limiter.max_rate == 50.0
+        assert source._client.limiter.max_rate == 2000.0
 
 
 def test_the_aep_aliases_win_over_concurrency():
