@@ -407,7 +407,11 @@ class AdaptiveRateLimiter:
         """Cut the rate sent at; returns the rates before and after."""
         before = self._rate
         sent = self._sent_rate()
-        found = before if sent is None else min(before, sent)
+        # A client using under half its rate learns little from a refusal (the
+        # budget is shared, or a burst met a small bucket): cut from its rate, not
+        # from the trickle it sent, so that a quiet phase cannot sink the copy after.
+        in_use = sent is not None and sent >= _IN_USE * before
+        found = min(before, sent) if in_use and sent is not None else before
         last = self._limit_found
         if last is not None and abs(found - last) <= _SAME_LIMIT * last:
             # The same limit again: probe it less often (each probe costs a cut).

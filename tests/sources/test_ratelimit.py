@@ -290,6 +290,20 @@ def test_a_429_cuts_the_rate_sent_and_ends_slow_start():
     assert lim.rate - beyond > beyond - sent
 
 
+def test_a_quiet_clients_429_cuts_from_its_rate_not_its_trickle():
+    time = TickingTime()
+    lim = limiter(time, max_rate=2000.0, burst_seconds=0)
+    for _ in range(3):  # three requests a second against a rate of 50
+        lim.succeeded(take(lim))
+        time.now += 0.4
+    before = lim.rate
+    assert before < 55.0  # grown a little at first, then not while unused
+    lim.throttled(take(lim))
+    # The trickle says nothing of the limit: a cut to 0.7 x 3/s would leave the
+    # copy that follows crawling for minutes.
+    assert lim.rate == pytest.approx(0.7 * before)
+
+
 def test_a_limit_found_again_is_probed_half_as_often():
     time = TickingTime()
     lim = limiter(time, max_rate=2000.0, start_rate=100.0, burst_seconds=0)
