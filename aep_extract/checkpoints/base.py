@@ -333,7 +333,7 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         for status in (UnitStatus.PENDING, UnitStatus.IN_PROGRESS):
             claimable = (
                 cp
-                for cp in self._scan(dataset_id, (status,))
+                for cp in self._candidates(dataset_id, status)
                 if self._takeable(cp, now, dead)
             )
             while True:
@@ -361,6 +361,13 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         if owner not in dead:
             dead[owner] = self.owner_is_dead(owner)
         return dead[owner]
+
+    def _candidates(self, dataset_id: str, status: UnitStatus) -> Iterator[Checkpoint]:
+        """Units of ``status`` a claim tries, lazily: by default :meth:`_scan`. A
+        store whose listing costs a request per page may serve claims from a
+        page it read before (every claim is a compare-and-swap, so a stale
+        candidate only loses), as the DynamoDB store does."""
+        return self._scan(dataset_id, (status,))
 
     def _try_claim(
         self,
@@ -567,6 +574,24 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         """The checkpoint of one unit, or None."""
         return self._load(batch_id, offset_range)
 
+    def get_many(
+        self, dataset_id: str, batch_ids: Iterable[str]
+    ) -> dict[str, list[Checkpoint]]:
+        """The units of each of ``batch_ids`` that has some in the dataset.
+
+        What a plan reads: the units of the batches it lists and of their replay
+        predecessors, whatever the dataset's history. The default scans the
+        dataset once per call; the built-in stores look the batches up by key.
+
+        Returns:
+            Batch id to its units ordered by unit id; a batch without units in
+            the dataset is absent.
+        """
+        wanted = set(batch_ids)
+        return group_by_batch(
+            cp for cp in self._scan(dataset_id) if cp.unit.batch_id in wanted
+        )
+
     def list(
         self, dataset_id: str, status: Optional[UnitStatus] = None
     ) -> list[Checkpoint]:
@@ -594,3 +619,13 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         )
         self._replace(updated, current.version)
         return Lease(checkpoint=updated, owner=lease.owner)
+
+
+def group_by_batch(checkpoints: Iterable[Checkpoint]) -> dict[str, list[Checkpoint]]:
+    """Checkpoints grouped by batch id, each group ordered by unit id."""
+    found: dict[str, list[Checkpoint]] = {}
+    for cp in checkpoints:
+        found.setdefault(cp.unit.batch_id, []).append(cp)
+    for units in found.values():
+        units.sort(key=lambda cp: cp.unit_id)
+    return found

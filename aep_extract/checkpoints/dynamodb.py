@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
+import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, cast
 
 import boto3
@@ -37,10 +39,10 @@ from ..errors import (
     ConfigError,
     MissingResourceError,
 )
-from ..models import Checkpoint, UnitStatus
+from ..models import WHOLE_BATCH, Checkpoint, UnitStatus
 from ..registry import url_rest
 from . import _dynamodb_items as items
-from .base import CheckpointStore
+from .base import CheckpointStore, group_by_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
         GlobalSecondaryIndexTypeDef,
+        KeysAndAttributesTypeDef,
         KeySchemaElementTypeDef,
         QueryInputTypeDef,
         TableDescriptionTypeDef,
@@ -65,6 +68,13 @@ GSI_NAME = "DatasetID-Status-index"
 
 BATCH_GET_LIMIT = 100
 """Keys per ``BatchGetItem`` request (DynamoDB's limit)."""
+
+CLAIM_PAGE = 100
+"""Pending units one index page read for a claim holds; later claims of the process
+try the rest of them before reading the index again."""
+
+CLAIM_PAGE_SECONDS = 30.0
+"""How long claims keep trying the units of such a page before reading afresh."""
 
 _KEY_SCHEMA: tuple[tuple[str, KeyTypeType], ...] = (
     (items.PARTITION_KEY, "HASH"),
@@ -178,6 +188,11 @@ class DynamoDBCheckpointStore(CheckpointStore):
             self.clock = clock
         self._table = table_name
         self._read_only = read_only
+        # Per dataset: when a page of Pending units was read for claims, and those
+        # of its units no write of this store has touched since (see _candidates).
+        self._claim_lock = threading.Lock()
+        self._claim_pages: dict[str, tuple[float, dict[tuple[str, str], Checkpoint]]]
+        self._claim_pages = {}
         self._retry = retry or RetryConfig()
         # Not stopped by an aborting run: leases are given back even then.
         self._retrying = build_retrying(self._retry, sleep=sleep, stop_on_abort=False)
@@ -316,12 +331,19 @@ class DynamoDBCheckpointStore(CheckpointStore):
         return items.from_item(item)
 
     def _replace(self, checkpoint: Checkpoint, expected_version: int) -> None:
+        unit = checkpoint.unit
+        with self._claim_lock:  # written or lost: no longer a claim candidate
+            page = self._claim_pages.get(unit.dataset_id)
+            if page is not None:
+                page[1].pop((unit.batch_id, unit.offset_range), None)
         written = self._put(
             items.to_item(checkpoint),
             "attribute_exists(#b) AND #v = :v",
             {":v": {"N": str(expected_version)}},
         )
         if not written:
+            with self._claim_lock:  # others work here: the kept page is stale
+                self._claim_pages.pop(unit.dataset_id, None)
             raise CheckpointConflict(
                 f"unit {checkpoint.unit_id}: version {expected_version} is not current"
             )
@@ -342,11 +364,70 @@ class DynamoDBCheckpointStore(CheckpointStore):
         # GSI reads are eventually consistent: a unit may show its previous status
         # for a moment. That is safe because every write is a compare-and-swap on
         # Version (_replace): a claim based on a stale read simply loses.
-        if statuses is None:
-            yield from self._query(dataset_id, None)
-            return
-        for status in dict.fromkeys(UnitStatus(s) for s in statuses):
-            yield from self._query(dataset_id, status)
+        for status in (
+            [None] if statuses is None else dict.fromkeys(map(UnitStatus, statuses))
+        ):
+            for page in self._query(dataset_id, status):
+                yield from page
+
+    def _candidates(self, dataset_id: str, status: UnitStatus) -> Iterator[Checkpoint]:
+        """Pending units for a claim without an index read per claim: the units
+        left of the page an earlier claim read (:data:`CLAIM_PAGE` units, at most
+        :data:`CLAIM_PAGE_SECONDS` old), then a fresh page, kept for the next
+        claims, then the rest of the index. Each claim is a compare-and-swap, so
+        a unit another worker took meanwhile only costs a write that loses; the
+        first such loss drops the page, and the next claim reads afresh."""
+        if status is not UnitStatus.PENDING:
+            return super()._candidates(dataset_id, status)
+        return self._pending_candidates(dataset_id)
+
+    def _pending_candidates(self, dataset_id: str) -> Iterator[Checkpoint]:
+        with self._claim_lock:
+            read_at, kept = self._claim_pages.get(dataset_id, (None, {}))
+        if read_at is not None and self.clock() - read_at < CLAIM_PAGE_SECONDS:
+            yield from self._still_kept(dataset_id, list(kept))
+        pages = self._query(dataset_id, UnitStatus.PENDING, limit=CLAIM_PAGE)
+        first = next(pages, [])
+        random.shuffle(first)  # workers of other processes spread out
+        fresh = {(cp.unit.batch_id, cp.unit.offset_range): cp for cp in first}
+        with self._claim_lock:
+            self._claim_pages[dataset_id] = (self.clock(), fresh)
+        yield from self._still_kept(dataset_id, list(fresh))
+        for page in pages:  # every unit of the page was taken meanwhile
+            yield from page
+
+    def _still_kept(
+        self, dataset_id: str, keys: Sequence[tuple[str, str]]
+    ) -> Iterator[Checkpoint]:
+        """The kept candidates of these keys that no write has touched since."""
+        for key in keys:
+            with self._claim_lock:
+                page = self._claim_pages.get(dataset_id)
+                kept = None if page is None else page[1].get(key)
+            if kept is not None:
+                yield kept
+
+    def get_many(
+        self, dataset_id: str, batch_ids: Iterable[str]
+    ) -> dict[str, list[Checkpoint]]:
+        """The units of each of ``batch_ids`` that has some in the dataset, read
+        by key and strongly consistent: ``BatchGetItem`` of the whole-batch keys,
+        100 a request, then a ``Query`` of the partition of each batch without a
+        whole-batch unit (new, or split into offset ranges)."""
+        wanted = sorted(set(batch_ids))
+        found: list[Checkpoint] = []
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            chunk = wanted[start : start + BATCH_GET_LIMIT]
+            whole = [
+                items.from_item(item)
+                for item in self._batch_get([(b, WHOLE_BATCH) for b in chunk])
+            ]
+            found += whole
+            seen = {cp.unit.batch_id for cp in whole}
+            for batch_id in chunk:
+                if batch_id not in seen:
+                    found += self._partition(batch_id)
+        return group_by_batch(cp for cp in found if cp.unit.dataset_id == dataset_id)
 
     def _load_watermark(self, dataset_id: str) -> Optional[int]:
         response = self._call(
@@ -469,26 +550,31 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
     def _existing(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of at most 100 keys have an item (strongly consistent)."""
-        found: set[tuple[str, str]] = set()
+        found = self._batch_get(keys, (items.PARTITION_KEY, items.SORT_KEY))
+        return {(i[items.PARTITION_KEY]["S"], i[items.SORT_KEY]["S"]) for i in found}
+
+    def _batch_get(
+        self,
+        keys: Sequence[tuple[str, str]],
+        attributes: Optional[Sequence[str]] = None,
+    ) -> list[Item]:
+        """The items of at most 100 keys that have one (strongly consistent), with
+        only ``attributes`` if given."""
+        found: list[Item] = []
         pending: list[Item] = [items.key(*k) for k in keys]
 
         def fetch() -> None:
             nonlocal pending
-            response = self._client.batch_get_item(
-                RequestItems={
-                    self._table: {
-                        "Keys": pending,
-                        "ConsistentRead": True,
-                        "ProjectionExpression": "#b, #o",
-                        "ExpressionAttributeNames": {
-                            "#b": items.PARTITION_KEY,
-                            "#o": items.SORT_KEY,
-                        },
-                    }
-                }
-            )
-            for item in response.get("Responses", {}).get(self._table, []):
-                found.add((item[items.PARTITION_KEY]["S"], item[items.SORT_KEY]["S"]))
+            request: KeysAndAttributesTypeDef = {
+                "Keys": pending,
+                "ConsistentRead": True,
+            }
+            if attributes is not None:
+                names = {f"#a{n}": name for n, name in enumerate(attributes)}
+                request["ProjectionExpression"] = ", ".join(names)
+                request["ExpressionAttributeNames"] = names
+            response = self._client.batch_get_item(RequestItems={self._table: request})
+            found.extend(response.get("Responses", {}).get(self._table, []))
             unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
             pending = list(unprocessed["Keys"]) if unprocessed else []
             if pending:
@@ -499,6 +585,17 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
         self._call("BatchGetItem", fetch)
         return found
+
+    def _partition(self, batch_id: str) -> list[Checkpoint]:
+        """Every unit of a batch: a strongly consistent ``Query`` of its partition."""
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#b = :b",
+            "ExpressionAttributeNames": {"#b": items.PARTITION_KEY},
+            "ExpressionAttributeValues": {":b": {"S": batch_id}},
+            "ConsistentRead": True,
+        }
+        return [cp for page in self._pages(request) for cp in page]
 
     def _put(
         self,
@@ -535,32 +632,36 @@ class DynamoDBCheckpointStore(CheckpointStore):
         return True
 
     def _query(
-        self, dataset_id: str, status: Optional[UnitStatus]
-    ) -> Iterator[Checkpoint]:
+        self, dataset_id: str, status: Optional[UnitStatus], limit: Optional[int] = None
+    ) -> Iterator[list[Checkpoint]]:
+        """The pages of the index's units of a dataset (of one status if given),
+        each of at most ``limit`` units if given."""
+        names = {"#d": items.DATASET}
+        values: dict[str, AttributeValueTypeDef] = {":d": {"S": dataset_id}}
+        condition = "#d = :d"
+        if status is not None:
+            names["#s"] = items.STATUS
+            values[":s"] = {"S": status.value}
+            condition += " AND #s = :s"
         request: QueryInputTypeDef = {
             "TableName": self._table,
             "IndexName": GSI_NAME,
-            "KeyConditionExpression": "#d = :d",
-            "ExpressionAttributeNames": {"#d": items.DATASET},
-            "ExpressionAttributeValues": {":d": {"S": dataset_id}},
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
-        if status is not None:
-            request["KeyConditionExpression"] = "#d = :d AND #s = :s"
-            request["ExpressionAttributeNames"] = {
-                "#d": items.DATASET,
-                "#s": items.STATUS,
-            }
-            request["ExpressionAttributeValues"] = {
-                ":d": {"S": dataset_id},
-                ":s": {"S": status.value},
-            }
+        if limit is not None:
+            request["Limit"] = limit
+        return self._pages(request)
+
+    def _pages(self, request: QueryInputTypeDef) -> Iterator[list[Checkpoint]]:
+        """The units of each page of a ``Query``, lazily, page after page."""
         while True:
             page = self._call("Query", lambda: self._client.query(**request))
-            for item in page.get("Items", []):
-                # A dataset's own items lack both index keys, so the sparse index
-                # never holds them; skipping them here costs nothing and keeps it so.
-                if items.is_unit(item):
-                    yield items.from_item(item)
+            # A dataset's own items lack both index keys, so the sparse index
+            # never holds them; skipping them here costs nothing and keeps it so.
+            found = page.get("Items", [])
+            yield [items.from_item(item) for item in found if items.is_unit(item)]
             last = page.get("LastEvaluatedKey")
             if not last:
                 return

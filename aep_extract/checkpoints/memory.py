@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from ..errors import CheckpointConflict
 from ..models import Checkpoint, UnitStatus
 from ..registry import require_bare
-from .base import CheckpointStore
+from .base import CheckpointStore, group_by_batch
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class MemoryCheckpointStore(CheckpointStore):
             self.clock = clock
         self._lock = threading.Lock()
         self._units: dict[tuple[str, str], Checkpoint] = {}
+        self._ranges: dict[str, set[str]] = {}  # batch id -> its units' ranges
         self._watermarks: dict[str, int] = {}
         self._destinations: dict[str, str] = {}
 
@@ -54,6 +55,7 @@ class MemoryCheckpointStore(CheckpointStore):
                 key = _key(checkpoint)
                 if key not in self._units:
                     self._units[key] = checkpoint
+                    self._ranges.setdefault(key[0], set()).add(key[1])
                     inserted += 1
         logger.debug("registered %d of %d unit(s)", inserted, len(checkpoints))
         return inserted
@@ -75,7 +77,11 @@ class MemoryCheckpointStore(CheckpointStore):
 
     def _delete(self, batch_id: str, offset_range: str) -> None:
         with self._lock:
-            self._units.pop((batch_id, offset_range), None)
+            if self._units.pop((batch_id, offset_range), None) is not None:
+                ranges = self._ranges[batch_id]
+                ranges.discard(offset_range)
+                if not ranges:
+                    del self._ranges[batch_id]
 
     def _scan(
         self, dataset_id: str, statuses: Optional[Collection[UnitStatus]] = None
@@ -89,6 +95,19 @@ class MemoryCheckpointStore(CheckpointStore):
                 and (statuses is None or cp.status in statuses)
             ]
         return iter(found)
+
+    def get_many(
+        self, dataset_id: str, batch_ids: Iterable[str]
+    ) -> dict[str, list[Checkpoint]]:
+        """The units of each of ``batch_ids`` that has some in the dataset (a
+        lookup by batch id, whatever the store holds)."""
+        with self._lock:
+            found = [
+                self._units[batch_id, offset_range]
+                for batch_id in set(batch_ids)
+                for offset_range in self._ranges.get(batch_id, ())
+            ]
+        return group_by_batch(cp for cp in found if cp.unit.dataset_id == dataset_id)
 
     def _load_watermark(self, dataset_id: str) -> Optional[int]:
         with self._lock:

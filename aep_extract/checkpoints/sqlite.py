@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..models import Checkpoint, UnitStatus, WorkUnit
 from ..registry import url_rest
-from .base import CheckpointStore
+from .base import CheckpointStore, group_by_batch
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ SCHEMA_VERSION = 1
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a writer waits for another connection's lock before giving up."""
+
+LOOKUP_SIZE = 500
+"""Batch ids one query of :meth:`SQLiteCheckpointStore.get_many` asks for, within
+SQLite's oldest limit of 999 parameters."""
 
 MEMORY = ":memory:"
 """SQLite's name of a private in-memory database (one per store)."""
@@ -246,6 +250,23 @@ class SQLiteCheckpointStore(CheckpointStore):
         with self._locked("scan units") as conn:
             rows = conn.execute(sql, params).fetchall()
         return iter([_checkpoint(row) for row in rows])
+
+    def get_many(
+        self, dataset_id: str, batch_ids: Iterable[str]
+    ) -> dict[str, list[Checkpoint]]:
+        """The units of each of ``batch_ids`` that has some in the dataset: one
+        query by primary key per :data:`LOOKUP_SIZE` ids."""
+        wanted = sorted(set(batch_ids))
+        rows: list[Any] = []
+        for start in range(0, len(wanted), LOOKUP_SIZE):
+            chunk = wanted[start : start + LOOKUP_SIZE]
+            # By BatchID alone, so SQLite searches the primary key: with DatasetID
+            # in the WHERE it may walk the dataset's whole history in its index.
+            sql = f"{_SELECT} WHERE BatchID IN ({', '.join('?' for _ in chunk)})"
+            with self._locked("look units up") as conn:
+                rows += conn.execute(sql, chunk).fetchall()
+        found = (_checkpoint(row) for row in rows)
+        return group_by_batch(cp for cp in found if cp.unit.dataset_id == dataset_id)
 
     def _load_watermark(self, dataset_id: str) -> Optional[int]:
         with self._locked("load a watermark") as conn:

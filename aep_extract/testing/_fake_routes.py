@@ -7,8 +7,10 @@ change, never a mix.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
@@ -52,6 +54,7 @@ class _Index:
 
     def __init__(self, datasets: Mapping[str, Any], batches: Iterable[FakeBatch]):
         self.batches = tuple(sorted(batches, key=lambda b: (b.created_ms, b.batch_id)))
+        self.created = [batch.created_ms for batch in self.batches]
         self.batch_by_id: dict[str, FakeBatch] = {}
         self.node_by_id: dict[str, tuple[FakeBatch, FakeDataSetFile]] = {}
         for batch in self.batches:
@@ -203,8 +206,18 @@ class FakeServices:
         reorder: Optional[Reorder],
     ) -> FakeResponse:
         if rest == ["batches"]:
-            objects = self._batch_objects(index, request.query)
-            return api.catalog_page(request.query, objects, reorder)
+            query = request.query
+            if reorder is None and query.get("orderBy", "asc:created") == "asc:created":
+                # The index is in this order already: build only the batches up to
+                # the page's end, so a page of a large catalog costs a page.
+                end = api._int_param(query, "start", 0, 0, None) + api._int_param(
+                    query, "limit", 20, 1, 100
+                )
+                matching = itertools.islice(self._matching(index, query), end)
+                objects = [(b.batch_id, self._batch_json(b)) for b in matching]
+            else:
+                objects = self._batch_objects(index, query)
+            return api.catalog_page(query, objects, reorder)
         if rest == ["dataSets"]:
             objects = [(key, self._dataset(index, key)) for key in self.datasets]
             return api.catalog_page(request.query, objects)
@@ -271,16 +284,30 @@ class FakeServices:
     def _batch_objects(
         self, index: _Index, query: Mapping[str, str]
     ) -> list[tuple[str, dict[str, Any]]]:
+        return [(b.batch_id, self._batch_json(b)) for b in self._matching(index, query)]
+
+    def _batch_json(self, batch: FakeBatch) -> dict[str, Any]:
+        return api.batch_json(batch, self.org_id, self.sandbox)
+
+    def _matching(self, index: _Index, query: Mapping[str, str]) -> Iterator[FakeBatch]:
+        """The batches the query's filters keep, in the index's order; only those
+        created within its bounds are looked at."""
         active = [
             (check, query[name])
             for name, check in _BATCH_FILTERS.items()
             if name in query
         ]
-        return [
-            (batch.batch_id, api.batch_json(batch, self.org_id, self.sandbox))
-            for batch in index.batches
-            if all(check(batch, value) for check, value in active)
-        ]
+        first, last = 0, len(index.batches)
+        try:
+            if "createdAfter" in query:
+                first = bisect.bisect_right(index.created, int(query["createdAfter"]))
+            if "createdBefore" in query:
+                last = bisect.bisect_left(index.created, int(query["createdBefore"]))
+        except ValueError:
+            first, last = 0, len(index.batches)  # the filters answer 400
+        for batch in index.batches[first:last]:
+            if all(check(batch, value) for check, value in active):
+                yield batch
 
     def get(self, batch_id: str) -> FakeBatch:
         """The batch with that id (KeyError if none)."""

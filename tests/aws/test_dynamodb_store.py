@@ -32,7 +32,12 @@ from aep_extract import (
 )
 from aep_extract._run import RunScope, within
 from aep_extract.checkpoints._dynamodb_items import from_iso, to_iso
-from aep_extract.checkpoints.dynamodb import GSI_NAME, DynamoDBCheckpointStore
+from aep_extract.checkpoints.base import _CLAIM_CANDIDATES
+from aep_extract.checkpoints.dynamodb import (
+    CLAIM_PAGE_SECONDS,
+    GSI_NAME,
+    DynamoDBCheckpointStore,
+)
 from aep_extract.errors import (
     CheckpointConflict,
     CheckpointError,
@@ -601,6 +606,44 @@ def test_registration_writes_only_new_units(store, clock, dataset):
     assert calls.take()["PutItem"] == 10
 
 
+def test_claims_read_the_index_once_per_page_of_pending_units(store, clock, dataset):
+    store.register(units(dataset, 150))
+    calls = Calls(store)
+    claimed = []
+    for _ in range(120):
+        lease = store.claim(dataset, "worker-a", LEASE)
+        assert lease is not None
+        claimed.append(lease.unit.unit_id)
+    assert len(set(claimed)) == 120
+    counts = calls.take()
+    assert counts["Query"] == 2, "one index page serves the next 100 claims"
+    assert counts["PutItem"] == 120
+    clock.advance(CLAIM_PAGE_SECONDS)
+    assert store.claim(dataset, "worker-a", LEASE) is not None
+    assert calls.take()["Query"] == 1  # a page that old is read afresh
+
+
+def test_claims_from_a_kept_page_lose_units_others_took_meanwhile(
+    make_store, clock, dataset
+):
+    first, second = make_store(), make_store()
+    first.clock = second.clock = clock
+    first.register(units(dataset, 30))
+    assert first.claim(dataset, "worker-a", LEASE) is not None  # reads a page
+    taken = []
+    while (lease := second.claim(dataset, "worker-b", LEASE)) is not None:
+        taken.append(lease.unit.unit_id)
+    assert len(taken) == 29
+    calls = Calls(first)
+    assert first.claim(dataset, "worker-a", LEASE) is None
+    counts = calls.take()
+    # The candidates of one try lose, then a lost write drops the kept page, and
+    # a fresh page of each status finds nothing.
+    assert counts["PutItem"] == _CLAIM_CANDIDATES
+    assert counts["Query"] == 2
+    assert {cp.owner for cp in first.list(dataset)} == {"worker-a", "worker-b"}
+
+
 def test_registration_never_overwrites_a_unit_registered_meanwhile(
     store, clock, aws, table, dataset
 ):
@@ -683,7 +726,8 @@ def test_writes_of_a_whole_run_through_the_engine(aws, table):
     assert counts["PutItem"] == n_batches * (n_files + 3) + 2, (
         "+2: the watermark and the destination binding"
     )
-    assert counts["BatchGetItem"] == 1  # one register call, 100 keys a request
+    # The plan looks the batches up, then registers them: 100 keys a request.
+    assert counts["BatchGetItem"] == 2
     print(
         f"\nEngine run of {n_batches} batches x {n_files} files: "
         + ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))

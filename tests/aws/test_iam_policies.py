@@ -263,7 +263,7 @@ OUTSIDE = [
     Call("s3", "PutObject", {"Bucket": BUCKET, "Key": f"{PREFIX}x/file"}),
     Call("s3", "PutObject", {"Bucket": "other-bucket", "Key": f"{PREFIX}/file"}),
     Call("dynamodb", "PutItem", {"TableName": "other-table"}),
-    Call("dynamodb", "Query", {"TableName": TABLE}),
+    Call("dynamodb", "Query", {"TableName": "other-table"}),
     Call("dynamodb", "Query", {"TableName": TABLE, "IndexName": "other-index"}),
     Call("dynamodb", "UpdateItem", {"TableName": TABLE}),
 ]
@@ -272,6 +272,7 @@ INSIDE = [
     Call("s3", "ListObjectsV2", {"Bucket": BUCKET, "Prefix": f"{PREFIX}/d/k"}),
     Call("s3", "PutObject", {"Bucket": BUCKET, "Key": f"{PREFIX}/d/k"}),
     Call("dynamodb", "Query", {"TableName": TABLE, "IndexName": GSI_NAME}),
+    Call("dynamodb", "Query", {"TableName": TABLE}),  # a plan's lookup of a batch
 ]
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/k1"
 

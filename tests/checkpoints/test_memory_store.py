@@ -31,6 +31,7 @@ class _StoreWithoutWatermarks(MemoryCheckpointStore):
     _load_destination = CheckpointStore._load_destination
     _save_destination = CheckpointStore._save_destination
     _bind_destination = CheckpointStore._bind_destination
+    get_many = CheckpointStore.get_many  # the default, built on _scan
 
 
 class _StoreWithPlainDestinations(MemoryCheckpointStore):

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from aep_extract.checkpoints import SQLiteCheckpointStore
+from aep_extract.checkpoints import sqlite as sqlite_module
 from aep_extract.checkpoints.sqlite import SCHEMA_VERSION
 from aep_extract.errors import CheckpointError, ConfigError, MissingResourceError
 from aep_extract.models import UnitStatus, WorkUnit
@@ -507,3 +508,23 @@ def test_check_of_a_database_that_cannot_be_written_is_a_config_error(tmp_path):
             store.check()
         assert "readonly database" in str(caught.value)
         assert store.list("ds") == []
+
+
+def test_get_many_asks_in_chunks_by_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_module, "LOOKUP_SIZE", 3)
+    store = SQLiteCheckpointStore(tmp_path / "s.db")
+    units = [
+        WorkUnit(dataset_id="ds", batch_id=f"b{n}", batch_created_ms=n)
+        for n in range(8)
+    ]
+    store.register(units)
+    statements: list[str] = []
+    assert store._conn is not None
+    store._conn.set_trace_callback(statements.append)
+    found = store.get_many("ds", [f"b{n}" for n in range(10)])
+    assert sorted(found) == [f"b{n}" for n in range(8)]
+    lookups = [s for s in statements if s.startswith("SELECT")]
+    assert len(lookups) == 4  # 10 ids, 3 a query
+    assert all("WHERE BatchID IN" in s for s in lookups)
+    plan = store._conn.execute(f"EXPLAIN QUERY PLAN {lookups[0]}").fetchall()
+    assert "sqlite_autoindex_units_1" in str(plan)  # the primary key, not a scan

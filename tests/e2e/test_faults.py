@@ -7,7 +7,7 @@ with the faults the platform says it served.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -259,9 +259,14 @@ def test_revoked_tokens_are_renewed(platform, tmp_path):
 
 
 def many_batches() -> FakeAepPlatform:
-    """105 batches in the window: the Catalog listing takes two pages of 100."""
+    """106 batches in the first hour of the window: the listing of the slice of the
+    window that holds them takes two pages of 100."""
     return FakeAepPlatform.generate(
-        batches=105, files_per_batch=1, max_file_size=64, large_file_size=0
+        batches=105,
+        end="2024-06-10T01:00:00Z",  # one batch exactly there, inside the window
+        files_per_batch=1,
+        max_file_size=64,
+        large_file_size=0,
     )
 
 
@@ -272,8 +277,13 @@ def test_listing_gaining_a_batch_between_pages_repeats_one(tmp_path):
         assert_complete(run, platform, tmp_path)
         assert served(platform, "listing_change") == 1
         pages = [r.query for r in platform.requests if _batches(r)]
-        assert len(pages) == 2  # paged by time: the second page starts after the first
-        assert int(pages[1]["createdAfter"]) > int(pages[0]["createdAfter"])
+        (dense,) = [
+            [page for page in pages if page["createdBefore"] == end]
+            for end, count in Counter(p["createdBefore"] for p in pages).items()
+            if count > 1
+        ]
+        assert len(dense) == 2  # paged by time: the second page starts after the first
+        assert int(dense[1]["createdAfter"]) > int(dense[0]["createdAfter"])
 
 
 def test_listing_losing_a_batch_between_pages_misses_none(tmp_path):

@@ -780,6 +780,38 @@ class BasicCheckpointStoreContract:
         assert store.get(f"{dataset}-missing") is None
         assert store.get(units[0].batch_id, "0-9") is None
 
+    def test_get_many_finds_the_units_of_the_batches_asked_for(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 4)
+        split = self.units(dataset, 5)[4]
+        parts = [
+            attrs.evolve(split, first_offset=0, last_offset=9),
+            attrs.evolve(split, first_offset=10, last_offset=None),
+        ]
+        (foreign,) = self.units(f"{dataset}-other", 1)
+        store.register([*units, *parts, foreign])
+        assert store.settle(self.stored(store, units[2]), UnitStatus.SKIPPED, "why")
+        asked = [units[0], units[2], split, foreign, units[0]]
+        found = store.get_many(dataset, [u.batch_id for u in asked])
+        assert found == {
+            units[0].batch_id: [self.stored(store, units[0])],
+            units[2].batch_id: [self.stored(store, units[2])],
+            split.batch_id: [self.stored(store, part) for part in parts],
+        }
+        assert found[units[2].batch_id][0].status is UnitStatus.SKIPPED
+        assert store.get_many(dataset, [f"{dataset}-missing"]) == {}
+        assert store.get_many(dataset, iter(())) == {}
+
+    def test_get_many_answers_for_many_batches_at_once(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        units = self.units(dataset, 120)
+        store.register(units[::2])
+        found = store.get_many(dataset, (u.batch_id for u in units))
+        assert sorted(found) == sorted(u.batch_id for u in units[::2])
+        assert all([cp.unit for cp in found[u.batch_id]] == [u] for u in units[::2])
+
     def test_split_units_of_one_batch_are_distinct(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
     ) -> None:
