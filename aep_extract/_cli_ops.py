@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import timedelta
 from typing import Any, Optional
 
 from . import _cli_args as args_
+from . import _cli_catalog as catalog_
 from .config import ConcurrencyConfig
 from .errors import ConfigError
 from .failed import export_failed_files, failed_batches, failed_prefix
@@ -55,6 +57,7 @@ def add_verify(parser: argparse.ArgumentParser) -> None:
         help="compare sizes only; by default every object is read back and its "
         "SHA-256 compared with its manifest",
     )
+    catalog_.glue_table_arg(parser, verify=True)
     parser.add_argument(
         "--no-catalog",
         dest="catalog",
@@ -133,7 +136,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if source is not None:
             source.get_dataset(args.dataset)  # an unknown dataset exits 2
         store = args_.open_store_arg(args, read_only=True)
-        with store, open_sink(args.sink) as sink:
+        table = catalog_.open_glue_table(args, args.sink)
+        with store, open_sink(args.sink) as sink, table or contextlib.nullcontext():
             report = verify(
                 source=source,
                 store=store,
@@ -141,6 +145,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 dataset_id=args.dataset,
                 window=window,
                 checksums=args.checksums,
+                table=table,
             )
     finally:
         if source is not None:

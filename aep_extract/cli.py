@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from . import __version__
 from . import _cli_args as args_
 from . import _cli_aws as aws_
+from . import _cli_catalog as catalog_
 from . import _cli_help as help_
 from . import _cli_ops as _ops
 from ._entry import (
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     args_.plan_args(run)
     args_.sink_arg(run)
     args_.work_args(run)
+    catalog_.glue_table_arg(run)
     plan = command("plan", "register the window's batches as Pending units")
     args_.plan_args(plan)
     plan.add_argument("--json", action="store_true", help="print JSON")
@@ -199,10 +201,12 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
     # Before the store is opened (a SQLite file would be created): a wrong secret or
     # dataset id leaves nothing behind.
     source.get_dataset(args.dataset)
+    sink = open_sink(sink_url, concurrency=concurrency)
     return Extractor(
         source,
         store=args_.open_store_arg(args),
-        sink=open_sink(sink_url, concurrency=concurrency),
+        sink=sink,
+        hooks=catalog_.partition_hooks(args, sink),
         config=ExtractorConfig(
             files_per_unit=args.files_per_unit,
             lease_seconds=getattr(args, "lease_seconds", DEFAULT_LEASE_SECONDS),
@@ -222,7 +226,8 @@ def _window(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     window = _window(args)
     publisher = metrics_publisher(args.metrics)
-    with _extractor(args, args.sink) as extractor, stop_on_signals(extractor):
+    extractor = _extractor(args, args.sink)
+    with extractor, stop_on_signals(extractor), catalog_.registering(extractor):
         if args.since_last:
             report = extractor.run_since_last(
                 args.dataset, deadline=args.deadline, **window

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ._engine import Engine
 from ._liveness import OwnerId
@@ -28,6 +28,9 @@ from .schedulers.threads import ThreadPoolScheduler
 from .sinks.base import Sink
 from .sources.base import AepSource
 from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .tables.base import TableCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -427,12 +430,19 @@ class Extractor:
         return self.store.retry_failed(dataset_id, unit_ids)
 
     def verify(
-        self, dataset_id: str, start: Moment, end: Moment, *, checksums: bool = True
+        self,
+        dataset_id: str,
+        start: Moment,
+        end: Moment,
+        *,
+        checksums: bool = True,
+        table: Optional[TableCatalog] = None,
     ) -> VerifyReport:
         """Reconcile the sink, the store and the Catalog for the window: batches
         missing from the sink, objects missing or differing from their manifest
         (size, and SHA-256 unless ``checksums`` is False), manifests and Completed
-        units that disagree, stray objects. Reads only; see
+        units that disagree, stray objects; given a ``table``, days copied but
+        missing from its partitions. Reads only; see
         :func:`aep_extract.verify.verify`.
 
         Raises:
@@ -451,6 +461,7 @@ class Extractor:
                     manifest_template=self.config.manifest_template,
                 ),
                 checksums=checksums,
+                table=table,
             )
 
     def stop(self, *, abort: bool = False) -> None:

@@ -13,6 +13,7 @@ import pytest
 from aep_extract import S3Sink
 from aep_extract.cli import main
 from aep_extract.sinks import s3 as s3_sink
+from aep_extract.tables.glue import GlueCatalog
 
 from ..e2e.helpers import DATASET, END, START, expected_tree, sink_tree
 from ..ops_scenarios import check_fail_then_retry, fail_then_retry
@@ -128,3 +129,50 @@ def test_plan_fail_retry_failed_then_run(
     steps = fail_then_retry(fake_aep, SINK, STORE, capsys, "--create-table")
     check_fail_then_retry(steps)
     assert sink_tree(S3Sink(SINK)) == expected_tree(fake_aep)
+
+
+def test_run_and_verify_with_a_glue_table(
+    fake_aep, fake_aep_env, s3, moto_over_http, capsys
+):
+    """``--glue-table``: the run registers every copied day as a partition (the
+    fake's files are not Parquet, so the table exists beforehand), verify finds
+    none missing, then reports the one deleted behind its back."""
+    glue = moto_over_http.client("glue")
+    glue.create_database(DatabaseInput={"Name": "lake"})
+    GlueCatalog(
+        "lake", "events", location=f"{SINK}/{DATASET}/", session=moto_over_http
+    ).ensure_table([{"Name": "id", "Type": "string"}])
+    table = ["--glue-table", "lake.events"]
+    run = ["run", *window("--sink", SINK, "--store", STORE, "--create-table", *table)]
+    assert main(run) == 0
+    days = sorted(
+        p["Values"][0]
+        for p in glue.get_partitions(DatabaseName="lake", TableName="events")[
+            "Partitions"
+        ]
+    )
+    copied_days = sorted(
+        {key.split("/")[1][len("date=") :] for key in expected_tree(fake_aep)}
+    )
+    assert days == copied_days
+
+    capsys.readouterr()
+    checked = ["verify", *window("--sink", SINK, "--store", STORE, "--json", *table)]
+    assert main(checked) == 0
+    assert json.loads(capsys.readouterr().out)["partitionsChecked"] is True
+
+    glue.delete_partition(
+        DatabaseName="lake", TableName="events", PartitionValues=[days[0]]
+    )
+    assert main(checked) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [(f["kind"], f["key"]) for f in findings] == [
+        ("partition-missing", f"{DATASET}/date={days[0]}/")
+    ]
+
+
+def test_glue_table_needs_an_s3_sink(tmp_path, capsys):
+    sink = ["--sink", str(tmp_path), "--store", "memory://"]
+    code = main(["run", *window(*sink, "--glue-table", "lake.events")])
+    assert code == 2
+    assert "--glue-table needs an s3:// --sink" in capsys.readouterr().err
