@@ -31,6 +31,7 @@ DYNAMODB_ATTRIBUTES = {
     "CreatedAt",
     "UpdatedAt",
     "Version",
+    "Progress",
 }
 
 
