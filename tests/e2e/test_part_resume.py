@@ -1,0 +1,56 @@
+"""kill -9 at about 90 % of a large file copied in parts, then a rerun: SQLite
+store and local sink. The S3/DynamoDB variant is in tests/aws."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Optional
+
+from aep_extract import LocalSink, SQLiteCheckpointStore
+from aep_extract.testing import FakeAepPlatform
+
+from ..part_resume import CATALOG, PART_SIZE, kill_at_90_then_rerun
+from .helpers import expected_tree, run_args, sink_tree
+
+
+def test_a_rerun_after_kill_9_at_90_percent_fetches_only_missing_parts(tmp_path):
+    """The dead process's lease expires (2 s), the rerun takes the unit over and
+    continues the same upload: at most 2 parts' worth of the file is served again,
+    and the object is exact."""
+    db = tmp_path / "state.db"
+
+    def progress() -> Optional[str]:
+        if not db.exists():
+            return None
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                rows = conn.execute(
+                    "SELECT Progress FROM units WHERE Progress IS NOT NULL"
+                ).fetchall()
+        except sqlite3.OperationalError:  # the schema is being created
+            return None
+        return rows[0][0] if rows else None
+
+    with FakeAepPlatform.generate(**CATALOG) as platform:
+        args = run_args(
+            str(tmp_path / "out"), f"sqlite:///{db}", "--lease-seconds", "2"
+        )
+        env = {**os.environ, **platform.env()}
+        result = kill_at_90_then_rerun(platform, args, env, progress)
+        expected = expected_tree(platform)
+
+    assert result.final is not None
+    assert result.final.returncode == 0, result.final.stderr
+    assert result.recorded_at_kill >= result.kill_at_parts
+    assert "took over expired lease" in result.final.stderr
+    assert "resuming upload" in result.final.stderr
+    print(
+        f"\nkill at {result.recorded_at_kill} parts recorded: "
+        f"{result.transferred_again} bytes served again (parts of {PART_SIZE})"
+    )
+    assert result.transferred_again <= 2 * PART_SIZE
+    assert sink_tree(LocalSink(tmp_path / "out")) == expected
+    assert list((tmp_path / "out").rglob(".*.part")) == []
+    store = SQLiteCheckpointStore(db)
+    assert all(cp.progress is None for cp in store.list(platform.DEMO_DATASET_ID))

@@ -1,0 +1,140 @@
+"""Kill ``aep-extract run`` while it copies a large file in parts, at about 90 %,
+then rerun: the rerun resumes the dead process's upload and fetches only what is
+missing. Shared by the local/SQLite and the S3/DynamoDB tests."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import attrs
+
+from aep_extract.testing import FakeAepPlatform, FakeRequest
+
+from .e2e.helpers import DATASET
+
+PART_SIZE = 256 * 1024
+LARGE_FILE = 32 * PART_SIZE
+KNOBS = {"part_size": PART_SIZE, "max_parts_per_file": 1}
+"""One part of a file in flight at a time, so the kill lands between two parts."""
+CATALOG: dict[str, Any] = {
+    "batches": 5,
+    "files_per_batch": 2,
+    "max_file_size": 16 * 1024,
+    "large_file_size": LARGE_FILE,
+}
+"""Four batches of small files and one (the fifth) with the large file."""
+PART_DELAY = 0.05
+"""Seconds each ranged GET of the large file waits: room to kill at 90 %."""
+MULTISTREAM_CLI = [sys.executable, "-m", "tests.multistream_cli"]
+
+
+def large_name(platform: FakeAepPlatform) -> str:
+    """The name of the large file of the demo window."""
+    window = (0, 2**62)
+    (name,) = {
+        fake.name
+        for _, _, fake in platform.expected_files(DATASET, *window)
+        if fake.length == LARGE_FILE
+    }
+    return name
+
+
+def is_part_of(request: FakeRequest, name: str) -> bool:
+    """A ranged GET of the named file."""
+    return "/export/files/" in request.path and (
+        request.query.get("path") == name or request.path.endswith(f"/{name}")
+    )
+
+
+def bytes_asked(platform: FakeAepPlatform, name: str) -> int:
+    """File bytes of ``name`` the fake answered with a success: the sum of the
+    answered ranges (a body cut by the kill counts whole: an upper bound)."""
+    total = 0
+    for request in platform.requests:
+        if request.status in (200, 206) and is_part_of(request, name):
+            first, _, last = (
+                request.headers["Range"].removeprefix("bytes=").partition("-")
+            )
+            total += int(last) - int(first) + 1
+    return total
+
+
+def slow_parts(name: str) -> Callable[[FakeRequest], None]:
+    """A fault hook: every ranged GET of the large file waits PART_DELAY."""
+
+    def hook(request: FakeRequest) -> None:
+        if is_part_of(request, name):
+            time.sleep(PART_DELAY)
+
+    return hook
+
+
+def parts_recorded(progress: Optional[str]) -> int:
+    """Parts a unit's progress record lists (0 for none)."""
+    if not progress:
+        return 0
+    return sum(len(entry["d"]) for entry in json.loads(progress)["files"])
+
+
+@attrs.define
+class KillAt90:
+    kill_at_parts: int = 0
+    recorded_at_kill: int = 0
+    asked_before: int = 0
+    asked_after: int = 0
+    final: Optional[subprocess.CompletedProcess[str]] = None
+
+    @property
+    def transferred_again(self) -> int:
+        """Bytes of the large file served more than once over both runs."""
+        return self.asked_before + self.asked_after - LARGE_FILE
+
+
+def kill_at_90_then_rerun(
+    platform: FakeAepPlatform,
+    args: list[str],
+    env: Mapping[str, str],
+    progress: Callable[[], Optional[str]],
+) -> KillAt90:
+    """Run, SIGKILL once the store records 90 % of the large file's parts, run
+    again to the end. ``progress`` reads the large file's unit's record."""
+    name = large_name(platform)
+    platform.add_fault(slow_parts(name))
+    env = {**env, "AEP_TEST_CONCURRENCY": json.dumps(KNOBS)}
+    result = KillAt90(kill_at_parts=int(0.9 * (LARGE_FILE // PART_SIZE)))
+    process = subprocess.Popen(
+        [*MULTISTREAM_CLI, *args],
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            recorded = parts_recorded(progress())
+            if recorded >= result.kill_at_parts:
+                process.send_signal(signal.SIGKILL)
+                result.recorded_at_kill = recorded
+                break
+            time.sleep(0.01)
+    finally:
+        if process.poll() is None and not result.recorded_at_kill:
+            process.kill()
+        process.wait(timeout=30)
+    result.asked_before = bytes_asked(platform, name)
+    platform.clear_requests()
+    result.final = subprocess.run(
+        [*MULTISTREAM_CLI, "-v", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    result.asked_after = bytes_asked(platform, name)
+    return result
