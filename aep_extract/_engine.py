@@ -396,9 +396,8 @@ class Engine:
             self._complete_if_written(job, result)
         else:
             assert isinstance(result, tuple)
-            if kind == "complete":
-                job.parted.pop(offset, None)
-                job.progress_dirty = True
+            if job.parted.pop(offset, None) or job.resume.pop(offset, None):
+                job.progress_dirty = True  # no longer in progress
             self._file_done(job, offset, *result)
 
     def _complete_if_written(self, job: UnitJob, parted: PartedFile) -> None:
@@ -658,6 +657,7 @@ class Engine:
             )
             job.lost = True
             job.todo.clear()
+            job.stop_parts()
             return None
 
 

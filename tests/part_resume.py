@@ -8,12 +8,25 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
 import attrs
 
+from aep_extract import (
+    AepSource,
+    CheckpointStore,
+    ConcurrencyConfig,
+    Extractor,
+    ExtractorConfig,
+    FileRef,
+    HttpAepSource,
+    Sink,
+    ThreadPoolScheduler,
+)
 from aep_extract.testing import FakeAepPlatform, FakeRequest
 
 from .e2e.helpers import DATASET
@@ -138,3 +151,67 @@ def kill_at_90_then_rerun(
     )
     result.asked_after = bytes_asked(platform, name)
     return result
+
+
+class PartReads:
+    """Wraps a source's ``read_file`` to see ranged reads (parts) as they run: the
+    most at once, per file and in all, and the first byte of each."""
+
+    def __init__(self, source: AepSource) -> None:
+        self._read = source.read_file
+        self._lock = threading.Lock()
+        self._now: Counter[str] = Counter()
+        self.peak_per_file = 0
+        self.peak_total = 0
+        self.starts: dict[str, list[int]] = defaultdict(list)
+        self.on_part: Optional[Callable[[FileRef], None]] = None
+        source.read_file = self  # type: ignore[method-assign]
+
+    def __call__(
+        self, file: FileRef, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[bytes]:
+        if end is None:
+            return self._read(file, start, end)
+        return self._part(file, start, end)
+
+    def _part(self, file: FileRef, start: int, end: int) -> Iterator[bytes]:
+        with self._lock:
+            self._now[file.name] += 1
+            self.starts[file.name].append(start)
+            self.peak_per_file = max(self.peak_per_file, self._now[file.name])
+            self.peak_total = max(self.peak_total, sum(self._now.values()))
+        try:
+            if self.on_part is not None:
+                self.on_part(file)
+            yield from self._read(file, start, end)
+        finally:
+            with self._lock:
+                self._now[file.name] -= 1
+
+
+MANY_IN_PARTS = {
+    "batches": 6,
+    "files_per_batch": 4,
+    "max_file_size": 512 * 1024,
+    "large_file_size": 2 * 1024 * 1024,
+}
+"""A catalog where parts of 64 KiB split most files (from 128 KiB on)."""
+
+
+def extractor_in_parts(
+    platform: FakeAepPlatform, store: CheckpointStore, sink: Sink, **knobs: int
+) -> tuple[Extractor, PartReads]:
+    """An extractor over real HTTP copying files in parts (PART_SIZE unless
+    ``knobs`` say otherwise) with 6 workers, and its part reads."""
+    knobs = {"part_size": PART_SIZE, **knobs}
+    concurrency = ConcurrencyConfig(workers=6, **knobs)
+    source = HttpAepSource.from_env(platform.env(), concurrency=concurrency)
+    reads = PartReads(source)
+    extractor = Extractor(
+        source,
+        store=store,
+        sink=sink,
+        scheduler=ThreadPoolScheduler(concurrency.workers),
+        config=ExtractorConfig(concurrency=concurrency),
+    )
+    return extractor, reads
