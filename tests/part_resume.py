@@ -189,7 +189,7 @@ class PartReads:
                 self._now[file.name] -= 1
 
 
-MANY_IN_PARTS = {
+MANY_IN_PARTS: dict[str, Any] = {
     "batches": 6,
     "files_per_batch": 4,
     "max_file_size": 512 * 1024,
