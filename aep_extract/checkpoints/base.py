@@ -434,9 +434,9 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
         self, lease: Lease, progress: Optional[str], lease_seconds: float
     ) -> Lease:
         """Record the progress of the unit's files in progress (the engine's opaque
-        :attr:`Checkpoint.progress`; None clears it) and renew the lease, in one
-        fenced write. :meth:`advance`, :meth:`fail`, :meth:`release` and a
-        takeover keep it; :meth:`complete` clears it.
+        ``progress`` of the :class:`~aep_extract.Checkpoint`; None clears it) and
+        renew the lease, in one fenced write. :meth:`advance`, :meth:`fail`,
+        :meth:`release` and a takeover keep it; :meth:`complete` clears it.
 
         Raises:
             CheckpointConflict: the lease was lost.

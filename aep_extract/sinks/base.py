@@ -19,7 +19,8 @@ READ_CHUNK = 1024 * 1024
 class PartWriter(abc.ABC):
     """One object written as numbered parts, from several threads at once, and
     resumable: the sink keeps the parts written so far, invisible, until
-    :meth:`complete` or :meth:`abort`. :meth:`Sink.open_parts` opens one.
+    :meth:`complete` or :meth:`abort`. :meth:`~aep_extract.Sink.open_parts` opens
+    one.
 
     Contract: :meth:`write_part` is thread-safe and returns the part's checksum,
     with the part durable in the sink once it returns; :meth:`resumable_parts`
@@ -31,9 +32,9 @@ class PartWriter(abc.ABC):
     @property
     @abc.abstractmethod
     def token(self) -> str:
-        """What :meth:`Sink.open_parts` takes as ``resume`` to reopen this write
-        (an S3 upload id, a temporary file's name): persist it with the parts'
-        checksums."""
+        """What :meth:`~aep_extract.Sink.open_parts` takes as ``resume`` to reopen
+        this write (an S3 upload id, a temporary file's name): persist it with the
+        parts' checksums."""
 
     @abc.abstractmethod
     def write_part(self, number: int, data: bytes) -> str:
@@ -66,14 +67,15 @@ class PartWriter(abc.ABC):
 
     def close(self) -> None:
         """Let go of the write without ending it (a stop, a lost lease): local
-        resources are freed, the parts stay for a later :meth:`Sink.open_parts`
-        with ``resume``. Optional override; the default does nothing."""
+        resources are freed, the parts stay for a later
+        :meth:`~aep_extract.Sink.open_parts` with ``resume``. Optional override;
+        the default does nothing."""
 
     @abc.abstractmethod
     def abort(self) -> None:
         """Drop every part written; the object does not appear. Never raises
         :class:`~aep_extract.errors.SinkError` (a failure is logged: leftovers
-        are what :meth:`Sink.cleanup_incomplete` removes)."""
+        are what :meth:`~aep_extract.Sink.cleanup_incomplete` removes)."""
 
 
 class Sink(Closeable, FromUrl, abc.ABC):
@@ -159,10 +161,10 @@ class Sink(Closeable, FromUrl, abc.ABC):
 
         Part ``n`` (from 1) holds bytes ``[(n - 1) * part_size, n * part_size)`` of
         the object's ``size`` bytes (:func:`~aep_extract.sinks.part_range`).
-        ``resume`` is the :attr:`PartWriter.token` of an earlier writer of the same
-        key, size and part size, perhaps of a killed process: its upload is reopened
-        when the sink still has it; otherwise a fresh one is begun (its token
-        differs from ``resume``).
+        ``resume`` is the :attr:`~aep_extract.sinks.PartWriter.token` of an earlier
+        writer of the same key, size and part size, perhaps of a killed process:
+        its upload is reopened when the sink still has it; otherwise a fresh one is
+        begun (its token differs from ``resume``).
 
         Raises:
             UnsafeKeyError: the key would escape the sink's root.
