@@ -25,8 +25,9 @@ sooner once a file's window of parts (``parts_per_file``) has completed since th
 last write; renewing the lease rides on the same write."""
 
 MAX_RECORDED_PARTS = 2000
-"""Most parts one progress record lists (about 80 bytes each, so a record stays far
-below DynamoDB's 400 KB item limit); parts beyond are copied again after a crash."""
+"""Most parts one progress record lists (under 100 bytes each, so a record stays
+under 200 KB, far below DynamoDB's 400 KB item limit); parts beyond are copied again
+after a crash."""
 
 
 @attrs.define
