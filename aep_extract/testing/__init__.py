@@ -6,7 +6,7 @@ Use :class:`FakeAepPlatform` directly, or the ``fake_aep`` pytest fixture by add
 
 from __future__ import annotations
 
-from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
+from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile, GeneratedBytes
 from ._fake_http import FakeRequest
 from .fake_platform import FakeAepPlatform, Fault, FaultResponse
 from .faults import FaultPlan, FaultRule
@@ -24,5 +24,6 @@ __all__ = [
     "FaultResponse",
     "FaultRule",
     "ForeignHost",
+    "GeneratedBytes",
     "MemoryAepSource",
 ]

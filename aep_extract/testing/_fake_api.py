@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
-from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile
-from ._fake_http import FakeRequest, FakeResponse
+from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile, GeneratedBytes
+from ._fake_http import Body, FakeRequest, FakeResponse
 
 CATALOG = "/data/foundation/catalog"
 EXPORT = "/data/foundation/export"
@@ -138,10 +138,15 @@ def file_response(request: FakeRequest, file: FakeFile) -> FakeResponse:
     header = request.headers.get("Range")
     span = parse_range(header, file.length) if header is not None else None
     if span is None:
-        return FakeResponse(200, headers, file.content)
+        return FakeResponse(200, headers, file.content, file_bytes=True)
     first, last = span
     headers["Content-Range"] = f"bytes {first}-{last}/{file.length}"
-    return FakeResponse(206, headers, memoryview(file.content)[first : last + 1])
+    content = file.content
+    if isinstance(content, GeneratedBytes):
+        body: Body = content.window(first, last + 1)
+    else:
+        body = memoryview(content)[first : last + 1]
+    return FakeResponse(206, headers, body, file_bytes=True)
 
 
 def batch_json(batch: FakeBatch, org_id: str, sandbox: str) -> dict[str, Any]:

@@ -118,6 +118,8 @@ def _rule(name: str, text: str) -> FaultRule:
         fields["status"] = int(name)
     if kind == "rate":
         fields["per_second"] = _number(head, "requests per second")
+    elif kind == "bandwidth":
+        fields["per_second"] = _number(head, "bytes per second")
     elif kind == "cut":
         fields["after_bytes"] = _integer(head, "bytes", low=0)
     else:
@@ -184,6 +186,11 @@ def _value(text: str) -> str:
     return text
 
 
+def _exact(number: float) -> str:
+    """``number`` written so that it reads back equal (a whole one without ``.0``)."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
 def format_rule(rule: FaultRule) -> str:
     """A rule as a spec item.
 
@@ -195,6 +202,9 @@ def format_rule(rule: FaultRule) -> str:
         raise ValueError("a rule with a match pattern has no spec form")
     if rule.kind == "rate":
         item = f"rate={rule.per_second:g}"
+    elif rule.kind == "bandwidth":
+        assert rule.per_second is not None
+        item = f"bandwidth={_exact(rule.per_second)}"
     elif rule.kind == "cut":
         if rule.probability != 1.0:
             raise ValueError("a cut rule with a probability below 1 has no spec form")
@@ -210,6 +220,7 @@ def format_rule(rule: FaultRule) -> str:
         value = getattr(rule, field)
         if value is None or (rule.kind, field) in (
             ("rate", "per_second"),
+            ("bandwidth", "per_second"),
             ("cut", "after_bytes"),
             ("5xx", "status"),
         ):

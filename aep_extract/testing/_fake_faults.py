@@ -19,7 +19,7 @@ from . import _fake_api as api
 from . import _fake_hostile as hostile
 from ._fake_api import Entry, Reorder
 from ._fake_gateway import IMS_TOKEN_PATH, throttled
-from ._fake_http import Delivery, FakeRequest, FakeResponse
+from ._fake_http import Delivery, FakeRequest, FakeResponse, limit_bandwidth
 from .faults import FAULT_KINDS, SERVER_ERRORS, FaultPlan, FaultRule
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ _STAGES = {
     **dict.fromkeys(
         ("reset", "truncate", "slow", "cut", "close_delimited", "trickle"), "delivery"
     ),
+    "bandwidth": "link",
 }
 _BATCHES_PATH = f"{api.CATALOG}/batches"
 _PROBLEM = "application/problem+json;charset=utf-8"
@@ -136,7 +137,7 @@ def request_key(request: FakeRequest) -> str:
 
 def _stage(rule: FaultRule) -> str:
     """When a rule acts: ``before`` the platform answers, or after, on its answer's
-    ``json``, its ``bytes`` or its ``delivery``."""
+    ``json``, its ``bytes``, its ``delivery`` or its ``link`` (bandwidth)."""
     if rule.kind == "endless" and rule.mode == "changing_next":
         return "json"
     return _STAGES.get(rule.kind, "before")
@@ -442,7 +443,12 @@ class FaultInjector:
             if delivery is None or not self._fires(index, ticket):
                 continue
             self._count(index)
-            return attrs.evolve(response, delivery=delivery)
+            response = attrs.evolve(response, delivery=delivery)
+            break
+        for index, rule in self._rules("link", request, ticket):
+            assert rule.per_second is not None
+            self._count(index)
+            return limit_bandwidth(response, rule.per_second)
         return response
 
     def _rewrite(

@@ -36,12 +36,20 @@ from datetime import datetime
 from typing import Any, Union
 
 from ..models import parse_timestamp, to_epoch_ms
-from ._fake_data import FakeBatch, FakeDataSetFile, FakeFile, check_status
+from ._fake_data import (
+    FakeBatch,
+    FakeDataSetFile,
+    FakeFile,
+    GeneratedBytes,
+    check_status,
+)
 
 DEMO_DATASET_ID = "5e8f81cf7a4ecb28a8d85b22"
 DEMO_OTHER_DATASET_ID = "5e8f81cf7a4ecb28a8d85c47"
 DEMO_START = "2024-06-10T00:00:00Z"
 DEMO_END = "2024-06-14T00:00:00Z"
+LAZY_FILE_SIZE = 64 * 1024 * 1024
+"""A generated file larger than this is :class:`GeneratedBytes`, never held."""
 ODD_NAMES = ("part 0001+a.snappy.parquet", "part 0002 (copy) +b.snappy.parquet")
 """File names with spaces and ``+`` in the demo (batch #2)."""
 
@@ -95,12 +103,9 @@ class _Generator:
     def file(self, name: str, size: int | None = None) -> FakeFile:
         if size is None:
             size = self.rng.randint(1, self.max_file_size)
-        # randbytes takes at most 2**31 bits at once: build large files in pieces.
-        step = 64 * 1024 * 1024
-        pieces = [
-            self.rng.randbytes(min(step, size - at)) for at in range(0, size, step)
-        ]
-        return FakeFile(name, b"".join(pieces))
+        if size > LAZY_FILE_SIZE:
+            return FakeFile(name, GeneratedBytes(self.rng.getrandbits(64), size))
+        return FakeFile(name, self.rng.randbytes(size))
 
     def leaf(self, dataset_file_id: str, count: int | None = None) -> FakeDataSetFile:
         count = self.files_per_dataset_file if count is None else count

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import attrs
 from requests.structures import CaseInsensitiveDict
 
+from ._fake_data import GeneratedBytes
+
 try:
     import fcntl
     import termios
@@ -54,6 +56,8 @@ class FakeRequest:
         segments: the path's segments, each percent-decoded on its own, so that an
             id holding ``/`` (sent as ``%2F``) stays one segment; by default
             ``path`` split at ``/``.
+        body_sent: body bytes of the answer written to the connection so far.
+        body_seconds: seconds from the first body byte written to the last.
     """
 
     method: str
@@ -63,6 +67,8 @@ class FakeRequest:
     body: bytes = attrs.field(default=b"", repr=False)
     status: int = 0
     segments: list[str] = attrs.field(repr=False)
+    body_sent: int = attrs.field(default=0, repr=False)
+    body_seconds: float = attrs.field(default=0.0, repr=False)
 
     @segments.default
     def _split_path(self) -> list[str]:
@@ -84,6 +90,9 @@ class Delivery:
         delay: ... with this many seconds between them.
         wait: seconds to wait before sending anything, the status line included.
         per_second: send the body at this many bytes per second; None at once.
+        bandwidth: send the body at most this fast, in bytes per second, the
+            connection's limit: it applies on top of the other ways (the lower
+            of ``per_second`` and ``bandwidth`` wins); None for no limit.
         length: send ``Content-Length``; False sends ``Connection: close`` instead,
             so that the body ends where the connection does.
         endless: after the body, send filler bytes for as long as the client reads
@@ -96,19 +105,26 @@ class Delivery:
     delay: float = 0.0
     wait: float = 0.0
     per_second: Optional[float] = None
+    bandwidth: Optional[float] = None
     length: bool = True
     endless: bool = False
 
 
+Body = Union[bytes, memoryview, GeneratedBytes]
+"""A response body: bytes, a zero-copy view, or bytes generated as they are sent."""
+
+
 @attrs.frozen
 class FakeResponse:
-    """A response to send: status, headers and a body (bytes or a zero-copy view);
-    ``delivery`` makes the server send the body faultily."""
+    """A response to send: status, headers and a body; ``delivery`` makes the
+    server send the body faultily; ``file_bytes`` marks a file's content, counted
+    in :attr:`FakeHttpServer.served` as it is written."""
 
     status: int
     headers: Mapping[str, str] = attrs.field(factory=dict)
-    body: Union[bytes, memoryview] = b""
+    body: Body = b""
     delivery: Optional[Delivery] = None
+    file_bytes: bool = False
 
     @classmethod
     def json(
@@ -121,6 +137,41 @@ class FakeResponse:
 
 _AT_ONCE = Delivery()
 
+
+def limit_bandwidth(response: FakeResponse, per_second: float) -> FakeResponse:
+    """``response`` sent at most ``per_second`` bytes per second (a lower limit it
+    already has stays)."""
+    delivery = response.delivery or _AT_ONCE
+    if delivery.bandwidth is not None and delivery.bandwidth <= per_second:
+        return response
+    return attrs.evolve(response, delivery=attrs.evolve(delivery, bandwidth=per_second))
+
+
+class ByteCount:
+    """A thread-safe count of bytes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    @property
+    def value(self) -> int:
+        """The bytes counted so far."""
+        with self._lock:
+            return self._value
+
+    def add(self, count: int) -> None:
+        """Count ``count`` more bytes."""
+        with self._lock:
+            self._value += count
+
+    def reset(self) -> int:
+        """Start again from 0; returns the count before."""
+        with self._lock:
+            value, self._value = self._value, 0
+        return value
+
+
 Dispatch = Callable[[FakeRequest, str], FakeResponse]
 """Answers a request; the second argument is the server's base URL."""
 
@@ -128,16 +179,24 @@ Dispatch = Callable[[FakeRequest, str], FakeResponse]
 class FakeHttpServer(ThreadingHTTPServer):
     """A threading HTTP server on 127.0.0.1 that hands every request to ``dispatch``.
 
-    It tracks open connections so that :meth:`close` also ends idle keep-alive ones.
+    It tracks open connections so that :meth:`close` also ends idle keep-alive ones,
+    and counts in ``served`` the bytes of file bodies (``file_bytes`` answers) as
+    they are written.
     """
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, dispatch: Dispatch, record: Callable[[FakeRequest], None]):
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        record: Callable[[FakeRequest], None],
+        served: Optional[ByteCount] = None,
+    ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.dispatch = dispatch
         self.record = record
+        self.served = ByteCount() if served is None else served
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -241,9 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
                 response = FakeResponse.json(500, {"title": "Internal Server Error"})
         request.status = response.status
         self.server.record(request)
-        self._send(response)
+        self._send(request, response)
 
-    def _send(self, response: FakeResponse) -> None:
+    def _send(self, request: FakeRequest, response: FakeResponse) -> None:
         delivery = response.delivery or _AT_ONCE
         try:
             if delivery.wait and not self._pause(delivery.wait):
@@ -258,20 +317,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")  # the close ends the body
             self.end_headers()
             if self.command != "HEAD":
-                self._write_body(memoryview(response.body), delivery)
+                self._write_body(_Writing(self, request, response), delivery)
             self.wfile.flush()
         except OSError as exc:  # the client went away; nothing left to answer
             logger.debug("fake AEP: connection lost: %s", exc)
             self.close_connection = True
 
-    def _write_body(self, view: memoryview, delivery: Delivery) -> None:
+    def _write_body(self, writing: _Writing, delivery: Delivery) -> None:
+        stop = writing.size
         if delivery.stop_after is not None:
-            view = view[: delivery.stop_after]
-        if delivery.per_second is not None:
-            whole = self._trickle(view, delivery.per_second)
-        else:
-            whole = self._write_pieces(view, delivery.pieces, delivery.delay)
-        if not whole:
+            stop = min(stop, delivery.stop_after)
+        rates = [r for r in (delivery.per_second, delivery.bandwidth) if r is not None]
+        rate = min(rates) if rates else None
+        pieces = 1 if delivery.per_second is not None else delivery.pieces
+        if not self._write_pieces(writing, stop, pieces, delivery.delay, rate):
             self.close_connection = True
             return
         if delivery.endless:
@@ -283,30 +342,42 @@ class _Handler(BaseHTTPRequestHandler):
         if delivery.reset:
             self._reset()
 
-    def _write_pieces(self, view: memoryview, pieces: int, delay: float) -> bool:
-        """Send ``view`` in ``pieces`` writes, ``delay`` seconds apart; False if
-        the server stopped or the client left in a pause."""
-        pieces = max(1, min(pieces, len(view)))
-        bounds = [len(view) * index // pieces for index in range(pieces + 1)]
+    def _write_pieces(
+        self,
+        writing: _Writing,
+        stop: int,
+        pieces: int,
+        delay: float,
+        rate: Optional[float],
+    ) -> bool:
+        """Send the body up to ``stop`` in ``pieces`` writes, ``delay`` seconds
+        apart, each at most ``rate`` bytes per second; False if the server
+        stopped or the client left in a pause."""
+        pieces = max(1, min(pieces, stop))
+        bounds = [stop * index // pieces for index in range(pieces + 1)]
         for index in range(pieces):
             if index and not self._pause(delay):
                 return False
-            piece = view[bounds[index] : bounds[index + 1]]
-            for offset in range(0, len(piece), _CHUNK):
-                self.wfile.write(piece[offset : offset + _CHUNK])
+            if not self._write_span(writing, bounds[index], bounds[index + 1], rate):
+                return False
             self.wfile.flush()
         return True
 
-    def _trickle(self, view: memoryview, per_second: float) -> bool:
-        """Send ``view`` at ``per_second`` bytes per second, in pieces of what a
-        tick allows; False if the server stopped or the client left."""
-        piece = max(1, int(per_second * _TICK))
+    def _write_span(
+        self, writing: _Writing, first: int, stop: int, rate: Optional[float]
+    ) -> bool:
+        """Send body bytes ``[first, stop)`` at ``rate`` bytes per second (None:
+        at once), in steps of a quarter tick's worth: byte ``first + n`` goes no
+        sooner than ``n / rate`` seconds after the start. False if the server
+        stopped or the client left in a pause."""
+        step = max(1, stop - first) if rate is None else max(1, int(rate * _TICK / 4))
         started = time.monotonic()
-        for offset in range(0, len(view), piece):
-            due = started + offset / per_second - time.monotonic()
-            if due > 0 and not self._pause(due):
-                return False
-            self.wfile.write(view[offset : offset + piece])
+        for offset in range(first, stop, step):
+            if rate is not None:
+                early = (offset - first) / rate - (time.monotonic() - started)
+                if early > 0 and not self._pause(early):
+                    return False
+            writing.write(offset, min(offset + step, stop))
         return True
 
     def _pause(self, seconds: float) -> bool:
@@ -351,6 +422,35 @@ class _Handler(BaseHTTPRequestHandler):
         # rfile shares the socket; the descriptor closes only when both are closed.
         self.rfile.close()
         self.connection.close()
+
+
+class _Writing:
+    """One answer's body on its way: writes its pieces to the connection and
+    accounts for them (the request's ``body_sent``, the server's ``served``)."""
+
+    def __init__(
+        self, handler: _Handler, request: FakeRequest, response: FakeResponse
+    ) -> None:
+        body = response.body
+        self._body = memoryview(body) if isinstance(body, bytes) else body
+        self._wfile = handler.wfile
+        self._request = request
+        self._served = handler.server.served if response.file_bytes else None
+        self._began: Optional[float] = None
+        self.size = len(body)
+
+    def write(self, first: int, stop: int) -> None:
+        """Write body bytes ``[first, stop)``, 64 KiB at a time (OSError if the
+        client left)."""
+        if self._began is None:
+            self._began = time.monotonic()
+        for offset in range(first, stop, _CHUNK):
+            piece = self._body[offset : min(offset + _CHUNK, stop)]
+            self._wfile.write(piece)
+            self._request.body_sent += len(piece)
+            self._request.body_seconds = time.monotonic() - self._began
+            if self._served is not None:
+                self._served.add(len(piece))
 
 
 def _unsent(connection: socket.socket) -> int:

@@ -19,11 +19,14 @@ batches) each take effect at once and atomically.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, ClassVar, Optional
+
+import attrs
 
 from ..config import DEFAULT_SCOPES
 from . import _fake_generate as gen
@@ -31,7 +34,13 @@ from ._fake_api import Reorder
 from ._fake_data import FakeBatch, FakeFile
 from ._fake_faults import FaultControl
 from ._fake_gateway import IMS_TOKEN_PATH, FakeGateway, RateLimit
-from ._fake_http import FakeHttpServer, FakeRequest, FakeResponse
+from ._fake_http import (
+    ByteCount,
+    FakeHttpServer,
+    FakeRequest,
+    FakeResponse,
+    limit_bandwidth,
+)
 from ._fake_routes import FakeServices
 from .faults import FaultPlan
 
@@ -66,11 +75,17 @@ class FakeAepPlatform:
             and counted in :attr:`rate_limited`. None: no limit.
         rate_burst: requests the bucket holds, so many go at once after a lull;
             None for a tenth of a second's worth (at least 1).
+        bandwidth: the most bytes per second each connection carries of a file's
+            content (``GET /files/{id}?path=...`` answers; listings and Catalog
+            calls are not slowed), like a WAN link per TCP connection; None: as
+            fast as loopback goes. A fault plan's ``bandwidth`` rule can lower
+            it further.
 
     Raises:
         ValueError: a batch of an unknown dataset, duplicate batch or
-            dataSetFileIds, a ``rate_limit`` that is not a positive number, or a
-            ``rate_burst`` below 1 (or without a ``rate_limit``).
+            dataSetFileIds, a ``rate_limit`` that is not a positive number, a
+            ``rate_burst`` below 1 (or without a ``rate_limit``), or a
+            ``bandwidth`` that is not a positive number.
     """
 
     DEMO_DATASET_ID: ClassVar[str] = gen.DEMO_DATASET_ID
@@ -81,6 +96,8 @@ class FakeAepPlatform:
     """Start (inclusive) of the window holding :meth:`generate`'s main batches."""
     DEMO_END: ClassVar[str] = gen.DEMO_END
     """End (exclusive) of that window."""
+    LAZY_FILE_SIZE: ClassVar[int] = gen.LAZY_FILE_SIZE
+    """:meth:`generate` makes a larger file's bytes as it serves them."""
 
     def __init__(
         self,
@@ -96,7 +113,18 @@ class FakeAepPlatform:
         faults: Optional[FaultPlan] = None,
         rate_limit: Optional[float] = None,
         rate_burst: Optional[float] = None,
+        bandwidth: Optional[float] = None,
     ) -> None:
+        if bandwidth is not None and not (
+            isinstance(bandwidth, (int, float))
+            and not isinstance(bandwidth, bool)
+            and 0 < bandwidth < math.inf
+        ):
+            raise ValueError(
+                f"bandwidth must be a positive number of bytes per second, "
+                f"got {bandwidth!r}"
+            )
+        self._bandwidth = bandwidth
         self._services = FakeServices(datasets, batches, org_id=org_id, sandbox=sandbox)
         if rate_limit is None and rate_burst is not None:
             raise ValueError("rate_burst needs a rate_limit")
@@ -114,6 +142,7 @@ class FakeAepPlatform:
         self._requests: list[FakeRequest] = []
         self._faults = FaultControl(sandbox=sandbox)
         self._server: Optional[FakeHttpServer] = None
+        self._served = ByteCount()
         self._faults.set_plan(faults)
 
     @classmethod
@@ -139,13 +168,17 @@ class FakeAepPlatform:
         faults: Optional[FaultPlan] = None,
         rate_limit: Optional[float] = None,
         rate_burst: Optional[float] = None,
+        bandwidth: Optional[float] = None,
     ) -> FakeAepPlatform:
         """A deterministic demo platform: the same seed gives the same ids and bytes.
 
         ``batches`` main-dataset batches spread over ``[start, end)``, the first exactly
         at ``start``, with mixed statuses (success, active, failed with failed files
         and errors, loading with files, aborted), zero-byte files, one file of
-        ``large_file_size`` bytes (0 leaves it out), a directory-type dataSetFileId
+        ``large_file_size`` bytes (0 leaves it out; above
+        :attr:`LAZY_FILE_SIZE` its content is
+        :class:`~aep_extract.testing.GeneratedBytes`, made as it is served, so
+        a file of 4 GiB costs no memory), a directory-type dataSetFileId
         with nested children and names with spaces and ``+``. Also a batch 1 ms
         before ``start``, one exactly at ``end``, and ``other_batches`` batches of
         ``other_dataset_id`` inside the window. Ordinary batches have
@@ -174,10 +207,11 @@ class FakeAepPlatform:
             faults: see the class arguments.
             rate_limit: see the class arguments.
             rate_burst: see the class arguments.
+            bandwidth: see the class arguments.
 
         Raises:
             ValueError: counts or sizes out of range, a window too short, or a
-                rate limit out of range.
+                rate limit or bandwidth out of range.
         """
         datasets, all_batches = gen.generate_catalog(
             seed,
@@ -203,6 +237,7 @@ class FakeAepPlatform:
             faults=faults,
             rate_limit=rate_limit,
             rate_burst=rate_burst,
+            bandwidth=bandwidth,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -215,7 +250,7 @@ class FakeAepPlatform:
         """
         if self._server is not None:
             raise RuntimeError("the fake AEP platform is already running")
-        self._server = FakeHttpServer(self._dispatch, self._record)
+        self._server = FakeHttpServer(self._dispatch, self._record, self._served)
         self._server.start()
         logger.info("fake AEP platform serving at %s", self._server.url)
         return self
@@ -476,6 +511,27 @@ class FakeAepPlatform:
             self._requests.clear()
 
     @property
+    def bandwidth(self) -> Optional[float]:
+        """Each connection's limit on file content, bytes per second (None: none)."""
+        return self._bandwidth
+
+    @property
+    def bytes_served(self) -> int:
+        """Bytes of file content written to clients since the platform was made.
+
+        Counted (thread-safe) as the bodies of Data Access file answers
+        (``GET /files/{id}?path=...``, whole or ranged) are written to the
+        connections, so a body cut short, by a fault or by a client that hung
+        up, counts only what was written. Listings, Catalog calls and HEAD
+        answers count nothing.
+        """
+        return self._served.value
+
+    def reset_bytes_served(self) -> int:
+        """Start :attr:`bytes_served` again from 0; returns the count before."""
+        return self._served.reset()
+
+    @property
     def tokens_issued(self) -> int:
         """Number of tokens issued so far."""
         return self._gateway.tokens_issued
@@ -533,7 +589,10 @@ class FakeAepPlatform:
         def serve(changed: FakeRequest, reorder: Optional[Reorder]) -> FakeResponse:
             return self._serve(changed, base_url, reorder)
 
-        return self._faults.handle(request, serve, self._gateway.expire_tokens)
+        response = self._faults.handle(request, serve, self._gateway.expire_tokens)
+        if self._bandwidth is not None and response.file_bytes:
+            response = limit_bandwidth(response, self._bandwidth)
+        return response
 
     def _serve(
         self, request: FakeRequest, base_url: str, reorder: Optional[Reorder]
@@ -544,4 +603,4 @@ class FakeAepPlatform:
             request, base_url, reorder
         )
         headers = {**response.headers, "x-request-id": str(uuid.uuid4())}
-        return FakeResponse(response.status, headers, response.body)
+        return attrs.evolve(response, headers=headers)

@@ -67,6 +67,7 @@ FAULT_KINDS = (
     "endless",
     "endless_body",
     "echo_secret",
+    "bandwidth",
 )
 """Every fault kind, in the order in which ``FakeAepPlatform.faults_served`` lists
 them."""
@@ -102,6 +103,7 @@ _DEFAULT_ROUTES = {
     "endless": ("catalog", "listing"),
     "endless_body": ("catalog",),
     "echo_secret": ("token",),
+    "bandwidth": ("download",),
 }
 # The only routes a kind can apply to, where it cannot apply to all.
 _ONLY_ROUTES = {
@@ -110,6 +112,7 @@ _ONLY_ROUTES = {
     "foreign_link": ("listing",),
     "misreport": ("listing",),
     "endless": ("catalog", "listing"),
+    "bandwidth": ("download",),
 }
 # Options (beyond probability, routes, match and max_faults) each kind accepts.
 _OPTIONS = {
@@ -130,6 +133,7 @@ _OPTIONS = {
     "latency": ("delay",),
     "endless": ("mode",),
     "echo_secret": ("status",),
+    "bandwidth": ("per_second",),
 }
 _OPTION_NAMES = tuple(
     dict.fromkeys(name for names in _OPTIONS.values() for name in names)
@@ -142,6 +146,7 @@ _REQUIRED = {
     "misreport": "delta",
     "latency": "delay",
     "endless": "mode",
+    "bandwidth": "per_second",
 }
 _STATUSES = {
     "5xx": SERVER_ERRORS,
@@ -291,6 +296,13 @@ class FaultRule:
               ``client_secret``, raw and URL-encoded, or the ``Authorization``
               header elsewhere.
 
+            And a link, not a fault:
+
+            - ``"bandwidth"``: send file bodies (downloads, its only route) at
+              most ``per_second`` bytes per second on each connection, as a WAN
+              link would, whatever way of sending another rule picked
+              (``probability`` must stay 1). Each body it paces counts as served.
+
         probability: chance in ``[0, 1]`` that the rule fires on a request it
             applies to.
         routes: route kinds (:data:`~aep_extract.testing.faults.ROUTES`) it
@@ -298,8 +310,9 @@ class FaultRule:
             for the kind's default: every route, but ``token_expiry``,
             ``redirect`` and ``trickle`` (platform routes), ``cut``, ``encoding``,
             ``close_delimited``, ``ignore_range`` and ``overlong`` (downloads),
-            ``listing_change`` and ``endless_body`` (Catalog), ``foreign_link`` and
-            ``misreport`` (listings, their only route), ``endless`` (Catalog and
+            ``listing_change`` and ``endless_body`` (Catalog), ``foreign_link``,
+            ``misreport`` (listings, their only route), ``bandwidth``
+            (downloads, its only route), ``endless`` (Catalog and
             listings) and ``echo_secret`` (token).
         match: a regular expression searched in the request path; None for any.
         max_faults: the most faults this rule serves; None for no limit.
@@ -310,7 +323,7 @@ class FaultRule:
         delay: ``slow``: seconds between pieces; ``latency``: seconds before the
             answer (more than 0).
         per_second: ``rate``: requests allowed in any one second; ``trickle``:
-            bytes sent per second.
+            bytes sent per second; ``bandwidth``: the most bytes per second.
         change: ``listing_change``: ``"insert"`` or ``"move"``.
         host: ``foreign_link``: the foreign ``HOST:PORT``.
         style: ``foreign_link``: how the link names it.
@@ -367,8 +380,10 @@ class FaultRule:
             )
         if self.kind == "latency" and self.delay == 0:
             raise ValueError("latency faults need a delay of more than 0")
-        if self.kind == "rate" and self.probability != 1.0:
-            raise ValueError("rate faults take no probability (the limit decides)")
+        if self.kind in ("rate", "bandwidth") and self.probability != 1.0:
+            raise ValueError(
+                f"{self.kind} faults take no probability (the limit decides)"
+            )
         if self.match is not None:
             try:
                 re.compile(self.match)
@@ -425,7 +440,7 @@ class FaultPlan:
     (``changing_next``) rewrites its JSON, then of ``encoding`` and ``overlong``
     changes its bytes, and the first that fires of those that change how a body is
     sent (``reset``, ``truncate``, ``slow``, ``cut``, ``close_delimited``,
-    ``trickle``) applies.
+    ``trickle``) applies, and the first ``bandwidth`` rule limits how fast.
 
     Args:
         rules: the rules.
@@ -448,10 +463,11 @@ class FaultPlan:
         """Read a compact spec, as ``aep-extract demo --faults`` takes.
 
         The spec is comma-separated items. ``KIND=VALUE`` adds a rule, where VALUE
-        is the probability, but requests per second for ``rate`` and bytes for
-        ``cut``; ``500``, ``502``, ``503`` and ``504`` are ``5xx`` rules with that
-        status. After the value come, in any order, ``@ROUTE[+ROUTE...]`` to scope
-        the rule and ``:NAME=VALUE`` options: ``retry_after`` (seconds, or ``none``),
+        is the probability, but requests per second for ``rate``, bytes per
+        second for ``bandwidth`` and bytes for ``cut``; ``500``, ``502``, ``503``
+        and ``504`` are ``5xx`` rules with that status. After the value come, in
+        any order, ``@ROUTE[+ROUTE...]`` to scope the rule and ``:NAME=VALUE``
+        options: ``retry_after`` (seconds, or ``none``),
         ``after`` (bytes), ``delay`` (seconds), ``per_second``, ``change``,
         ``status``, ``host``, ``style``, ``location``, ``encoding``, ``delta``,
         ``extra``, ``mode`` (as the :class:`FaultRule` fields of those names) and
@@ -462,6 +478,7 @@ class FaultPlan:
         seed and ``max_faults``. For example::
 
             429=0.1,reset=0.05@download,5xx=0.05,truncate=0.05,rate=20,cut=1048576
+            bandwidth=25000000,reset=0.01
             seed=3,429=0.2:retry_after=1@catalog+listing,slow=0.1:delay=0.2,max=50
             foreign_link=1:host=127.0.0.1:9999,redirect=0.1:location=/x{path}
 

@@ -41,7 +41,7 @@ def expected_sources(
                 batch_created_ms=batch.created_ms,
             ),
             FileRef(dataset_file_id=file_id, name=fake.name, length=fake.length),
-            fake.content,
+            bytes(fake.content),
         )
         for batch, file_id, fake in platform.expected_files(
             DATASET, window.start_ms, window.end_ms

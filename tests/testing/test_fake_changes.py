@@ -88,9 +88,9 @@ def _batch_digest(batch: FakeBatch) -> str:
     for node in batch.all_dataset_files():
         digest.update(f"{node.dataset_file_id}|{node.is_directory}|".encode())
     for leaf, file in batch.leaf_files():
-        digest.update(f"{leaf}|{file.name}|".encode() + file.content)
+        digest.update(f"{leaf}|{file.name}|".encode() + bytes(file.content))
     for file in batch.failed_files:
-        digest.update(file.name.encode() + file.content)
+        digest.update(file.name.encode() + bytes(file.content))
     return digest.hexdigest()
 
 

@@ -605,7 +605,7 @@ def test_large_file_streams_intact(demo: FakeAepPlatform) -> None:
         digest = hashlib.sha256()
         for chunk in response.iter_content(1 << 20):
             digest.update(chunk)
-    assert digest.hexdigest() == hashlib.sha256(big.content).hexdigest()
+    assert digest.hexdigest() == big.sha256()
 
 
 def test_concurrent_downloads(demo: FakeAepPlatform) -> None:
@@ -686,9 +686,9 @@ def _digest(platform: FakeAepPlatform) -> str:
     for b in platform.batches:
         digest.update(f"{b.batch_id}|{b.dataset_id}|{b.status}|{b.created_ms}".encode())
         for leaf, file in b.leaf_files():
-            digest.update(f"{leaf}|{file.name}|".encode() + file.content)
+            digest.update(f"{leaf}|{file.name}|".encode() + bytes(file.content))
         for file in b.failed_files:
-            digest.update(file.name.encode() + file.content)
+            digest.update(file.name.encode() + bytes(file.content))
     return digest.hexdigest()
 
 
