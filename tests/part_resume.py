@@ -29,7 +29,7 @@ from aep_extract import (
 )
 from aep_extract.testing import FakeAepPlatform, FakeRequest
 
-from .e2e.helpers import DATASET
+from .e2e.helpers import DATASET, expected_tree
 
 PART_SIZE = 256 * 1024
 LARGE_FILE = 32 * PART_SIZE
@@ -42,8 +42,9 @@ CATALOG: dict[str, Any] = {
     "large_file_size": LARGE_FILE,
 }
 """Four batches of small files and one (the fifth) with the large file."""
-PART_DELAY = 0.05
-"""Seconds each ranged GET of the large file waits: room to kill at 90 %."""
+BANDWIDTH = 2 * 1024 * 1024
+"""Bytes per second each connection of the fake carries: a part takes 1/8 s, so
+the kill lands at 90 %, most likely in the middle of a part's body."""
 MULTISTREAM_CLI = [sys.executable, "-m", "tests.multistream_cli"]
 
 
@@ -78,16 +79,6 @@ def bytes_asked(platform: FakeAepPlatform, name: str) -> int:
     return total
 
 
-def slow_parts(name: str) -> Callable[[FakeRequest], None]:
-    """A fault hook: every ranged GET of the large file waits PART_DELAY."""
-
-    def hook(request: FakeRequest) -> None:
-        if is_part_of(request, name):
-            time.sleep(PART_DELAY)
-
-    return hook
-
-
 def parts_recorded(progress: Optional[str]) -> int:
     """Parts a unit's progress record lists (0 for none)."""
     if not progress:
@@ -101,11 +92,20 @@ class KillAt90:
     recorded_at_kill: int = 0
     asked_before: int = 0
     asked_after: int = 0
+    served: int = 0
+    """File bytes the fake served over both runs (``bytes_served``)."""
+    total: int = 0
+    """File bytes of the window: what one clean run serves."""
     final: Optional[subprocess.CompletedProcess[str]] = None
 
     @property
     def transferred_again(self) -> int:
-        """Bytes of the large file served more than once over both runs."""
+        """File bytes served more than once over both runs."""
+        return self.served - self.total
+
+    @property
+    def large_asked_again(self) -> int:
+        """Bytes of the large file asked for more than once (answered ranges)."""
         return self.asked_before + self.asked_after - LARGE_FILE
 
 
@@ -116,11 +116,15 @@ def kill_at_90_then_rerun(
     progress: Callable[[], Optional[str]],
 ) -> KillAt90:
     """Run, SIGKILL once the store records 90 % of the large file's parts, run
-    again to the end. ``progress`` reads the large file's unit's record."""
+    again to the end. ``progress`` reads the large file's unit's record; the
+    platform should limit its bandwidth (:data:`BANDWIDTH`)."""
     name = large_name(platform)
-    platform.add_fault(slow_parts(name))
     env = {**env, "AEP_TEST_CONCURRENCY": json.dumps(KNOBS)}
-    result = KillAt90(kill_at_parts=int(0.9 * (LARGE_FILE // PART_SIZE)))
+    result = KillAt90(
+        kill_at_parts=int(0.9 * (LARGE_FILE // PART_SIZE)),
+        total=sum(len(content) for content in expected_tree(platform).values()),
+    )
+    platform.reset_bytes_served()
     process = subprocess.Popen(
         [*MULTISTREAM_CLI, *args],
         env=dict(env),
@@ -150,6 +154,7 @@ def kill_at_90_then_rerun(
         timeout=300,
     )
     result.asked_after = bytes_asked(platform, name)
+    result.served = platform.bytes_served
     return result
 
 
