@@ -14,7 +14,7 @@ from typing import Any, Optional
 import attrs
 
 from .models import FileCopy, FileRef, Lease
-from .sinks._parts import part_count
+from .sinks._parts import Part, part_count
 from .sinks.base import PartWriter
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,9 @@ class OrderedHasher:
         self._lock = threading.Lock()
         self._digest = hashlib.sha256()
         self._next = 1
-        self._waiting: dict[int, bytes] = {}
+        self._waiting: dict[int, Part] = {}
 
-    def add(self, number: int, data: bytes) -> None:
+    def add(self, number: int, data: Part) -> None:
         """Take part ``number`` (from 1)."""
         with self._lock:
             self._waiting[number] = data

@@ -207,31 +207,31 @@ class FileTasks:
         """
         start, end = part_range(number, parted.file.length, parted.part_size)
         chunks = self.source.read_file(parted.file, start, end)
-        pieces = []
+        data = bytearray(end - start)  # filled in place: one part's memory, no more
+        filled = 0
         try:
-            for chunk in chunks:
-                if self.scope.abort.is_set():
-                    raise CopyAborted(f"{parted.key}: copy aborted by a stop")
-                pieces.append(chunk)
+            with memoryview(data) as view:
+                for chunk in chunks:
+                    if self.scope.abort.is_set():
+                        raise CopyAborted(f"{parted.key}: copy aborted by a stop")
+                    if filled + len(chunk) > len(data):
+                        filled = -1  # more bytes than the range
+                        break
+                    view[filled : filled + len(chunk)] = chunk
+                    filled += len(chunk)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        data = b"".join(pieces)
-        del pieces
-        if len(data) != end - start:
+        if filled != end - start:
             raise IncompleteDownload(
                 f"{parted.file.dataset_file_id}/{parted.file.name}: part {number} "
-                f"got {len(data)} of {end - start} bytes"
+                f"got {'more than' if filled < 0 else filled} of {end - start} bytes"
             )
-        checksum = self.sink_part(parted, number, data)
+        checksum = parted.writer.write_part(number, data)
         if parted.hasher is not None:
             parted.hasher.add(number, data)
         return checksum
-
-    def sink_part(self, parted: PartedFile, number: int, data: bytes) -> str:
-        """Write one part to the sink (a seam for tests that count parts)."""
-        return parted.writer.write_part(number, data)
 
     @_task
     def finish_parts(self, unit: WorkUnit, parted: PartedFile) -> tuple[FileCopy, bool]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, ca
 
 from ..errors import ConfigError, SinkError
 from ._chunked import ChunkedWriter
-from ._parts import check_complete, check_part, part_range
+from ._parts import Part, check_complete, check_part, part_range
 from .base import PartWriter
 
 if TYPE_CHECKING:
@@ -349,7 +349,7 @@ class S3PartWriter(PartWriter):
         """The multipart upload's id."""
         return self._upload_id
 
-    def write_part(self, number: int, data: bytes) -> str:
+    def write_part(self, number: int, data: Part) -> str:
         check_part(self._label, number, data, self._size, self._part_size)
         checksum = self._checksum(data)
         args: dict[str, Any] = {
@@ -364,7 +364,7 @@ class S3PartWriter(PartWriter):
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=data,
+                Body=cast("bytes", data),  # botocore sends a bytearray as is
                 **args,
             ),
         )

@@ -10,12 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 from ..errors import SinkError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer  # exists only for type checkers
+
+
+Part = Union[bytes, bytearray]
+"""The bytes of one part (the engine fills a bytearray in place)."""
 
 
 def part_count(size: int, part_size: int) -> int:
@@ -40,7 +44,7 @@ def part_sha256(data: ReadableBuffer) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-def check_part(label: str, number: int, data: bytes, size: int, part_size: int) -> None:
+def check_part(label: str, number: int, data: Part, size: int, part_size: int) -> None:
     """Refuse a part whose byte count is not its range's.
 
     Raises:

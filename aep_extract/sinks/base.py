@@ -12,6 +12,7 @@ from typing import BinaryIO, Optional
 from .._closeable import Closeable
 from ..models import ObjectInfo
 from ..registry import FromUrl
+from ._parts import Part
 
 READ_CHUNK = 1024 * 1024
 
@@ -37,7 +38,7 @@ class PartWriter(abc.ABC):
         parts' checksums."""
 
     @abc.abstractmethod
-    def write_part(self, number: int, data: bytes) -> str:
+    def write_part(self, number: int, data: Part) -> str:
         """Store part ``number`` (from 1); returns its checksum. A part written
         again replaces the earlier one. Thread-safe.
 

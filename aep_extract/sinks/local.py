@@ -23,7 +23,7 @@ from ..errors import ConfigError, SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
 from ..registry import scheme_of, url_rest
-from ._parts import check_complete, check_part, part_range, part_sha256
+from ._parts import Part, check_complete, check_part, part_range, part_sha256
 from .base import PartWriter, Sink
 
 if TYPE_CHECKING:
@@ -452,7 +452,7 @@ class _LocalParts(PartWriter):
         """The temporary file's name (in the target's directory)."""
         return os.path.basename(self._temp)
 
-    def write_part(self, number: int, data: bytes) -> str:
+    def write_part(self, number: int, data: Part) -> str:
         check_part(self._key, number, data, self._size, self._part_size)
         start, _ = part_range(number, self._size, self._part_size)
         view = memoryview(data)

@@ -16,6 +16,7 @@ from ..layout import check_key
 from ..models import ObjectInfo
 from ..registry import require_bare
 from ._parts import (
+    Part,
     check_complete,
     check_part,
     part_count,
@@ -206,7 +207,7 @@ class _MemoryParts(PartWriter):
         """The upload's random id."""
         return self._token
 
-    def write_part(self, number: int, data: bytes) -> str:
+    def write_part(self, number: int, data: Part) -> str:
         check_part(self.key, number, data, self.size, self.part_size)
         with self._sink._lock:
             self.parts[number] = bytes(data)
