@@ -364,6 +364,8 @@ class Engine:
             logger.exception("unit %s: unexpected error", job.unit_id, extra=_ctx(job))
             self._note_error(job, exc)
             return
+        if isinstance(result, PartedFile) or kind == "part":
+            self._note_part(job, offset, number, result)
         if not job.active:
             return
         if kind == "list":
@@ -380,25 +382,34 @@ class Engine:
             self._load_resume(job)
         elif kind == "manifest":
             self._finish(job)
-        elif kind == "part":
-            assert isinstance(result, str)
-            assert parted is not None
-            parted.done[number] = result
-            job.parts_unsaved += 1
-            job.progress_dirty = True
-            self._complete_if_written(job, parted)
+        elif kind == "part" or isinstance(result, PartedFile):
+            self._complete_if_written(job, job.parted[offset])
         elif kind == "drop":
             return
-        elif isinstance(result, PartedFile):
-            job.parted[offset] = result
-            job.resume.pop(offset, None)
-            job.progress_dirty = True
-            self._complete_if_written(job, result)
         else:
             assert isinstance(result, tuple)
             if job.parted.pop(offset, None) or job.resume.pop(offset, None):
                 job.progress_dirty = True  # no longer in progress
             self._file_done(job, offset, *result)
+
+    def _note_part(
+        self, job: UnitJob, offset: int, number: int, result: _Result
+    ) -> None:
+        """Take a file's upload or one of its parts in, even for a unit that
+        failed meanwhile: its progress record keeps them for the next attempt
+        (a lost unit's record is no longer this worker's to write)."""
+        if job.lost:
+            if isinstance(result, PartedFile):
+                result.writer.close()
+            return
+        if isinstance(result, PartedFile):
+            job.parted[offset] = result
+            job.resume.pop(offset, None)
+        else:
+            assert isinstance(result, str)
+            job.parted[offset].done[number] = result
+            job.parts_unsaved += 1
+        job.progress_dirty = True
 
     def _complete_if_written(self, job: UnitJob, parted: PartedFile) -> None:
         if parted.all_written and not parted.completing:
