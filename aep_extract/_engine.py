@@ -1,5 +1,9 @@
 """The execution loop: claims units, runs file copies on the scheduler, checkpoints.
 
+A large file is copied as parts, each a task of its own (a ranged read, a part
+written), within the bounds of :class:`~aep_extract.ConcurrencyConfig`; the loop
+records their progress so that another run resumes the upload.
+
 All store writes happen on the thread that runs the loop; worker threads only read
 from the source and write to the sink. That keeps fencing simple (one writer per lease
 per process) and makes the checkpoint order deterministic.
@@ -247,7 +251,7 @@ class Engine:
                     )
                     return True
             if job.todo:
-                offset = job.todo.popleft()
+                offset = job.todo[0]
                 recorded = offset <= job.lease.checkpoint.last_processed_offset
                 file = job.files[offset]
                 part_size = self.concurrency.part_size_for(
@@ -257,6 +261,9 @@ class Engine:
                     file.length >= self.concurrency.threshold
                     and part_size < file.length
                 ):
+                    if self._parts_in_memory() >= self.concurrency.parts_in_flight:
+                        continue  # no room for its parts: open no upload yet
+                    job.todo.popleft()
                     self._submit(
                         job,
                         "start",
@@ -271,6 +278,7 @@ class Engine:
                         job.resume.get(offset),
                     )
                     return True
+                job.todo.popleft()
                 self._submit(
                     job,
                     "file",
@@ -288,14 +296,17 @@ class Engine:
     def _room_for_part(self, parted: PartedFile) -> bool:
         """Whether one more part may be read into memory, for this file and in
         all (:attr:`ConcurrencyConfig.parts_per_file` and ``parts_in_flight``)."""
-        if parted.in_memory >= self.concurrency.parts_per_file:
-            return False
-        total = sum(
-            other.in_memory
-            for job in self.jobs.values()
-            for other in job.parted.values()
+        return (
+            parted.in_memory < self.concurrency.parts_per_file
+            and self._parts_in_memory() < self.concurrency.parts_in_flight
         )
-        return total < self.concurrency.parts_in_flight
+
+    def _parts_in_memory(self) -> int:
+        return sum(
+            parted.in_memory
+            for job in self.jobs.values()
+            for parted in job.parted.values()
+        )
 
     def _submit(
         self,
