@@ -43,6 +43,7 @@ class RecordedFile:
     """Checksums of the parts durably in the sink, by part number."""
 
     def to_json(self) -> dict[str, Any]:
+        """The record's entry: short names, since DynamoDB bills by the byte."""
         return {
             "o": self.offset,
             "k": self.key,
@@ -54,6 +55,11 @@ class RecordedFile:
 
     @classmethod
     def from_json(cls, data: Any) -> RecordedFile:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            KeyError, TypeError, ValueError, AttributeError: not such an entry.
+        """
         return cls(
             offset=int(data["o"]),
             key=str(data["k"]),
