@@ -1,5 +1,9 @@
 """The execution loop: claims units, runs file copies on the scheduler, checkpoints.
 
+A large file is copied as parts, each a task of its own (a ranged read, a part
+written), within the bounds of :class:`~aep_extract.ConcurrencyConfig`; the loop
+records their progress so that another run resumes the upload.
+
 All store writes happen on the thread that runs the loop; worker threads only read
 from the source and write to the sink. That keeps fencing simple (one writer per lease
 per process) and makes the checkpoint order deterministic.
@@ -24,7 +28,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 import attrs
 
-from ._jobs import UnitJob
+from ._jobs import PROGRESS_SECONDS, PartedFile, UnitJob, parse_progress
 from ._liveness import WaitNotice
 from ._logging import log_context
 from ._run import RunScope
@@ -47,7 +51,7 @@ from .sources.base import AepSource
 
 logger = logging.getLogger(__name__)
 
-_Result = Union[list[tuple[FileRef, str]], tuple[FileCopy, bool], None]
+_Result = Union[list[tuple[FileRef, str]], tuple[FileCopy, bool], PartedFile, str, None]
 _RUN_FATAL = (AuthError, TokenUnavailable)
 """Errors that end the run, not a unit: without a token no unit can go on."""
 _IDLE_POLL_SECONDS = 5.0
@@ -61,6 +65,7 @@ class _Counters:
     bytes_copied: int = 0
     files_skipped: int = 0
     units_completed: int = 0
+    progress_writes: int = 0
     failures: list[tuple[str, str]] = attrs.field(factory=list)
 
 
@@ -96,8 +101,10 @@ class Engine:
             manifest_template=config.manifest_template,
         )
         self.tasks = FileTasks(source, sink, self.layout, scope)
+        self.concurrency = config.concurrency
         self.jobs: dict[str, UnitJob] = {}
-        self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int]] = {}
+        self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int, int]] = {}
+        """Each task's job, kind, file offset and part number (0: not a part)."""
         self.counters = _Counters()
         self.may_claim = True
         self.rechecked = False
@@ -133,6 +140,7 @@ class Engine:
                     self._collect(future)
                 self._interrupt_if_aborting()
                 self._renew_due()
+                self._save_progress_due()
         except BaseException:
             self._abandon()
             raise
@@ -143,6 +151,8 @@ class Engine:
         units = self.store.summary(dataset_id)
         if all(status.ok for status, count in units.items() if count):
             self._clean_leftovers(dataset_id)
+        if c.progress_writes:
+            logger.info("%d progress record write(s)", c.progress_writes)
         return RunReport(
             dataset_id=dataset_id,
             units=units,
@@ -221,15 +231,59 @@ class Engine:
                 extra=log_context(lease.unit),
             )
             self.hooks.unit_started(unit=lease.unit, attempt=attempt)
-            job = UnitJob(lease=lease)
+            job = UnitJob(lease=lease, progress_saved_at=self.store.clock())
             self.jobs[job.unit_id] = job
             self._submit(job, "list", -1, self.tasks.list_files, lease.unit)
 
     def _submit_next_task(self) -> bool:
+        if self._stopping():
+            return False
         for job in self.jobs.values():
-            if job.active and job.todo and not self._stopping():
-                offset = job.todo.popleft()
+            if not job.active:
+                continue
+            for parted in job.parted.values():  # finish big files first
+                if parted.todo and self._room_for_part(parted):
+                    number = parted.todo.popleft()
+                    parted.in_flight.add(number)
+                    self._submit(
+                        job,
+                        "part",
+                        parted.offset,
+                        self.tasks.fetch_part,
+                        parted,
+                        number,
+                        number=number,
+                    )
+                    return True
+            if job.todo:
+                offset = job.todo[0]
                 recorded = offset <= job.lease.checkpoint.last_processed_offset
+                file = job.files[offset]
+                part_size = self.concurrency.part_size_for(
+                    file.length, self.sink.min_part_size
+                )
+                if (
+                    file.length >= self.concurrency.threshold
+                    and part_size < file.length
+                ):
+                    if self._parts_in_memory() >= self.concurrency.parts_in_flight:
+                        continue  # no room for its parts: open no upload yet
+                    job.todo.popleft()
+                    self._submit(
+                        job,
+                        "start",
+                        offset,
+                        self.tasks.start_parts,
+                        job.lease.unit,
+                        offset,
+                        file,
+                        job.keys[offset],
+                        recorded,
+                        part_size,
+                        job.resume.get(offset),
+                    )
+                    return True
+                job.todo.popleft()
                 self._submit(
                     job,
                     "file",
@@ -244,6 +298,21 @@ class Engine:
                 return True
         return False
 
+    def _room_for_part(self, parted: PartedFile) -> bool:
+        """Whether one more part may be read into memory, for this file and in
+        all (:attr:`ConcurrencyConfig.parts_per_file` and ``parts_in_flight``)."""
+        return (
+            parted.in_memory < self.concurrency.parts_per_file
+            and self._parts_in_memory() < self.concurrency.parts_in_flight
+        )
+
+    def _parts_in_memory(self) -> int:
+        return sum(
+            parted.in_memory
+            for job in self.jobs.values()
+            for parted in job.parted.values()
+        )
+
     def _submit(
         self,
         job: UnitJob,
@@ -251,9 +320,11 @@ class Engine:
         offset: int,
         fn: Callable[..., _Result],
         *args: Any,
+        number: int = 0,
     ) -> None:
         job.in_flight += 1
-        self.in_flight[self.scheduler.submit(fn, *args)] = (job, kind, offset)
+        future = self.scheduler.submit(fn, *args)
+        self.in_flight[future] = (job, kind, offset, number)
 
     def _await_others(self, dataset_id: str) -> bool:
         """Wait for units other workers hold; True when one may be claimable now."""
@@ -284,15 +355,20 @@ class Engine:
     # -- results ------------------------------------------------------------------
 
     def _collect(self, future: Future[_Result]) -> None:
-        job, kind, offset = self.in_flight.pop(future)
+        job, kind, offset, number = self.in_flight.pop(future)
         job.in_flight -= 1
+        parted = job.parted.get(offset)
+        if kind == "part" and parted is not None:
+            parted.in_flight.discard(number)
         try:
             result = future.result()
         except CopyAborted:
             job.todo.clear()  # the unit is released once nothing is in flight
+            job.stop_parts()
             return
         except _RUN_FATAL as exc:
             job.todo.clear()
+            job.stop_parts()
             self._halt(exc)
             return
         except AepExtractError as exc:
@@ -302,6 +378,8 @@ class Engine:
             logger.exception("unit %s: unexpected error", job.unit_id, extra=_ctx(job))
             self._note_error(job, exc)
             return
+        if isinstance(result, PartedFile) or kind == "part":
+            self._note_part(job, offset, number, result)
         if not job.active:
             return
         if kind == "list":
@@ -315,26 +393,83 @@ class Engine:
                 files=len(job.files),
                 bytes=sum(f.length for f in job.files.values()),
             )
+            self._load_resume(job)
         elif kind == "manifest":
             self._finish(job)
+        elif kind == "part" or isinstance(result, PartedFile):
+            self._complete_if_written(job, job.parted[offset])
+        elif kind == "drop":
+            return
         else:
             assert isinstance(result, tuple)
-            copy, fresh = result
-            job.copies[offset] = copy
-            self.hooks.file_copied(
-                unit=job.lease.unit,
-                file=job.files[offset],
-                key=copy.key,
-                size=copy.size,
-                fresh=fresh,
+            if job.parted.pop(offset, None) or job.resume.pop(offset, None):
+                job.progress_dirty = True  # no longer in progress
+            self._file_done(job, offset, *result)
+
+    def _note_part(
+        self, job: UnitJob, offset: int, number: int, result: _Result
+    ) -> None:
+        """Take a file's upload or one of its parts in, even for a unit that
+        failed meanwhile: its progress record keeps them for the next attempt
+        (a lost unit's record is no longer this worker's to write)."""
+        if job.lost:
+            if isinstance(result, PartedFile):
+                result.writer.close()
+            return
+        if isinstance(result, PartedFile):
+            job.parted[offset] = result
+            job.resume.pop(offset, None)
+        else:
+            assert isinstance(result, str)
+            job.parted[offset].done[number] = result
+            job.parts_unsaved += 1
+        job.progress_dirty = True
+
+    def _complete_if_written(self, job: UnitJob, parted: PartedFile) -> None:
+        if parted.all_written and not parted.completing:
+            parted.completing = True
+            self._submit(
+                job,
+                "complete",
+                parted.offset,
+                self.tasks.finish_parts,
+                job.lease.unit,
+                parted,
             )
-            if fresh:
-                job.fresh[offset] = copy.size
-                self.counters.files_copied += 1
-                self.counters.bytes_copied += copy.size
-            else:
-                self.counters.files_skipped += 1
-            self._advance(job)
+
+    def _load_resume(self, job: UnitJob) -> None:
+        """Take the progress record of the unit's files in parts: a listed file
+        resumes its upload when its turn comes; the upload of a file no longer
+        listed at that offset and key is aborted."""
+        job.resume = parse_progress(job.lease.checkpoint.progress)
+        for offset, recorded in list(job.resume.items()):
+            file = job.files.get(offset)
+            if file is None or (job.keys[offset], file.length) != (
+                recorded.key,
+                recorded.size,
+            ):
+                del job.resume[offset]
+                job.progress_dirty = True
+                self._submit(job, "drop", offset, self.tasks.drop_upload, recorded)
+
+    def _file_done(
+        self, job: UnitJob, offset: int, copy: FileCopy, fresh: bool
+    ) -> None:
+        job.copies[offset] = copy
+        self.hooks.file_copied(
+            unit=job.lease.unit,
+            file=job.files[offset],
+            key=copy.key,
+            size=copy.size,
+            fresh=fresh,
+        )
+        if fresh:
+            job.fresh[offset] = copy.size
+            self.counters.files_copied += 1
+            self.counters.bytes_copied += copy.size
+        else:
+            self.counters.files_skipped += 1
+        self._advance(job)
 
     def _note_error(self, job: UnitJob, exc: BaseException) -> None:
         if job.error is None and not job.lost:
@@ -343,6 +478,7 @@ class Engine:
             # No retry changes a name from the API: such a unit fails at once.
             job.final = isinstance(exc, UnsafeKeyError)
         job.todo.clear()
+        job.stop_parts()
 
     def _advance(self, job: UnitJob) -> None:
         old = job.lease.checkpoint.last_processed_offset
@@ -368,8 +504,10 @@ class Engine:
             if job.in_flight:
                 continue
             if job.lost:
+                self._let_go(job)
                 del self.jobs[job.unit_id]
             elif job.error is not None:
+                self._let_go(job)
                 self._fail(job)
             elif job.manifest_started:
                 continue
@@ -384,6 +522,7 @@ class Engine:
                     [job.copies[offset] for offset in job.files],
                 )
             elif self._stopping():
+                self._let_go(job)
                 self._release(job)
 
     def _finish(self, job: UnitJob) -> None:
@@ -434,6 +573,15 @@ class Engine:
             )
         del self.jobs[job.unit_id]
 
+    def _let_go(self, job: UnitJob) -> None:
+        """Before a unit is given back (failed, stopped or lost): its uploads in
+        parts stay in the sink, their progress recorded for the next owner."""
+        if job.progress_dirty and not job.lost:
+            self._save_progress(job)
+        for parted in job.parted.values():
+            parted.writer.close()
+        job.parted.clear()
+
     def _release(self, job: UnitJob) -> None:
         with contextlib.suppress(CheckpointConflict):  # lost: nothing of ours to give
             self.store.release(job.lease)
@@ -480,11 +628,45 @@ class Engine:
         threshold = self.store.clock() + self.config.lease_seconds * 2 / 3
         for job in list(self.jobs.values()):
             if job.active and job.lease.expires_at < threshold:
+                if job.progress_dirty:
+                    self._save_progress(job)  # renews the lease too
+                    continue
                 lease = self._fenced(
                     job, self.store.renew, job.lease, self.config.lease_seconds
                 )
                 if lease is not None:
                     job.lease = lease
+
+    def _save_progress_due(self) -> None:
+        """Write the progress records that are due: at most one per unit per
+        :data:`PROGRESS_SECONDS`, or sooner once a file's window of parts has
+        been written since the last."""
+        now = self.store.clock()
+        for job in list(self.jobs.values()):
+            if (
+                job.active
+                and job.progress_dirty
+                and (
+                    now - job.progress_saved_at >= PROGRESS_SECONDS
+                    or job.parts_unsaved >= self.concurrency.parts_per_file
+                )
+            ):
+                self._save_progress(job)
+
+    def _save_progress(self, job: UnitJob) -> None:
+        lease = self._fenced(
+            job,
+            self.store.save_progress,
+            job.lease,
+            job.progress(),
+            self.config.lease_seconds,
+        )
+        self.counters.progress_writes += 1
+        if lease is not None:
+            job.lease = lease
+            job.progress_dirty = False
+            job.parts_unsaved = 0
+            job.progress_saved_at = self.store.clock()
 
     def _fenced(
         self, job: UnitJob, write: Callable[..., T], *args: Any, **kwargs: Any
@@ -500,6 +682,7 @@ class Engine:
             )
             job.lost = True
             job.todo.clear()
+            job.stop_parts()
             return None
 
 

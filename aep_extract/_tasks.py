@@ -15,14 +15,16 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union
 from urllib.parse import quote
 
+from ._jobs import OrderedHasher, PartedFile, RecordedFile
 from ._logging import log_context
 from ._run import RunScope, within
 from .errors import IncompleteDownload
 from .layout import KeyLayout
 from .models import FileCopy, FileRef, WorkUnit
+from .sinks._parts import part_range
 from .sinks.base import Sink
 from .sources.base import AepSource
 
@@ -136,6 +138,143 @@ class FileTasks:
         the file as copied (``recorded``). It is then checksummed from the sink for
         the manifest instead of being downloaded again; anything else is replaced.
         """
+        found = self.found(unit, offset, file, key, recorded)
+        if found is not None:
+            return found, False
+        return self.copy(unit, offset, file, key), True
+
+    @_task
+    def start_parts(
+        self,
+        unit: WorkUnit,
+        offset: int,
+        file: FileRef,
+        key: str,
+        recorded: bool,
+        part_size: int,
+        resume: Optional[RecordedFile],
+    ) -> Union[tuple[FileCopy, bool], PartedFile]:
+        """Begin (or resume) a copy of one file in parts; the copy itself when the
+        file is in the sink already or the sink cannot write parts.
+
+        A resumed upload keeps the recorded parts that the sink still holds with
+        their size and checksum (:meth:`PartWriter.resumable_parts`); the others
+        are fetched again.
+        """
+        found = self.found(unit, offset, file, key, recorded)
+        if found is not None:
+            return found, False
+        if resume is not None and (resume.key, resume.size) == (key, file.length):
+            part_size = resume.part_size
+        else:
+            resume = None
+        writer = self.sink.open_parts(
+            key,
+            size=file.length,
+            part_size=part_size,
+            metadata=source_metadata(unit, file),
+            resume=None if resume is None else resume.token,
+        )
+        if writer is None:
+            return self.copy(unit, offset, file, key), True
+        done: dict[int, str] = {}
+        if resume is not None and writer.token == resume.token:
+            kept = writer.resumable_parts(resume.parts)
+            done = {number: resume.parts[number] for number in kept}
+            logger.info(
+                "%s: resuming upload, %d of %d recorded part(s) intact",
+                key,
+                len(done),
+                len(resume.parts),
+                extra=log_context(unit, file, key),
+            )
+        return PartedFile(
+            offset=offset,
+            file=file,
+            key=key,
+            writer=writer,
+            part_size=part_size,
+            done=done,
+            hasher=None if done else OrderedHasher(),
+        )
+
+    @_task
+    def fetch_part(self, parted: PartedFile, number: int) -> str:
+        """Read one part with one ranged read and write it; its checksum.
+
+        Raises:
+            IncompleteDownload: the source gave a different number of bytes.
+        """
+        start, end = part_range(number, parted.file.length, parted.part_size)
+        chunks = self.source.read_file(parted.file, start, end)
+        data = bytearray(end - start)  # filled in place: one part's memory, no more
+        filled = 0
+        try:
+            with memoryview(data) as view:
+                for chunk in chunks:
+                    if self.scope.abort.is_set():
+                        raise CopyAborted(f"{parted.key}: copy aborted by a stop")
+                    if filled + len(chunk) > len(data):
+                        filled = -1  # more bytes than the range
+                        break
+                    view[filled : filled + len(chunk)] = chunk
+                    filled += len(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if filled != end - start:
+            raise IncompleteDownload(
+                f"{parted.file.dataset_file_id}/{parted.file.name}: part {number} "
+                f"got {'more than' if filled < 0 else filled} of {end - start} bytes"
+            )
+        checksum = parted.writer.write_part(number, data)
+        if parted.hasher is not None:
+            parted.hasher.add(number, data)
+        return checksum
+
+    @_task
+    def finish_parts(self, unit: WorkUnit, parted: PartedFile) -> tuple[FileCopy, bool]:
+        """Make a file written in parts visible; its manifest entry.
+
+        A file resumed from an earlier run is checksummed by reading it back from
+        the sink: the parts that run wrote were never in this process.
+        """
+        if self.scope.abort.is_set():
+            raise CopyAborted(f"{parted.key}: copy aborted by a stop")
+        parted.writer.complete(parted.done)
+        if parted.hasher is not None:
+            sha256 = parted.hasher.hexdigest()
+        else:
+            sha256 = self.sink.sha256(parted.key)
+        logger.debug(
+            "copied %s (%d bytes, %d parts) to %s",
+            parted.file.name,
+            parted.file.length,
+            len(parted.done),
+            parted.key,
+            extra=log_context(unit, parted.file, parted.key),
+        )
+        return _file_copy(parted.offset, parted.file, parted.key, sha256), True
+
+    @_task
+    def drop_upload(self, recorded: RecordedFile) -> None:
+        """Abort the upload of a recorded file the batch no longer lists."""
+        writer = self.sink.open_parts(
+            recorded.key,
+            size=recorded.size,
+            part_size=recorded.part_size,
+            resume=recorded.token,
+        )
+        if writer is not None:
+            writer.abort()
+            logger.info("aborted the upload of %s: no longer listed", recorded.key)
+
+    def found(
+        self, unit: WorkUnit, offset: int, file: FileRef, key: str, recorded: bool
+    ) -> Optional[FileCopy]:
+        """The file's manifest entry if the sink holds it whole already (see
+        :meth:`fetch`), else None."""
         info = self.sink.stat(key)
         context = log_context(unit, file)
         if info is not None and info.size == file.length:
@@ -143,7 +282,7 @@ class FileTasks:
                 info.metadata is None and recorded
             ):
                 logger.debug("%s already in the sink", key, extra=context)
-                return _file_copy(offset, file, key, self.sink.sha256(key)), False
+                return _file_copy(offset, file, key, self.sink.sha256(key))
             if info.metadata is None:
                 logger.info(
                     "%s: an object of the listed size is there, but this sink keeps "
@@ -167,7 +306,7 @@ class FileTasks:
                 "missing" if info is None else f"has {info.size} bytes",
                 extra=context,
             )
-        return self.copy(unit, offset, file, key), True
+        return None
 
     def copy(self, unit: WorkUnit, offset: int, file: FileRef, key: str) -> FileCopy:
         """Stream one file from the source into the sink, checksumming it."""

@@ -47,6 +47,12 @@ IN_FLIGHT_PER_WORKER = 2
 DEFAULT_MAX_IN_FLIGHT = IN_FLIGHT_PER_WORKER * DEFAULT_WORKERS
 """Platform requests open at once per source with the default workers (16)."""
 POOL_MARGIN = 4
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+"""Bytes per part of a multi-stream copy (s3transfer's ``multipart_chunksize``)."""
+PARTS_PER_WORKER = 2
+"""Parts in memory at once per worker, by default, in all and per file."""
+MAX_FILE_PARTS = 10_000
+"""Most parts of one file (S3's limit): a larger file gets larger parts."""
 """Connections a pool keeps beyond the requests that share it (token refreshes,
 planning, the engine's own calls)."""
 
@@ -98,7 +104,23 @@ class ConcurrencyConfig:
     :attr:`sink_connections`     workers + 4 (12)      the connection pool of the
                                                        client an S3 or Azure sink
                                                        builds
+    :attr:`part_bytes`           8 MiB                 bytes per part of a
+                                                       multi-stream copy (raised to
+                                                       the sink's minimum, S3 5 MiB,
+                                                       and so that a file has at
+                                                       most 10,000 parts)
+    :attr:`threshold`            2 x part_bytes        the size from which a file is
+                                 (16 MiB)              copied as parts in parallel
+    :attr:`parts_per_file`       2 x workers (16)      parts of one file in memory
+                                                       at once
+    :attr:`parts_in_flight`      2 x workers (16)      parts of all files in memory
+                                                       at once: memory is bounded by
+                                                       this x part size (128 MiB)
     ============================ ===================== ==============================
+
+    A part is in memory from its ranged read until the file's SHA-256 has taken it
+    in (parts are hashed in order, so a part that arrives early waits for the ones
+    before it): the parts counted above are those in flight and those waiting.
 
     A pool is never smaller than the requests that share it: the source's requests
     are bounded by ``in_flight``, a cloud sink's by the workers (each writer sends one
@@ -124,6 +146,13 @@ class ConcurrencyConfig:
             derives it.
         sink_pool_size: connections of the client a cloud sink (S3, Azure)
             builds; None derives it.
+        part_size: bytes per part of a multi-stream copy; None means 8 MiB.
+        multistream_threshold: bytes from which a file is copied as parts fetched
+            and written in parallel (where the sink can: S3, local, memory; Azure
+            copies every file in one stream); None means twice the part size.
+        max_parts_per_file: parts of one file in memory at once; None derives it.
+        max_parts_in_flight: parts of all files in memory at once; None derives
+            it.
 
     Raises:
         ConfigError: a value is not a positive integer (a positive number for the
@@ -135,10 +164,22 @@ class ConcurrencyConfig:
     max_requests_per_second: Optional[float] = None
     http_pool_size: Optional[int] = None
     sink_pool_size: Optional[int] = None
+    part_size: Optional[int] = None
+    multistream_threshold: Optional[int] = None
+    max_parts_per_file: Optional[int] = None
+    max_parts_in_flight: Optional[int] = None
 
     def __attrs_post_init__(self) -> None:
         _check_count("workers", self.workers)
-        for name in ("max_in_flight", "http_pool_size", "sink_pool_size"):
+        for name in (
+            "max_in_flight",
+            "http_pool_size",
+            "sink_pool_size",
+            "part_size",
+            "multistream_threshold",
+            "max_parts_per_file",
+            "max_parts_in_flight",
+        ):
             if getattr(self, name) is not None:
                 _check_count(name, getattr(self, name))
         rate = self.max_requests_per_second
@@ -161,6 +202,44 @@ class ConcurrencyConfig:
                 f"sink_pool_size {self.sink_pool_size} is below workers "
                 f"{self.workers}: writers would wait for a connection"
             )
+
+    @property
+    def part_bytes(self) -> int:
+        """Bytes per part of a multi-stream copy, before a sink's minimum and the
+        10,000-part limit (see :meth:`part_size_for`)."""
+        return self.part_size if self.part_size is not None else DEFAULT_PART_SIZE
+
+    @property
+    def threshold(self) -> int:
+        """Bytes from which a file is copied as parts in parallel."""
+        if self.multistream_threshold is not None:
+            return self.multistream_threshold
+        return 2 * self.part_bytes
+
+    @property
+    def parts_per_file(self) -> int:
+        """Parts of one file in memory at once."""
+        if self.max_parts_per_file is not None:
+            return self.max_parts_per_file
+        return PARTS_PER_WORKER * self.workers
+
+    @property
+    def parts_in_flight(self) -> int:
+        """Parts of all files in memory at once."""
+        if self.max_parts_in_flight is not None:
+            return self.max_parts_in_flight
+        return PARTS_PER_WORKER * self.workers
+
+    def part_size_for(self, size: int, minimum: int = 1) -> int:
+        """The part size of a file of ``size`` bytes: :attr:`part_bytes`, at least
+        ``minimum`` (the sink's), grown to whole MiB so that the file has at most
+        10,000 parts."""
+        chosen = max(self.part_bytes, minimum)
+        if -(-size // chosen) > MAX_FILE_PARTS:
+            mib = 1024 * 1024
+            needed = -(-size // MAX_FILE_PARTS)
+            chosen = -(-needed // mib) * mib
+        return chosen
 
     @property
     def in_flight(self) -> int:

@@ -112,9 +112,11 @@ class FailedFilesSource(AepSource):
         """The batch's failed files, in their deterministic order."""
         return self.source.list_failed_files(batch_id)
 
-    def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
+    def read_file(
+        self, file: FileRef, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[bytes]:
         """A failed file's bytes, from the wrapped source."""
-        return self.source.read_file(file, start)
+        return self.source.read_file(file, start, end)
 
     def interrupt(self) -> int:
         """Cut the wrapped source's requests in flight."""

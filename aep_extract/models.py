@@ -240,7 +240,10 @@ class Checkpoint:
     durably in the sink; it only moves forward. ``attempts`` counts the attempts that
     failed with an error, ``crashes`` the times the unit's lease was taken over after
     it expired (its worker died or hung). ``version`` increases with every write and
-    fences concurrent writers. Times are epoch seconds.
+    fences concurrent writers. Times are epoch seconds. ``progress`` is the engine's
+    record of the unit's files copied in parts (opaque JSON text: their uploads and
+    the parts already in the sink), kept until the unit completes so that the next
+    owner resumes them.
     """
 
     unit: WorkUnit
@@ -256,6 +259,7 @@ class Checkpoint:
     created_at: float = 0.0
     updated_at: float = 0.0
     version: int = 0
+    progress: Optional[str] = attrs.field(default=None, repr=False)
 
     @property
     def unit_id(self) -> str:

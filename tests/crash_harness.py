@@ -48,13 +48,23 @@ def kills_wanted() -> int:
     return int(os.environ.get("AEP_CRASH_KILLS", DEFAULT_KILLS))
 
 
+MULTISTREAM = {"part_size": 64 * 1024}
+"""Knobs of the crash runs (``tests.multistream_cli``): parts of 64 KiB, so every
+file from 128 KiB on is copied in parts, and kills land mid-upload."""
+
+
 def run_with_kills(
-    args: Sequence[str], env: Mapping[str, str], *, kills: int, seed: int
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    kills: int,
+    seed: int,
+    module: str = "aep_extract.cli",
 ) -> CrashResult:
-    """Start the CLI ``kills`` times, SIGKILL each at a random moment, then once
-    more to the end; returns what happened."""
+    """Start the CLI (``python -m module``) ``kills`` times, SIGKILL each at a
+    random moment, then once more to the end; returns what happened."""
     rng = random.Random(seed)
-    cli = [sys.executable, "-m", "aep_extract.cli"]
+    cli = [sys.executable, "-m", module]
     command = [*cli, *args]
     result = CrashResult()
     for _ in range(kills):

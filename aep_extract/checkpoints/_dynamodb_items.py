@@ -6,7 +6,7 @@ Attribute names follow the seed and the SQLite store column for column. ``Create
 and ``UpdatedAt`` are ISO 8601 UTC strings with microseconds, readable in the console;
 ``LeaseExpiresAt`` stays a number (epoch seconds) because it is compared with a clock.
 Attributes whose value is None are left out of the item; ``Crashes``, absent from
-items of older releases, reads as 0.
+items of older releases, reads as 0, and ``Progress`` as none.
 
 A dataset's watermark and destination live in the same table, each in an item of its
 own that no unit key can equal: ``BatchID`` ``dataset#<dataset id>`` and
@@ -38,6 +38,9 @@ SORT_KEY = "OffsetRange"
 DATASET = "DatasetID"
 STATUS = "Status"
 
+PROGRESS = "Progress"
+"""The engine's record of a unit's files in parts (JSON text, kept under 200 KB:
+see :data:`aep_extract._jobs.MAX_RECORDED_PARTS`)."""
 PLANNED_UNTIL = "PlannedUntil"
 DESTINATION = "Destination"
 DATASET_PREFIX = "dataset#"
@@ -79,6 +82,8 @@ def to_item(cp: Checkpoint) -> Item:
         item["LeaseExpiresAt"] = {"N": _float_text(cp.lease_expires_at)}
     if cp.error is not None:
         item["Error"] = {"S": cp.error}
+    if cp.progress is not None:
+        item[PROGRESS] = {"S": cp.progress}
     return item
 
 
@@ -171,6 +176,7 @@ def from_item(item: Mapping[str, AttributeValueTypeDef]) -> Checkpoint:
             created_at=from_iso(_string(item, "CreatedAt")),
             updated_at=from_iso(_string(item, "UpdatedAt")),
             version=_integer(item, "Version"),
+            progress=_optional_string(item, PROGRESS),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise CheckpointError(

@@ -464,14 +464,30 @@ class CheckpointStore(Closeable, FromUrl, abc.ABC):
             changes["lease_expires_at"] = self.clock() + lease_seconds
         return self._write(lease, **changes)
 
+    def save_progress(
+        self, lease: Lease, progress: Optional[str], lease_seconds: float
+    ) -> Lease:
+        """Record the progress of the unit's files in progress (the engine's opaque
+        ``progress`` of the :class:`~aep_extract.Checkpoint`; None clears it) and
+        renew the lease, in one fenced write. :meth:`advance`, :meth:`fail`,
+        :meth:`release` and a takeover keep it; :meth:`complete` clears it.
+
+        Raises:
+            CheckpointConflict: the lease was lost.
+        """
+        return self._write(
+            lease, progress=progress, lease_expires_at=self.clock() + lease_seconds
+        )
+
     def complete(self, lease: Lease) -> Checkpoint:
-        """Mark the unit Completed and drop the lease."""
+        """Mark the unit Completed and drop the lease (and its progress record)."""
         return self._write(
             lease,
             status=UnitStatus.COMPLETED,
             owner=None,
             lease_expires_at=None,
             error=None,
+            progress=None,
         ).checkpoint
 
     def fail(self, lease: Lease, error: str, *, max_attempts: int) -> Checkpoint:

@@ -63,6 +63,7 @@ _COLUMNS = (
     "CreatedAt",
     "UpdatedAt",
     "Version",
+    "Progress",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM units"
 _INSERT = (
@@ -99,6 +100,7 @@ _TABLES = {
         CreatedAt REAL NOT NULL,
         UpdatedAt REAL NOT NULL,
         Version INTEGER NOT NULL,
+        Progress TEXT,
         PRIMARY KEY (BatchID, OffsetRange)
     )""",
     "watermarks": """(
@@ -112,10 +114,14 @@ _TABLES = {
     )""",
 }
 """Every table and its columns. Tables and columns added after the first release
-(``watermarks``, ``destinations``, ``units.Crashes``) came without a new
+(``watermarks``, ``destinations``, ``units.Crashes``, ``units.Progress``) came
+without a new
 SCHEMA_VERSION: creating what is missing is all an older file needs, and an older
 release can still use a file that has them (its statements name their columns)."""
-_ADDED_COLUMNS = (("units", "Crashes", "INTEGER NOT NULL DEFAULT 0", "0"),)
+_ADDED_COLUMNS = (
+    ("units", "Crashes", "INTEGER NOT NULL DEFAULT 0", "0"),
+    ("units", "Progress", "TEXT", "NULL"),
+)
 """(table, column, declaration, value for rows of older files) of added columns."""
 _INDEX = (
     "CREATE INDEX IF NOT EXISTS units_by_dataset_status ON units (DatasetID, Status)"
@@ -491,6 +497,7 @@ def _row(cp: Checkpoint) -> tuple[Any, ...]:
         cp.created_at,
         cp.updated_at,
         cp.version,
+        cp.progress,
     )
 
 
@@ -513,6 +520,7 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
         created_at,
         updated_at,
         version,
+        progress,
     ) = row
     try:
         first, last = WorkUnit.parse_offset_range(offset_range)
@@ -536,6 +544,7 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
             created_at=created_at,
             updated_at=updated_at,
             version=version,
+            progress=progress,
         )
     except (TypeError, ValueError) as exc:
         raise CheckpointError(

@@ -6,11 +6,20 @@ from typing import Any, Optional
 
 from .. import registry
 from ..config import ConcurrencyConfig
-from .base import Sink
+from ._parts import part_range
+from .base import PartWriter, Sink
 from .local import LocalSink
 from .memory import MemorySink
 
-__all__ = ["LocalSink", "MemorySink", "Sink", "check_sink_url", "open_sink"]
+__all__ = [
+    "LocalSink",
+    "MemorySink",
+    "PartWriter",
+    "Sink",
+    "check_sink_url",
+    "open_sink",
+    "part_range",
+]
 
 
 def open_sink(

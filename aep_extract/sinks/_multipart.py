@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, ca
 
 from ..errors import ConfigError, SinkError
 from ._chunked import ChunkedWriter
+from ._parts import Part, check_complete, check_part, part_range
+from .base import PartWriter
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer  # exists only for type checkers
@@ -304,3 +306,133 @@ class S3ObjectWriter(ChunkedWriter):
             }
         )
         logger.debug("uploaded part %d of s3://%s/%s", number, self._bucket, self._key)
+
+
+class S3PartWriter(PartWriter):
+    """The parts of one multipart upload, sent from many threads at once.
+
+    Every part carries its checksum (of the sink's algorithm), which S3 verifies
+    and keeps. The checksum :meth:`write_part` returns is that checksum and the
+    part's ETag, separated by a space: :meth:`resumable_parts` compares the size
+    and the checksum ``ListParts`` reports (every page), or the ETag where the
+    store lists no checksums (some S3-compatible stores), and :meth:`complete`
+    hands both to ``CompleteMultipartUpload``. The token is the upload id.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        *,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        size: int,
+        part_size: int,
+        checksum_algorithm: str,
+        send: Sender,
+        label: str,
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._upload_id = upload_id
+        self._size = size
+        self._part_size = part_size
+        self._checksum = checksum_function(checksum_algorithm)
+        self._algorithm = cast("ChecksumAlgorithmType", checksum_algorithm)
+        self._checksum_param = f"Checksum{checksum_algorithm}"
+        self._send = send
+        self._label = label
+
+    @property
+    def token(self) -> str:
+        """The multipart upload's id."""
+        return self._upload_id
+
+    def write_part(self, number: int, data: Part) -> str:
+        check_part(self._label, number, data, self._size, self._part_size)
+        checksum = self._checksum(data)
+        args: dict[str, Any] = {
+            "ChecksumAlgorithm": self._algorithm,
+            self._checksum_param: checksum,
+        }
+        answer = self._send(
+            "upload a part of",
+            self._label,
+            lambda: self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=cast("bytes", data),  # botocore sends a bytearray as is
+                **args,
+            ),
+        )
+        return f"{checksum} {answer['ETag']}"
+
+    def resumable_parts(self, recorded: Mapping[int, str]) -> set[int]:
+        kept: set[int] = set()
+        request: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": self._key,
+            "UploadId": self._upload_id,
+        }
+        while True:
+            page = self._send(
+                "list the parts of",
+                self._label,
+                lambda: self._client.list_parts(**request),
+            )
+            for part in page.get("Parts", []):
+                number = part["PartNumber"]
+                if number not in recorded or not 1 <= number <= MAX_PARTS:
+                    continue
+                checksum, _, etag = recorded[number].partition(" ")
+                listed = part.get(self._checksum_param)
+                start, end = part_range(number, self._size, self._part_size)
+                if part.get("Size") == end - start and (
+                    listed == checksum if listed else part.get("ETag") == etag
+                ):
+                    kept.add(number)
+            if not page.get("IsTruncated"):
+                return kept
+            request["PartNumberMarker"] = page["NextPartNumberMarker"]
+
+    def complete(self, checksums: Mapping[int, str]) -> None:
+        check_complete(self._label, checksums, self._size, self._part_size)
+        parts = []
+        for number in sorted(checksums):
+            checksum, _, etag = checksums[number].partition(" ")
+            parts.append(
+                {"PartNumber": number, "ETag": etag, self._checksum_param: checksum}
+            )
+        completed = cast("list[CompletedPartTypeDef]", parts)
+        self._send(
+            "complete the upload of",
+            self._label,
+            lambda: self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": completed},
+            ),
+        )
+        logger.debug("completed s3://%s/%s in parts", self._bucket, self._key)
+
+    def abort(self) -> None:
+        try:
+            self._send(
+                "abort the upload of",
+                self._label,
+                lambda: self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                ),
+            )
+        except SinkError as exc:
+            logger.warning(
+                "could not abort upload %s of s3://%s/%s: %s",
+                self._upload_id,
+                self._bucket,
+                self._key,
+                exc,
+            )

@@ -12,8 +12,71 @@ from typing import BinaryIO, Optional
 from .._closeable import Closeable
 from ..models import ObjectInfo
 from ..registry import FromUrl
+from ._parts import Part
 
 READ_CHUNK = 1024 * 1024
+
+
+class PartWriter(abc.ABC):
+    """One object written as numbered parts, from several threads at once, and
+    resumable: the sink keeps the parts written so far, invisible, until
+    :meth:`complete` or :meth:`abort`. :meth:`~aep_extract.Sink.open_parts` opens
+    one.
+
+    Contract: :meth:`write_part` is thread-safe and returns the part's checksum,
+    with the part durable in the sink once it returns; :meth:`resumable_parts`
+    tells which recorded parts the sink still holds intact; :meth:`complete` makes
+    the object visible at its key, with its metadata, all at once; :meth:`abort`
+    drops every part. Nothing is visible at the key before :meth:`complete`.
+    """
+
+    @property
+    @abc.abstractmethod
+    def token(self) -> str:
+        """What :meth:`~aep_extract.Sink.open_parts` takes as ``resume`` to reopen
+        this write (an S3 upload id, a temporary file's name): persist it with the
+        parts' checksums."""
+
+    @abc.abstractmethod
+    def write_part(self, number: int, data: Part) -> str:
+        """Store part ``number`` (from 1); returns its checksum. A part written
+        again replaces the earlier one. Thread-safe.
+
+        Raises:
+            SinkError: the sink refused, or ``data`` is not the part's size.
+        """
+
+    @abc.abstractmethod
+    def resumable_parts(self, recorded: Mapping[int, str]) -> set[int]:
+        """The part numbers of ``recorded`` (number to the checksum
+        :meth:`write_part` returned) that the sink holds with the part's size and
+        that checksum; the others must be written again.
+
+        Raises:
+            SinkError: the sink refused.
+        """
+
+    @abc.abstractmethod
+    def complete(self, checksums: Mapping[int, str]) -> None:
+        """Make the object visible at its key from every part (``checksums`` has
+        each part's number and checksum).
+
+        Raises:
+            SinkError: a part is missing, the parts do not add up to the object's
+                size, or the sink refused; nothing is visible then.
+        """
+
+    def close(self) -> None:
+        """Let go of the write without ending it (a stop, a lost lease): local
+        resources are freed, the parts stay for a later
+        :meth:`~aep_extract.Sink.open_parts` with ``resume``. Optional override;
+        the default does nothing."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop every part written; the object does not appear. Never raises
+        :class:`~aep_extract.errors.SinkError` (a failure is logged: leftovers
+        are what :meth:`~aep_extract.Sink.cleanup_incomplete` removes)."""
 
 
 class Sink(Closeable, FromUrl, abc.ABC):
@@ -33,7 +96,14 @@ class Sink(Closeable, FromUrl, abc.ABC):
       metadata, or None.
     - :meth:`list_keys` (optional) lists stored keys under a prefix.
     - :meth:`key_identity` (optional) tells when two keys name one object.
+    - :meth:`open_parts` (optional) writes one object as numbered parts sent in
+      parallel, resumable by another process; a sink that cannot returns None and
+      large files take :meth:`open_write` like the rest.
     """
+
+    min_part_size: int = 1
+    """The smallest part :meth:`open_parts` accepts (but for the last part); the
+    engine raises the configured part size to it. S3: 5 MiB."""
 
     @property
     def url(self) -> str:
@@ -77,6 +147,32 @@ class Sink(Closeable, FromUrl, abc.ABC):
         cannot store metadata; the engine then trusts an object it finds only
         when the checkpoint store records the file as copied.
         """
+
+    def open_parts(
+        self,
+        key: str,
+        *,
+        size: int,
+        part_size: int,
+        metadata: Optional[Mapping[str, str]] = None,
+        resume: Optional[str] = None,
+    ) -> Optional[PartWriter]:
+        """Open ``key`` for a write in parts, or None when the sink cannot (the
+        default): the caller then uses :meth:`open_write`.
+
+        Part ``n`` (from 1) holds bytes ``[(n - 1) * part_size, n * part_size)`` of
+        the object's ``size`` bytes (:func:`~aep_extract.sinks.part_range`).
+        ``resume`` is the :attr:`~aep_extract.sinks.PartWriter.token` of an earlier
+        writer of the same key, size and part size, perhaps of a killed process:
+        its upload is reopened when the sink still has it; otherwise a fresh one is
+        begun (its token differs from ``resume``).
+
+        Raises:
+            UnsafeKeyError: the key would escape the sink's root.
+            SinkError: the sink refused, or ``part_size`` is below
+                :attr:`min_part_size` for an object of more than one part.
+        """
+        return None
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key that starts with ``prefix`` (optional override)."""

@@ -23,7 +23,8 @@ from ..errors import ConfigError, SinkError, UnsafeKeyError
 from ..layout import check_key
 from ..models import ObjectInfo
 from ..registry import scheme_of, url_rest
-from .base import Sink
+from ._parts import Part, check_complete, check_part, part_range, part_sha256
+from .base import PartWriter, Sink
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer  # exists only for type checkers
@@ -136,6 +137,49 @@ class LocalSink(Sink):
             raise SinkError(f"{self!r}: no object {key!r}") from exc
         except OSError as exc:
             raise SinkError(f"{self!r}: cannot read {key!r}: {exc}") from exc
+
+    def open_parts(
+        self,
+        key: str,
+        *,
+        size: int,
+        part_size: int,
+        metadata: Optional[Mapping[str, str]] = None,
+        resume: Optional[str] = None,
+    ) -> Optional[PartWriter]:
+        """Write ``key`` in parts at their offsets (``os.pwrite``) into a temporary
+        file beside it, renamed into place on :meth:`PartWriter.complete`; each
+        part is fsynced before :meth:`PartWriter.write_part` returns. The token is
+        the temporary file's name: ``resume`` reopens it if it is still there.
+        None where the OS has no ``pwrite`` (Windows).
+
+        Raises:
+            UnsafeKeyError: the key would escape the root.
+            SinkError: the temporary file cannot be created or opened.
+        """
+        path = self._path(key)
+        if not hasattr(os, "pwrite"):
+            return None
+        directory, name = os.path.split(path)
+        flags = os.O_RDWR | getattr(os, "O_BINARY", 0)
+        try:
+            if resume is not None and _is_temp_of(resume, name):
+                with contextlib.suppress(FileNotFoundError):
+                    temp = os.path.join(directory, resume)
+                    fd = os.open(temp, flags)
+                    return _LocalParts(self, key, path, temp, fd, size, part_size)
+            os.makedirs(directory, exist_ok=True)
+            temp, fd = _create_temp(directory, name, os.O_RDWR)
+        except OSError as exc:
+            raise SinkError(f"{self!r}: cannot write {key!r}: {exc}") from exc
+        try:
+            self._write_metadata(fd, key, metadata or {})
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return _LocalParts(self, key, path, temp, fd, size, part_size)
 
     def stat(self, key: str) -> Optional[ObjectInfo]:
         """Size and metadata of a stored object, or None (also for a directory at
@@ -321,7 +365,7 @@ class LocalSink(Sink):
         directory, name = os.path.split(path)
         try:
             os.makedirs(directory, exist_ok=True)
-            temp, fd = _create_temp(directory, name)
+            temp, fd = _create_temp(directory, name, os.O_WRONLY)
         except OSError as exc:
             raise SinkError(f"{self!r}: cannot write {key!r}: {exc}") from exc
         try:
@@ -382,6 +426,96 @@ class _GuardedWriter(io.RawIOBase):
         return self.written
 
 
+class _LocalParts(PartWriter):
+    """Parts written at their offsets into a temporary file beside the target."""
+
+    def __init__(
+        self,
+        sink: LocalSink,
+        key: str,
+        path: str,
+        temp: str,
+        fd: int,
+        size: int,
+        part_size: int,
+    ) -> None:
+        self._sink = sink
+        self._key = key
+        self._path = path
+        self._temp = temp
+        self._fd = fd
+        self._size = size
+        self._part_size = part_size
+
+    @property
+    def token(self) -> str:
+        """The temporary file's name (in the target's directory)."""
+        return os.path.basename(self._temp)
+
+    def write_part(self, number: int, data: Part) -> str:
+        check_part(self._key, number, data, self._size, self._part_size)
+        start, _ = part_range(number, self._size, self._part_size)
+        view = memoryview(data)
+        with self._errors():
+            while view:  # pwrite may write less than asked
+                written = os.pwrite(self._fd, view, start)
+                view, start = view[written:], start + written
+            # Durable before the engine records the part as written.
+            getattr(os, "fdatasync", os.fsync)(self._fd)
+        return part_sha256(data)
+
+    def resumable_parts(self, recorded: Mapping[int, str]) -> set[int]:
+        """Reads every recorded part back from the temporary file and checks its
+        checksum: the cost of a resume is one local read of what was written."""
+        kept = set()
+        with self._errors():
+            for number, checksum in recorded.items():
+                try:
+                    start, end = part_range(number, self._size, self._part_size)
+                except SinkError:
+                    continue
+                data = os.pread(self._fd, end - start, start)
+                if len(data) == end - start and part_sha256(data) == checksum:
+                    kept.add(number)
+        return kept
+
+    def complete(self, checksums: Mapping[int, str]) -> None:
+        check_complete(self._key, checksums, self._size, self._part_size)
+        with self._errors():
+            found = os.fstat(self._fd).st_size
+            if found != self._size:
+                raise SinkError(
+                    f"{self._sink!r}: {self._key!r}: parts hold {found} bytes, "
+                    f"expected {self._size}"
+                )
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self._temp, self._path)
+        _fsync_directory(os.path.dirname(self._path))
+        logger.debug("wrote %s (%d bytes) in parts", self._path, self._size)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+    def abort(self) -> None:
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._temp)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise SinkError(
+                f"{self._sink!r}: cannot write {self._key!r}: {exc}"
+            ) from exc
+
+
 def _root_of(url: str) -> str:
     """The directory a path or ``file://`` URL names."""
     if scheme_of("sink", url) != "file":
@@ -409,13 +543,24 @@ def _is_temp(key: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-def _create_temp(directory: str, name: str) -> tuple[str, int]:
-    """Create a fresh temporary file beside the target.
+def _is_temp_of(token: str, name: str) -> bool:
+    """Whether ``token`` names a temporary file of the target ``name`` beside it."""
+    return (
+        _is_temp(token)
+        and "/" not in token
+        and os.sep not in token
+        and token.startswith(f".{name[:_TEMP_NAME_CHARS]}.")
+    )
+
+
+def _create_temp(directory: str, name: str, mode: int) -> tuple[str, int]:
+    """Create a fresh temporary file beside the target, opened with ``mode``
+    (``os.O_WRONLY`` or ``os.O_RDWR``).
 
     :func:`tempfile.mkstemp` would create it with mode 0600; ``os.open`` with 0666
     honours the umask, so the renamed file gets the permissions of any new file.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    flags = mode | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         temp = os.path.join(
             directory, f".{name[:_TEMP_NAME_CHARS]}.{uuid.uuid4().hex}{TEMP_SUFFIX}"

@@ -6,14 +6,24 @@ import contextlib
 import io
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any, BinaryIO, Optional
 
 from ..errors import SinkError
 from ..layout import check_key
 from ..models import ObjectInfo
 from ..registry import require_bare
-from .base import Sink
+from ._parts import (
+    Part,
+    check_complete,
+    check_part,
+    part_count,
+    part_range,
+    part_sha256,
+)
+from .base import PartWriter, Sink
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,7 @@ class MemorySink(Sink):
         self._lock = threading.Lock()
         self._objects: dict[str, bytes] = {}
         self._metadata: dict[str, dict[str, str]] = {}
+        self._uploads: dict[str, _MemoryParts] = {}
 
     @property
     def url(self) -> str:
@@ -81,6 +92,49 @@ class MemorySink(Sink):
         if data is None:
             return None
         return ObjectInfo(key=key, size=len(data), metadata=metadata)
+
+    def open_parts(
+        self,
+        key: str,
+        *,
+        size: int,
+        part_size: int,
+        metadata: Optional[Mapping[str, str]] = None,
+        resume: Optional[str] = None,
+    ) -> PartWriter:
+        """Write ``key`` in parts kept in memory until complete; ``resume`` reopens
+        an upload of the same key, size and part size that this sink still holds.
+
+        Raises:
+            UnsafeKeyError: the key would escape its prefix.
+        """
+        check_key(key)
+        with self._lock:
+            upload = self._uploads.get(resume or "")
+            if upload is None or (upload.key, upload.size, upload.part_size) != (
+                key,
+                size,
+                part_size,
+            ):
+                upload = _MemoryParts(self, key, size, part_size, dict(metadata or {}))
+                self._uploads[upload.token] = upload
+            return upload
+
+    def incomplete_uploads(self) -> list[str]:
+        """Keys of the part uploads neither completed nor aborted (for tests)."""
+        with self._lock:
+            return sorted(upload.key for upload in self._uploads.values())
+
+    def cleanup_incomplete(
+        self, prefix: str = "", older_than: timedelta = timedelta(days=1)
+    ) -> int:
+        """Drop part uploads under ``prefix`` (all of them: the memory sink does
+        not date them). Returns how many."""
+        with self._lock:
+            doomed = [t for t, u in self._uploads.items() if u.key.startswith(prefix)]
+            for token in doomed:
+                del self._uploads[token]
+        return len(doomed)
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key starting with ``prefix``, sorted."""
@@ -126,3 +180,68 @@ class MemorySink(Sink):
             self._objects[key] = data
             self._metadata[key] = metadata
         logger.debug("wrote %s (%d bytes)", key, len(data))
+
+
+class _MemoryParts(PartWriter):
+    """Parts of one object in memory; visible in the sink once complete."""
+
+    def __init__(
+        self,
+        sink: MemorySink,
+        key: str,
+        size: int,
+        part_size: int,
+        metadata: dict[str, str],
+    ) -> None:
+        self._sink = sink
+        self.key = key
+        self.size = size
+        self.part_size = part_size
+        self._metadata = metadata
+        self._token = uuid.uuid4().hex
+        self.parts: dict[int, bytes] = {}
+        """The parts written, by number (tests may damage them)."""
+
+    @property
+    def token(self) -> str:
+        """The upload's random id."""
+        return self._token
+
+    def write_part(self, number: int, data: Part) -> str:
+        check_part(self.key, number, data, self.size, self.part_size)
+        with self._sink._lock:
+            self.parts[number] = bytes(data)
+        return part_sha256(data)
+
+    def resumable_parts(self, recorded: Mapping[int, str]) -> set[int]:
+        with self._sink._lock:
+            held = dict(self.parts)
+        kept = set()
+        for number, checksum in recorded.items():
+            data = held.get(number)
+            if data is None or not 1 <= number <= part_count(self.size, self.part_size):
+                continue
+            start, end = part_range(number, self.size, self.part_size)
+            if len(data) == end - start and part_sha256(data) == checksum:
+                kept.add(number)
+        return kept
+
+    def complete(self, checksums: Mapping[int, str]) -> None:
+        check_complete(self.key, checksums, self.size, self.part_size)
+        with self._sink._lock:
+            if self._sink._uploads.get(self._token) is not self:
+                raise SinkError(f"{self._sink!r}: the upload of {self.key!r} is gone")
+            check_complete(self.key, self.parts, self.size, self.part_size)
+            data = b"".join(self.parts[number] for number in sorted(self.parts))
+            if len(data) != self.size:
+                raise SinkError(
+                    f"{self._sink!r}: {self.key!r}: parts hold {len(data)} bytes, "
+                    f"expected {self.size}"
+                )
+            self._sink._objects[self.key] = data
+            self._sink._metadata[self.key] = self._metadata
+            del self._sink._uploads[self._token]
+
+    def abort(self) -> None:
+        with self._sink._lock:
+            self._sink._uploads.pop(self._token, None)

@@ -36,11 +36,14 @@ from ..models import ObjectInfo
 from ._multipart import (
     DEFAULT_MEMORY_BUDGET,
     MAX_PART_SIZE,
+    MAX_PARTS,
     MIN_PART_SIZE,
     S3ObjectWriter,
+    S3PartWriter,
     checksum_function,
     choose_part_size,
 )
+from ._parts import part_count
 from ._s3_support import (
     SSE_ALGORITHMS,
     BodyReader,
@@ -49,7 +52,7 @@ from ._s3_support import (
     object_args,
     parse_s3_url,
 )
-from .base import Sink
+from .base import PartWriter, Sink
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -133,6 +136,7 @@ class S3Sink(Sink):
     """
 
     uses_concurrency = True
+    min_part_size = MIN_PART_SIZE
 
     @classmethod
     def check_url(cls, url: str) -> None:
@@ -253,6 +257,76 @@ class S3Sink(Sink):
             label=key,
         )
         return self._write(writer, size)
+
+    def open_parts(
+        self,
+        key: str,
+        *,
+        size: int,
+        part_size: int,
+        metadata: Optional[Mapping[str, str]] = None,
+        resume: Optional[str] = None,
+    ) -> PartWriter:
+        """A multipart upload of ``key`` whose parts may be sent from many threads
+        at once (``UploadPart`` with the sink's checksum algorithm), completed with
+        every part's checksum. ``resume`` is an upload id: the upload is reopened
+        if S3 still has it (one ``ListParts``), else a new one begins.
+
+        Raises:
+            UnsafeKeyError: the key would escape the prefix.
+            SinkError: the parts are smaller than 5 MiB (but for a lone part),
+                larger than 5 GiB or more than 10,000; metadata is not ASCII; or
+                S3 refused.
+        """
+        s3_key = self._s3_key(key)
+        count = part_count(size, part_size)
+        if (
+            count > MAX_PARTS
+            or part_size > MAX_PART_SIZE
+            or (count > 1 and part_size < self.min_part_size)
+        ):
+            raise SinkError(
+                f"{self!r}: {key!r}: {count} parts of {part_size} bytes; S3 takes "
+                f"at most {MAX_PARTS} parts of {self.min_part_size} bytes to 5 GiB"
+            )
+        writer = functools.partial(
+            S3PartWriter,
+            self._client,
+            bucket=self._bucket,
+            key=s3_key,
+            size=size,
+            part_size=part_size,
+            checksum_algorithm=self._checksum_algorithm,
+            send=self._send,
+            label=key,
+        )
+        if resume is not None:
+            try:
+                self._send(
+                    "list the parts of",
+                    key,
+                    lambda: self._client.list_parts(
+                        Bucket=self._bucket, Key=s3_key, UploadId=resume, MaxParts=1
+                    ),
+                )
+            except _NoSuchUpload:
+                logger.info("%r: upload of %s is gone; starting anew", self, key)
+            else:
+                return writer(upload_id=resume)
+        args = dict(self._object_args)
+        if metadata:
+            args["Metadata"] = checked_metadata(metadata)
+        created = self._send(
+            "start an upload of",
+            key,
+            lambda: self._client.create_multipart_upload(
+                Bucket=self._bucket,
+                Key=s3_key,
+                ChecksumAlgorithm=cast("Any", self._checksum_algorithm),
+                **args,
+            ),
+        )
+        return writer(upload_id=created["UploadId"])
 
     def open_read(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
         """Stream a stored object.

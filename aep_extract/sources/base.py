@@ -7,11 +7,30 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._closeable import Closeable
+from ..errors import ConfigError
 from ..models import Batch, FileRef, TimeWindow, from_epoch_ms
 from ..registry import FromUrl
 
 if TYPE_CHECKING:
     from .http import HttpAepSource
+
+
+def check_range(file: FileRef, start: int, end: Optional[int]) -> int:
+    """The end (exclusive) of the byte range :meth:`AepSource.read_file` is asked
+    for, ``end`` or the file's length.
+
+    Raises:
+        ConfigError: ``start`` outside ``[0, file.length]``, or ``end`` outside
+            ``[start, file.length]``.
+    """
+    if not 0 <= start <= file.length:
+        raise ConfigError(f"start {start} outside file of {file.length} bytes")
+    stop = file.length if end is None else end
+    if not start <= stop <= file.length:
+        raise ConfigError(
+            f"end {end} outside [{start}, {file.length}] of {file.name!r}"
+        )
+    return stop
 
 
 class AepSource(Closeable, FromUrl, abc.ABC):
@@ -55,14 +74,19 @@ class AepSource(Closeable, FromUrl, abc.ABC):
         """
 
     @abc.abstractmethod
-    def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
-        """Stream a file's bytes from byte ``start`` to its end, in bounded chunks.
+    def read_file(
+        self, file: FileRef, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[bytes]:
+        """Stream a file's bytes from byte ``start`` up to ``end`` (exclusive; None:
+        the file's end), in bounded chunks. A multi-stream copy reads one part per
+        call.
 
         Implementations check the total against ``file.length`` and raise
         :class:`~aep_extract.errors.IncompleteDownload` rather than end short.
 
         Raises:
-            ConfigError: ``start`` outside ``[0, file.length]``.
+            ConfigError: ``start`` outside ``[0, file.length]``, or ``end`` outside
+                ``[start, file.length]``.
             NotFoundError: no such file.
             SourceError: the bytes are shorter or longer than ``file.length``.
         """

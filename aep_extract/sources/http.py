@@ -30,7 +30,6 @@ from .._run import aborted
 from ..config import AepConfig
 from ..errors import (
     RETRYABLE,
-    ConfigError,
     DeadlineExceeded,
     IncompleteDownload,
     InvalidResponse,
@@ -42,7 +41,7 @@ from . import _parsing as parsing
 from ._bodies import announced_length, content_encoding
 from ._client import PlatformClient
 from ._http_errors import describe
-from .base import AepSource
+from .base import AepSource, check_range
 
 __all__ = ["HttpAepSource"]
 
@@ -395,8 +394,11 @@ class HttpAepSource(AepSource):
 
     # -- Data Access: bytes ------------------------------------------------------
 
-    def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
-        """Stream a file's bytes from ``start`` in pieces of at most 1 MiB.
+    def read_file(
+        self, file: FileRef, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[bytes]:
+        """Stream a file's bytes from ``start`` to ``end`` (exclusive; None: the
+        file's end) in pieces of at most 1 MiB.
 
         Each ``Range`` request asks for ``chunk_size`` bytes. When a request fails
         with a retryable error (short body, reset, 5xx, 429) it is retried under the
@@ -407,24 +409,25 @@ class HttpAepSource(AepSource):
         and sends no request. Memory stays bounded by one piece.
 
         Raises:
-            ConfigError: ``start`` outside ``[0, file.length]``.
+            ConfigError: ``start`` outside ``[0, file.length]``, or ``end`` outside
+                ``[start, file.length]``.
             IncompleteDownload: the body stayed short after every retry.
             InvalidResponse: the server reports a different length, ignored Range,
                 sent more bytes than it announced, or encoded the bytes.
         """
-        if not 0 <= start <= file.length:
-            raise ConfigError(f"start {start} outside file of {file.length} bytes")
+        stop = check_range(file, start, end)
         url = self._client.on_platform(
             file.url or self._file_url(file.dataset_file_id, file.name)
         )
         pos = start
-        while pos < file.length:
+        while pos < stop:
             # One retry budget per range and per stretch without progress; each
             # attempt resumes at the current pos.
             for attempt in self._client.retrying():
                 begun = pos
                 try:
-                    with contextlib.closing(self._read_range(url, file, pos)) as body:
+                    ranged = self._read_range(url, file, pos, stop)
+                    with contextlib.closing(ranged) as body:
                         for piece in body:
                             pos += len(piece)
                             yield piece
@@ -444,14 +447,15 @@ class HttpAepSource(AepSource):
                     )
                 else:
                     attempt.retry_state.set_result(None)
-        if pos != file.length:  # defensive: the loop above only ends at the length
-            raise IncompleteDownload(f"{file.name}: read {pos} of {file.length} bytes")
+        if pos != stop:  # defensive: the loop above only ends at ``stop``
+            raise IncompleteDownload(f"{file.name}: read to {pos}, not {stop}")
 
     def _read_range(
-        self, url: str, file: FileRef, pos: int
+        self, url: str, file: FileRef, pos: int, stop: int
     ) -> Generator[bytes, None, None]:
-        """One ranged GET from ``pos``; yields the body in pieces, checks its length."""
-        last = min(pos + self.config.chunk_size, file.length) - 1
+        """One ranged GET from ``pos`` (before ``stop``); yields the body in pieces,
+        checks its length."""
+        last = min(pos + self.config.chunk_size, stop) - 1
         # identity: a compressed range would not match Content-Range's byte counts.
         headers = {"Range": f"bytes={pos}-{last}", "Accept-Encoding": "identity"}
         # The rate limiter's in-flight slot is held until the range is read (or

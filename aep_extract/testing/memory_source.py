@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ConfigError, IncompleteDownload, InvalidResponse, NotFoundError
 from ..models import Batch, FileRef, TimeWindow
-from ..sources.base import AepSource
+from ..sources.base import AepSource, check_range
 
 __all__ = ["MemoryAepSource"]
 
@@ -104,20 +104,22 @@ class MemoryAepSource(AepSource):
         ]
         return sorted(refs, key=lambda ref: ref.sort_key)
 
-    def read_file(self, file: FileRef, start: int = 0) -> Iterator[bytes]:
-        """Stream the file from byte ``start`` in pieces of ``chunk_size`` bytes.
+    def read_file(
+        self, file: FileRef, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[bytes]:
+        """Stream the file from byte ``start`` to ``end`` (exclusive; None: its end)
+        in pieces of ``chunk_size`` bytes.
 
         Raises:
-            ConfigError: ``start`` outside ``[0, file.length]``.
+            ConfigError: ``start`` outside ``[0, file.length]``, or ``end`` outside
+                ``[start, file.length]``.
             NotFoundError: no such file.
             IncompleteDownload: the file holds fewer bytes than ``file.length``.
             InvalidResponse: it holds more.
         """
-        if not 0 <= start <= file.length:
-            raise ConfigError(f"start {start} outside file of {file.length} bytes")
-        return self._stream(file, start)
+        return self._stream(file, start, check_range(file, start, end))
 
-    def _stream(self, file: FileRef, start: int) -> Iterator[bytes]:
+    def _stream(self, file: FileRef, start: int, stop: int) -> Iterator[bytes]:
         content = self.content(file)
         if len(content) > file.length:
             raise InvalidResponse(
@@ -127,9 +129,10 @@ class MemoryAepSource(AepSource):
             self.on_read(file)
         with self._lock:
             self.reads.append(file.name)
-        for pos in range(start, len(content), self.chunk_size):
-            yield content[pos : pos + self.chunk_size]
-        if len(content) < file.length:
+        available = min(stop, len(content))
+        for pos in range(start, available, self.chunk_size):
+            yield content[pos : min(pos + self.chunk_size, available)]
+        if available < stop:
             raise IncompleteDownload(
                 f"{file.name}: read {len(content)} of {file.length} bytes"
             )

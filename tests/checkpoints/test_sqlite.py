@@ -32,6 +32,7 @@ DYNAMODB_ATTRIBUTES = {
     "CreatedAt",
     "UpdatedAt",
     "Version",
+    "Progress",
 }
 
 

@@ -3,6 +3,7 @@ clean run. SQLite store and local sink; the S3/DynamoDB variant is in tests/aws.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import zlib
@@ -10,7 +11,13 @@ import zlib
 from aep_extract import LocalSink, SQLiteCheckpointStore
 from aep_extract.testing import FakeAepPlatform, FakeRequest, FaultPlan
 
-from ..crash_harness import CRASH_CATALOG, FAULTS, kills_wanted, run_with_kills
+from ..crash_harness import (
+    CRASH_CATALOG,
+    FAULTS,
+    MULTISTREAM,
+    kills_wanted,
+    run_with_kills,
+)
 from .helpers import (
     expected_statuses,
     expected_tree,
@@ -22,9 +29,15 @@ from .helpers import (
 
 
 def test_sigkill_at_random_moments_then_rerun_is_exact(tmp_path):
+    """Files from 128 KiB on are copied in parts of 64 KiB: kills land mid-upload,
+    and later runs resume those uploads."""
     plan = FaultPlan.parse(FAULTS)
     with FakeAepPlatform.generate(**CRASH_CATALOG, faults=plan) as platform:
-        env = {**os.environ, **platform.env()}
+        env = {
+            **os.environ,
+            **platform.env(),
+            "AEP_TEST_CONCURRENCY": json.dumps(MULTISTREAM),
+        }
         args = run_args(
             str(tmp_path / "out"),
             f"sqlite:///{tmp_path / 'state.db'}",
@@ -33,7 +46,9 @@ def test_sigkill_at_random_moments_then_rerun_is_exact(tmp_path):
             "--lease-seconds",
             "2",
         )
-        result = run_with_kills(args, env, kills=kills_wanted(), seed=5)
+        result = run_with_kills(
+            args, env, kills=kills_wanted(), seed=5, module="tests.multistream_cli"
+        )
         served = platform.faults_served
         expected = expected_tree(platform)
         statuses = expected_statuses(platform)

@@ -55,6 +55,34 @@ def test_defaults_derive_from_the_workers():
     )
 
 
+def test_multistream_knobs_derive_from_the_workers_and_the_part_size():
+    default = ConcurrencyConfig()
+    mib = 1024 * 1024
+    assert (default.part_bytes, default.threshold) == (8 * mib, 16 * mib)
+    assert (default.parts_per_file, default.parts_in_flight) == (16, 16)
+    chosen = ConcurrencyConfig(
+        workers=2,
+        part_size=1000,
+        multistream_threshold=5000,
+        max_parts_per_file=3,
+        max_parts_in_flight=4,
+    )
+    assert (chosen.part_bytes, chosen.threshold) == (1000, 5000)
+    assert (chosen.parts_per_file, chosen.parts_in_flight) == (3, 4)
+    assert ConcurrencyConfig(workers=3).parts_in_flight == 6
+
+
+def test_a_file_gets_at_most_10000_parts_of_at_least_the_sinks_minimum():
+    mib = 1024 * 1024
+    default = ConcurrencyConfig()
+    assert default.part_size_for(100 * mib) == 8 * mib
+    assert default.part_size_for(80_000 * mib) == 8 * mib  # 10,000 parts exactly
+    assert default.part_size_for(80_000 * mib + 1) == 9 * mib  # grown to whole MiB
+    assert ConcurrencyConfig(part_size=64 * 1024).part_size_for(mib, 5 * mib) == (
+        5 * mib
+    )
+
+
 def test_set_values_win_over_derived_ones():
     chosen = ConcurrencyConfig(
         workers=4, max_in_flight=10, http_pool_size=10, sink_pool_size=50
@@ -79,6 +107,10 @@ def test_set_values_win_over_derived_ones():
         ({"workers": 8, "http_pool_size": 15}, "below max_in_flight 16"),
         ({"max_in_flight": 40, "http_pool_size": 39}, "below max_in_flight 40"),
         ({"workers": 20, "sink_pool_size": 19}, "below workers 20"),
+        ({"part_size": 0}, "part_size must be"),
+        ({"multistream_threshold": -1}, "multistream_threshold must be"),
+        ({"max_parts_per_file": 0}, "max_parts_per_file must be"),
+        ({"max_parts_in_flight": 1.5}, "max_parts_in_flight must be"),
     ],
 )
 def test_invalid_values_are_config_errors(fields, message):

@@ -72,7 +72,9 @@ class Generated(AepSource):
     def list_files(self, batch_id: str) -> list[Any]:
         raise NotImplementedError
 
-    def read_file(self, file: Any, start: int = 0) -> Iterator[bytes]:
+    def read_file(
+        self, file: Any, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[bytes]:
         raise NotImplementedError
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from ..._tasks import source_metadata
 from ...errors import SinkError, UnsafeKeyError
 from ...models import FileRef, WorkUnit
+from ...sinks._parts import part_range
 from ...sinks.base import Sink
 
 __all__ = ["SinkContract"]
@@ -233,3 +235,102 @@ class SinkContract:
             assert sink.read_bytes(second) == b"second"
         else:  # one object in this sink: the second write replaced the first
             assert sink.read_bytes(first) == b"second"
+
+    # -- writes in parts (optional: a sink whose open_parts gives None passes) --------
+
+    def _parts_of(self, sink: Sink, parts: float) -> tuple[bytes, int]:
+        """Random content of ``parts`` parts (the last one partial) and the part
+        size: the sink's smallest, at least 64 KiB."""
+        part_size = max(sink.min_part_size, 64 * 1024)
+        rng = random.Random(4321)
+        return rng.randbytes(int(part_size * parts)), part_size
+
+    def test_parts_written_out_of_order_make_the_object(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        data, part_size = self._parts_of(sink, 2.5)
+        key = f"{prefix}parts.bin"
+        writer = sink.open_parts(
+            key, size=len(data), part_size=part_size, metadata={"aep-batch-id": "b1"}
+        )
+        if writer is None:
+            return  # the sink writes every object in one stream
+        checksums: dict[int, str] = {}
+
+        def send(number: int) -> None:
+            start, end = part_range(number, len(data), part_size)
+            checksums[number] = writer.write_part(number, data[start:end])
+
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(send, [3, 1, 2]))
+        assert sink.stat(key) is None  # nothing visible before complete
+        writer.complete(checksums)
+        assert sink.read_bytes(key) == data
+        info = sink.stat(key)
+        assert info is not None
+        assert info.size == len(data)
+        if self.stores_metadata:
+            assert info.metadata is not None
+            assert info.metadata.get("aep-batch-id") == "b1"
+
+    def test_a_reopened_write_keeps_only_intact_recorded_parts(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        data, part_size = self._parts_of(sink, 3.5)
+        key = f"{prefix}resumed.bin"
+        first = sink.open_parts(key, size=len(data), part_size=part_size)
+        if first is None:
+            return
+        sent = {
+            n: first.write_part(n, data[slice(*part_range(n, len(data), part_size))])
+            for n in (1, 2, 3)
+        }
+        first.close()  # a stop: the parts stay
+        again = sink.open_parts(
+            key, size=len(data), part_size=part_size, resume=first.token
+        )
+        assert again is not None
+        assert again.token == first.token
+        recorded = {1: sent[1], 2: sent[1], 3: sent[3], 4: sent[3]}  # 2, 4 wrong
+        assert again.resumable_parts(recorded) == {1, 3}
+        checksums = {1: sent[1], 3: sent[3]}
+        for number in (2, 4):
+            part = data[slice(*part_range(number, len(data), part_size))]
+            checksums[number] = again.write_part(number, part)
+        again.complete(checksums)
+        assert sink.read_bytes(key) == data
+
+    def test_an_aborted_write_leaves_nothing_and_cannot_be_resumed(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        data, part_size = self._parts_of(sink, 1.5)
+        key = f"{prefix}aborted.bin"
+        writer = sink.open_parts(key, size=len(data), part_size=part_size)
+        if writer is None:
+            return
+        checksum = writer.write_part(1, data[:part_size])
+        writer.abort()
+        assert sink.stat(key) is None
+        again = sink.open_parts(
+            key, size=len(data), part_size=part_size, resume=writer.token
+        )
+        assert again is not None
+        assert again.token != writer.token
+        assert again.resumable_parts({1: checksum}) == set()
+        again.abort()
+
+    def test_parts_of_the_wrong_size_or_missing_are_refused(
+        self, sink: Sink, prefix: str
+    ) -> None:
+        data, part_size = self._parts_of(sink, 1.5)
+        key = f"{prefix}refused.bin"
+        writer = sink.open_parts(key, size=len(data), part_size=part_size)
+        if writer is None:
+            return
+        with pytest.raises(SinkError):
+            writer.write_part(2, data[part_size:] + b"x")
+        checksums = {1: writer.write_part(1, data[:part_size])}
+        with pytest.raises(SinkError):
+            writer.complete(checksums)  # part 2 was never written
+        assert sink.stat(key) is None
+        writer.abort()

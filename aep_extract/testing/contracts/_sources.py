@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import attrs
 import pytest
@@ -143,9 +143,11 @@ class AepSourceContract:
         return _CATALOG
 
     @staticmethod
-    def read(source: AepSource, file: FileRef, start: int = 0) -> bytes:
+    def read(
+        source: AepSource, file: FileRef, start: int = 0, end: Optional[int] = None
+    ) -> bytes:
         """Everything ``read_file`` yields, checking that each piece is bytes."""
-        pieces = list(source.read_file(file, start))
+        pieces = list(source.read_file(file, start, end))
         assert all(isinstance(piece, bytes) and piece for piece in pieces)
         return b"".join(pieces)
 
@@ -281,6 +283,26 @@ class AepSourceContract:
         file = self.ref(catalog, "c-large", "big.bin")
         content = catalog.files("c-large")[("c-large-1", "big.bin")]
         assert self.read(source, file, start) == content[start:]
+
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [(0, 0), (0, 1), (1, 4096), (4096, 65_537), (65_537, 150_000), (0, 150_000)],
+    )
+    def test_read_file_of_a_byte_range(
+        self, source: AepSource, catalog: SourceCatalog, start: int, end: int
+    ) -> None:
+        """A part of a multi-stream copy: exactly the bytes ``[start, end)``."""
+        file = self.ref(catalog, "c-large", "big.bin")
+        content = catalog.files("c-large")[("c-large-1", "big.bin")]
+        assert self.read(source, file, start, end) == content[start:end]
+
+    @pytest.mark.parametrize(("start", "end"), [(10, 9), (0, 301)])
+    def test_an_end_outside_the_range_is_refused(
+        self, source: AepSource, catalog: SourceCatalog, start: int, end: int
+    ) -> None:
+        file = self.ref(catalog, "c-start", "part-0.parquet")
+        with pytest.raises(ConfigError):
+            self.read(source, file, start, end)
 
     def test_a_read_stopped_midway_resumes_exactly(
         self, source: AepSource, catalog: SourceCatalog

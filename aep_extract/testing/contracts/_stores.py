@@ -440,6 +440,55 @@ class BasicCheckpointStoreContract:
         plain = store.advance(lease, 1)
         assert plain.expires_at == lease.expires_at
 
+    def test_save_progress_stores_the_record_and_renews_the_lease(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = self.claim(store, dataset, "worker-a")
+        clock.advance(LEASE - 1)
+        record = '{"files":[{"o":0,"t":"upload-1","d":{"1":"c1 e1"}}]}' + "x" * 50_000
+        lease = store.save_progress(lease, record, LEASE)
+        assert lease.expires_at == clock() + LEASE
+        stored = self.stored(store, unit)
+        assert stored == lease.checkpoint
+        assert stored.progress == record
+        clock.advance(2)
+        assert store.claim(dataset, "worker-b", LEASE) is None  # renewed
+
+    def test_progress_survives_advance_release_fail_and_takeover(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        """A record of uploads in progress outlives its owner: the next owner of
+        the unit resumes them. Only completing the unit drops it."""
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        lease = store.save_progress(self.claim(store, dataset, "a"), "r1", LEASE)
+        lease = store.advance(lease, 0, files=1)
+        store.release(lease)
+        assert self.stored(store, unit).progress == "r1"
+        lease = store.save_progress(self.claim(store, dataset, "b"), "r2", LEASE)
+        store.fail(lease, "boom", max_attempts=3)
+        assert self.stored(store, unit).progress == "r2"
+        self.claim(store, dataset, "c")
+        clock.advance(LEASE + 1)
+        taken = self.claim(store, dataset, "d")  # c died: its lease expired
+        assert taken.checkpoint.progress == "r2"
+        store.complete(taken)
+        assert self.stored(store, unit).progress is None
+
+    def test_save_progress_is_fenced_and_none_clears_it(
+        self, store: CheckpointStore, clock: ManualClock, dataset: str
+    ) -> None:
+        (unit,) = self.units(dataset, 1)
+        store.register([unit])
+        first = self.claim(store, dataset)
+        second = store.save_progress(first, "r1", LEASE)
+        with pytest.raises(CheckpointConflict):
+            store.save_progress(first, "r0", LEASE)
+        store.save_progress(second, None, LEASE)
+        assert self.stored(store, unit).progress is None
+
     def test_stale_lease_object_is_fenced(
         self, store: CheckpointStore, clock: ManualClock, dataset: str
     ) -> None:
