@@ -70,7 +70,7 @@ def test_a_rerun_after_kill_9_at_90_percent_fetches_only_missing_parts(
     assert result.final is not None
     assert result.final.returncode == 0, result.final.stderr
     assert result.recorded_at_kill >= result.kill_at_parts
-    assert "took over expired lease" in result.final.stderr
+    assert "took over the lease of" in result.final.stderr
     assert "resuming upload" in result.final.stderr
     print(
         f"\nkill at {result.recorded_at_kill} parts recorded: "
