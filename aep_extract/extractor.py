@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 from ._engine import Engine
 from ._liveness import OwnerId
@@ -27,10 +27,8 @@ from .schedulers.base import Scheduler
 from .schedulers.threads import ThreadPoolScheduler
 from .sinks.base import Sink
 from .sources.base import AepSource
+from .tables.base import TableCatalog
 from .verify import VerifyReport, verify
-
-if TYPE_CHECKING:
-    from .tables.base import TableCatalog
 
 logger = logging.getLogger(__name__)
 
