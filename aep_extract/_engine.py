@@ -485,7 +485,7 @@ class Engine:
         new = job.committable()
         if new <= old:
             return
-        files, size = job.fresh_between(old, new)
+        files, size = job.done_between(old, new)
         lease = self._fenced(
             job,
             self.store.advance,

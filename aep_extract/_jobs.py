@@ -242,9 +242,11 @@ class UnitJob:
         for parted in self.parted.values():
             parted.todo.clear()
 
-    def fresh_between(self, low: int, high: int) -> tuple[int, int]:
-        """Files and bytes this run copied at offsets in ``(low, high]``."""
-        sizes = [size for o, size in self.fresh.items() if low < o <= high]
+    def done_between(self, low: int, high: int) -> tuple[int, int]:
+        """Files and bytes in the sink at offsets in ``(low, high]``: copied by this
+        run or found there (written by a worker that died before recording them);
+        none of them was counted in the unit's done counters before."""
+        sizes = [c.size for o, c in self.copies.items() if low < o <= high]
         return len(sizes), sum(sizes)
 
     @property

@@ -398,3 +398,26 @@ def test_an_object_of_the_listed_size_counts_as_copied_only_with_proof(
     if sink_type is NoMetadataSink:  # the record is the only proof: batch0's stays
         expected |= {k: v for k, v in forged.items() if "batch=batch0/" in k}
     assert data_objects(sink) == expected
+
+
+def test_files_a_dead_worker_wrote_but_never_recorded_count_as_done(source):
+    """A worker died after writing a unit's files and before recording them: the
+    rerun finds them in the sink, does not copy them again, and the unit's done
+    counters still cover every file of it, once."""
+    first_sink = MemorySink()
+    extractor(source, MemoryCheckpointStore(), first_sink).run(DATASET, START, END)
+    store, sink = MemoryCheckpointStore(), MemorySink()
+    for key in first_sink.list_keys():  # the files, with their proving metadata
+        if "_manifest" not in key:
+            with first_sink.open_read(key) as data:
+                info = first_sink.stat(key)
+                assert info is not None
+                sink.write_bytes(key, data.read(), metadata=info.metadata)
+    report = extractor(source, store, sink).run(DATASET, START, END)
+    assert report.ok
+    assert report.files_copied == 0
+    assert report.files_skipped == 15
+    for cp in store.list(DATASET):
+        files = source.list_files(cp.unit.batch_id)
+        assert cp.files_done == len(files)
+        assert cp.bytes_done == sum(f.length for f in files)
