@@ -413,15 +413,21 @@ class AdaptiveRateLimiter:
         in_use = sent is not None and sent >= _IN_USE * before
         found = min(before, sent) if in_use and sent is not None else before
         last = self._limit_found
-        if last is not None and abs(found - last) <= _SAME_LIMIT * last:
-            # The same limit again: probe it less often (each probe costs a cut).
-            self._probe_period = min(
-                self._probe_period * 2, self._probe_seconds * _PROBE_BACKOFF
-            )
+        if last is not None and found < (1 - self._headroom) * last:
+            # Refused well below the limit found: a burst, a shared budget or an
+            # injected fault, not a lower limit (that is refused near the limit
+            # too). Cut, but keep the limit: else sparse refusals ratchet it down.
+            self._rate = max(self.min_rate, before * self._decrease_factor)
         else:
-            self._probe_period = self._probe_seconds
-        self._limit_found = found
-        self._rate = max(self.min_rate, found * self._decrease_factor)
+            if last is not None and abs(found - last) <= _SAME_LIMIT * last:
+                # The same limit again: probe it less often (each probe costs a cut).
+                self._probe_period = min(
+                    self._probe_period * 2, self._probe_seconds * _PROBE_BACKOFF
+                )
+            else:
+                self._probe_period = self._probe_seconds
+            self._limit_found = found
+            self._rate = max(self.min_rate, found * self._decrease_factor)
         self._cut_at = self._clock()
         self._cut_seq = self._next_seq
         return before, self._rate

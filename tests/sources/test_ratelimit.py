@@ -304,6 +304,22 @@ def test_a_quiet_clients_429_cuts_from_its_rate_not_its_trickle():
     assert lim.rate == pytest.approx(0.7 * before)
 
 
+def test_sparse_refusals_below_the_limit_do_not_ratchet_it_down():
+    """Refusals that come while the rate is still recovering from a cut (a
+    burst, an injected fault) cut the rate but not the limit found: a run under
+    random 429s keeps returning to the same limit instead of sinking to 1/s."""
+    time = TickingTime()
+    lim = limiter(time, max_rate=2000.0, start_rate=200.0, burst_seconds=0)
+    succeed_for(lim, time, 1.0)
+    lim.throttled(take(lim))
+    limit = lim.rate / 0.7
+    for _ in range(20):  # a refusal every 0.3 s, each well below the limit
+        succeed_for(lim, time, 0.3)
+        lim.throttled(take(lim))
+    succeed_for(lim, time, 5.0)
+    assert lim.rate == pytest.approx(0.95 * limit, rel=0.02)
+
+
 def test_a_limit_found_again_is_probed_half_as_often():
     time = TickingTime()
     lim = limiter(time, max_rate=2000.0, start_rate=100.0, burst_seconds=0)
