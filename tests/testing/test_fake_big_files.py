@@ -126,6 +126,17 @@ def test_concurrent_downloads_are_counted_exactly(
     assert files_platform.bytes_served == sum(last + 1 - first for first, last in spans)
 
 
+def fetch_cut_short(platform: FakeAepPlatform, name: str) -> None:
+    """Fetch a file whose body the fake cuts short; the client must not get it
+    whole. urllib3 2 raises; urllib3 1.26 (what Python 3.9 gets with boto3 here)
+    hands the short body back."""
+    try:
+        response = fetch(platform, name)
+    except requests.exceptions.RequestException:
+        return
+    assert len(response.content) < int(response.headers["Content-Length"])
+
+
 @pytest.mark.parametrize(
     ("rule", "sent"),
     [
@@ -137,8 +148,7 @@ def test_concurrent_downloads_are_counted_exactly(
 def test_a_body_cut_short_counts_what_was_sent(rule: FaultRule, sent: int) -> None:
     plan = FaultPlan(rules=[rule])
     with platform_with(FakeFile("a.parquet", CONTENT), faults=plan) as platform:
-        with pytest.raises(requests.exceptions.RequestException):
-            fetch(platform, "a.parquet")
+        fetch_cut_short(platform, "a.parquet")
         assert platform.bytes_served == sent
         [request] = downloads(platform)
         assert request.body_sent == sent
@@ -225,8 +235,7 @@ def test_a_bandwidth_rule_combines_with_a_cut() -> None:
     )
     big = FakeFile("big.parquet", GeneratedBytes(seed=5, size=2 * MiB))
     with platform_with(big, faults=plan) as platform:
-        with pytest.raises(requests.exceptions.RequestException):
-            fetch(platform, "big.parquet")
+        fetch_cut_short(platform, "big.parquet")
         [request] = downloads(platform)
         assert platform.bytes_served == request.body_sent == MiB
         assert rate_of(request) <= 1.1 * 4 * MiB
