@@ -23,13 +23,13 @@ import logging
 import math
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 import tenacity
 from tenacity.wait import wait_base
 
 from ._run import aborted, pause, report_retry, report_throttled
-from .errors import RETRYABLE, ThrottledError
+from .errors import RETRYABLE, AepExtractError, ThrottledError
 
 if TYPE_CHECKING:
     from .config import RetryConfig
@@ -188,6 +188,26 @@ class _stop_near(tenacity.stop.stop_base):
 
 DEADLINE_MARGIN = 1.0
 """Seconds that must be left before a deadline for another attempt to start."""
+
+
+_T = TypeVar("_T")
+
+
+def call_retrying(
+    retrying: tenacity.Retrying,
+    attempts: int,
+    error: type[AepExtractError],
+    send: Callable[[], _T],
+) -> _T:
+    """Run ``send`` under ``retrying`` (a copy: a Retrying keeps per-call state,
+    and threads share its owner). An ``error`` the policy retried to the end says
+    how many ``attempts`` it had; one it does not retry passes as it is."""
+    try:
+        return retrying.copy()(send)
+    except error as exc:
+        if classify(exc) is None:
+            raise
+        raise error(f"{exc} (gave up after {attempts} attempt(s))") from exc
 
 
 def build_retrying(

@@ -31,7 +31,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .._aws_errors import Unprocessed, aws_config_errors, one_attempt_config
-from .._retry import build_retrying, classify
+from .._retry import build_retrying, call_retrying
 from ..config import RetryConfig
 from ..errors import (
     CheckpointConflict,
@@ -727,15 +727,9 @@ class DynamoDBCheckpointStore(CheckpointStore):
             with self._map_botocore_errors(operation):
                 return request()
 
-        try:
-            # copy(): a Retrying keeps per-call state, and threads share the store.
-            return self._retrying.copy()(attempt)
-        except CheckpointError as exc:
-            if classify(exc) is None:
-                raise
-            raise CheckpointError(
-                f"{exc} (gave up after {self._retry.attempts} attempt(s))"
-            ) from exc
+        return call_retrying(
+            self._retrying, self._retry.attempts, CheckpointError, attempt
+        )
 
     @contextlib.contextmanager
     def _map_botocore_errors(self, operation: str) -> Iterator[None]:

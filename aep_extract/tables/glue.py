@@ -23,7 +23,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .._aws_errors import Unprocessed, aws_config_errors, one_attempt_config
-from .._retry import build_retrying, classify
+from .._retry import build_retrying, call_retrying
 from ..config import RetryConfig
 from ..errors import CatalogError, ConfigError, MissingResourceError
 from .base import PARTITION_KEY, TableCatalog, check_date, check_name
@@ -395,15 +395,9 @@ class GlueCatalog(TableCatalog):
             with self._map_botocore_errors(operation):
                 return request()
 
-        try:
-            # copy(): a Retrying keeps per-call state, and threads may share this.
-            return self._retrying.copy()(attempt)
-        except CatalogError as exc:
-            if classify(exc) is None:
-                raise
-            raise CatalogError(
-                f"{exc} (gave up after {self._retry.attempts} attempt(s))"
-            ) from exc
+        return call_retrying(
+            self._retrying, self._retry.attempts, CatalogError, attempt
+        )
 
     @contextlib.contextmanager
     def _map_botocore_errors(self, operation: str) -> Iterator[None]:
