@@ -195,6 +195,34 @@ def test_a_range_answer_longer_than_its_content_range_is_refused(world):
     assert all(data == b"" for data in world.stored().values())
 
 
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (FaultRule("ignore_range"), "Range"),
+        (FaultRule("overlong", extra=16), "Content-Range"),
+    ],
+)
+def test_a_part_read_answered_with_other_bytes_is_refused(world, rule, message):
+    """A part of a file in parts is one ranged read from the middle: a whole body
+    in its place, or more bytes than its Content-Range, fail the read rather than
+    land at the part's offset."""
+    world.faults(rule)
+    source = world.source()
+    large = max(
+        (
+            ref
+            for batch in world.platform.batches_of(DATASET)
+            if batch.status == "success"
+            for ref in source.list_files(batch.batch_id)
+        ),
+        key=lambda ref: ref.length,
+    )
+    start = large.length // 2
+    with pytest.raises(InvalidResponse, match=message):
+        b"".join(source.read_file(large, start, start + 1000))
+    source.close()
+
+
 def test_honest_close_delimited_bodies_are_copied_exactly(world):
     world.faults(FaultRule("close_delimited"))
     report = world.run()
