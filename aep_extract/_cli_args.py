@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Callable, Optional
 
 from . import _cli_catalog as catalog_
+from . import _cli_transform as transform_
 from . import registry
 from .checkpoints import CheckpointStore, check_store_url, open_store
 from .config import (
@@ -309,6 +310,7 @@ def check_args(args: argparse.Namespace) -> None:
     ):
         errors.append("--create-table needs a dynamodb:// --store")
     errors += catalog_.glue_table_errors(args)
+    errors += transform_.transform_errors(args)
     if getattr(args, "export_to", None) and not args.store:
         errors.append("--export-to needs --store to checkpoint the export")
     if len(errors) == 1:

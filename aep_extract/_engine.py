@@ -40,6 +40,7 @@ from .errors import (
     AuthError,
     CheckpointConflict,
     TokenUnavailable,
+    TransformError,
     UnsafeKeyError,
 )
 from .layout import KeyLayout
@@ -48,6 +49,7 @@ from .report import RunReport
 from .schedulers.base import Scheduler
 from .sinks.base import Sink
 from .sources.base import AepSource
+from .transforms.base import Transform
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Engine:
         stop_event: threading.Event,
         scope: RunScope,
         deadline: Optional[float] = None,
+        transform: Optional[Transform] = None,
     ) -> None:
         self.source = source
         self.scope = scope
@@ -100,7 +103,14 @@ class Engine:
             file_template=config.key_template,
             manifest_template=config.manifest_template,
         )
-        self.tasks = FileTasks(source, sink, self.layout, scope)
+        self.tasks = FileTasks(
+            source,
+            sink,
+            self.layout,
+            scope,
+            transform=transform,
+            spool_dir=config.spool_dir,
+        )
         self.concurrency = config.concurrency
         self.jobs: dict[str, UnitJob] = {}
         self.in_flight: dict[Future[_Result], tuple[UnitJob, str, int, int]] = {}
@@ -263,7 +273,8 @@ class Engine:
                     file.length, self.sink.min_part_size
                 )
                 if (
-                    file.length >= self.concurrency.threshold
+                    self.tasks.transform is None  # a transform reads one stream
+                    and file.length >= self.concurrency.threshold
                     and part_size < file.length
                 ):
                     if self._parts_in_memory() >= self.concurrency.parts_in_flight:
@@ -459,9 +470,10 @@ class Engine:
         self.hooks.file_copied(
             unit=job.lease.unit,
             file=job.files[offset],
-            key=copy.key,
+            key=copy.objects[0].key if copy.objects else copy.key,
             size=copy.size,
             fresh=fresh,
+            outputs=copy.outputs,
         )
         if fresh:
             job.fresh[offset] = copy.size
@@ -475,8 +487,9 @@ class Engine:
         if job.error is None and not job.lost:
             logger.warning("unit %s: %s", job.unit_id, describe(exc), extra=_ctx(job))
             job.error = describe(exc)
-            # No retry changes a name from the API: such a unit fails at once.
-            job.final = isinstance(exc, UnsafeKeyError)
+            # No retry changes a name from the API, or a file a transform cannot
+            # read: such a unit fails at once.
+            job.final = isinstance(exc, (UnsafeKeyError, TransformError))
         job.todo.clear()
         job.stop_parts()
 

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
 from urllib.parse import quote
 
@@ -23,10 +23,12 @@ from ._logging import log_context
 from ._run import RunScope, within
 from .errors import IncompleteDownload
 from .layout import KeyLayout
-from .models import FileCopy, FileRef, WorkUnit
+from .models import FileCopy, FileRef, TransformOutput, WorkUnit
 from .sinks._parts import part_range
 from .sinks.base import Sink
 from .sources.base import AepSource
+from .transforms.base import Transform, TransformContext, output_keys
+from .transforms.reader import run_transform
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,11 @@ _MAX_METADATA_VALUE = 512
 """Longer values are stored as their digest: S3 allows 2 KB of metadata in all."""
 
 
-def source_metadata(unit: WorkUnit, file: FileRef) -> dict[str, str]:
-    """The metadata a copied file carries to prove which source file it is.
+def source_metadata(
+    unit: WorkUnit, file: FileRef, transform: Optional[str] = None
+) -> dict[str, str]:
+    """The metadata a copied file carries to prove which source file it is (and,
+    for a transform's output, which transform made it).
 
     Values are the UTF-8 ids and name, percent-encoded (S3 metadata is ASCII);
     a value longer than 512 characters so encoded is ``sha256:`` and its digest.
@@ -49,6 +54,8 @@ def source_metadata(unit: WorkUnit, file: FileRef) -> dict[str, str]:
         "aep-dataset-file-id": file.dataset_file_id,
         "aep-file-name": file.name,
     }
+    if transform is not None:
+        values["aep-transform"] = transform
     encoded = {name: quote(value, safe="") for name, value in values.items()}
     return {
         name: value
@@ -94,11 +101,16 @@ class FileTasks:
         sink: Sink,
         layout: KeyLayout,
         scope: RunScope,
+        *,
+        transform: Optional[Transform] = None,
+        spool_dir: Optional[str] = None,
     ) -> None:
         self.source = source
         self.sink = sink
         self.layout = layout
         self.scope = scope
+        self.transform = transform
+        self.spool_dir = spool_dir
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -123,7 +135,10 @@ class FileTasks:
             KeyCollisionError: two files, or a file and a manifest, share an object.
         """
         files = self.source.list_files(unit.batch_id)
-        keys = self.layout.file_keys(unit, files, self.sink.key_identity)
+        outputs = None
+        if self.transform is not None:
+            outputs = functools.partial(output_keys, self.transform)
+        keys = self.layout.file_keys(unit, files, self.sink.key_identity, outputs)
         return list(zip(files, keys))
 
     @_task
@@ -137,7 +152,10 @@ class FileTasks:
         source file, or, in a sink that cannot store metadata, if the store records
         the file as copied (``recorded``). It is then checksummed from the sink for
         the manifest instead of being downloaded again; anything else is replaced.
+        With a transform, the same holds of each of its outputs (:meth:`transformed`).
         """
+        if self.transform is not None:
+            return self.transformed(self.transform, unit, offset, file, key, recorded)
         found = self.found(unit, offset, file, key, recorded)
         if found is not None:
             return found, False
@@ -270,6 +288,90 @@ class FileTasks:
             writer.abort()
             logger.info("aborted the upload of %s: no longer listed", recorded.key)
 
+    def transformed(
+        self,
+        transform: Transform,
+        unit: WorkUnit,
+        offset: int,
+        file: FileRef,
+        key: str,
+        recorded: bool,
+    ) -> tuple[FileCopy, bool]:
+        """Make sure a file's transform outputs are in the sink; True when this
+        call wrote them.
+
+        The outputs of an earlier run are kept when every one is there and proves
+        (by its metadata, or in a sink without metadata by the store's record)
+        that this transform made it from this file; otherwise the file is read
+        again and every output rewritten, with the same bytes.
+
+        Raises:
+            IncompleteDownload: the source was shorter or longer than listed.
+            TransformError: the file cannot be transformed.
+        """
+        metadata = source_metadata(unit, file, transform.spec)
+        outputs = self.found_outputs(
+            unit, file, output_keys(transform, key), metadata, recorded
+        )
+        fresh = outputs is None
+        if outputs is None:
+            context = TransformContext(
+                unit=unit, file=file, key=key, spool_dir=self.spool_dir
+            )
+            chunks = _Abortable(self.source.read_file(file), self.scope, key)
+            outputs = run_transform(
+                transform, chunks, context, self.sink, metadata=metadata
+            )
+            logger.debug(
+                "transformed %s (%d bytes) to %s",
+                file.name,
+                file.length,
+                ", ".join(f"{o.key} ({o.size} bytes)" for o in outputs),
+                extra=log_context(unit, file, key),
+            )
+        copy = FileCopy(
+            offset=offset,
+            dataset_file_id=file.dataset_file_id,
+            name=file.name,
+            key=key,
+            size=file.length,
+            sha256=None,
+            transform=transform.spec,
+            outputs=tuple(outputs),
+        )
+        return copy, fresh
+
+    def found_outputs(
+        self,
+        unit: WorkUnit,
+        file: FileRef,
+        keys: list[str],
+        metadata: Mapping[str, str],
+        recorded: bool,
+    ) -> Optional[list[TransformOutput]]:
+        """The outputs at ``keys`` if an earlier run wrote them all (see
+        :meth:`transformed`), checksummed from the sink; else None."""
+        infos = [self.sink.stat(key) for key in keys]
+        for key, info in zip(keys, infos):
+            if info is None:
+                return None
+            if info.metadata is None and not recorded:
+                return None
+            if info.metadata is not None and not proves(info.metadata, metadata):
+                logger.info(
+                    "%s was not made by this transform from this file; "
+                    "transforming again",
+                    key,
+                    extra=log_context(unit, file, key),
+                )
+                return None
+        logger.debug("outputs of %s already in the sink", file.name)
+        return [
+            TransformOutput(key=key, size=info.size, sha256=self.sink.sha256(key))
+            for key, info in zip(keys, infos)
+            if info is not None
+        ]
+
     def found(
         self, unit: WorkUnit, offset: int, file: FileRef, key: str, recorded: bool
     ) -> Optional[FileCopy]:
@@ -355,6 +457,27 @@ class FileTasks:
         }
         data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
         self.sink.write_bytes(self.layout.manifest_key(unit), data)
+
+
+class _Abortable:
+    """A download's chunks that end in :class:`CopyAborted` once the run aborts;
+    ``close`` gives the download back."""
+
+    def __init__(self, chunks: Iterable[bytes], scope: RunScope, key: str) -> None:
+        self._chunks = chunks
+        self._scope = scope
+        self._key = key
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if self._scope.abort.is_set():
+                raise CopyAborted(f"{self._key}: transform aborted by a stop")
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:

@@ -25,6 +25,7 @@ from . import _cli_aws as aws_
 from . import _cli_catalog as catalog_
 from . import _cli_help as help_
 from . import _cli_ops as _ops
+from . import _cli_transform as transform_
 from ._entry import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     args_.sink_arg(run)
     args_.work_args(run)
     catalog_.glue_table_arg(run)
+    transform_.transform_args(run)
     plan = command("plan", "register the window's batches as Pending units")
     args_.plan_args(plan)
     plan.add_argument("--json", action="store_true", help="print JSON")
@@ -213,8 +215,10 @@ def _extractor(args: argparse.Namespace, sink_url: str) -> Extractor:
             safety_lag_seconds=args.lag,
             copy_replays=args.copy_replays,
             concurrency=concurrency,
+            spool_dir=transform_.spool_dir(args),
         ),
         progress=False if args.quiet else None,
+        transform=getattr(args, "transformer", None),
     )
 
 

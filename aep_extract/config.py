@@ -506,6 +506,9 @@ class ExtractorConfig:
             sink; by default such a batch is Skipped with the reason recorded.
         concurrency: how much runs at once (see :class:`ConcurrencyConfig`); the
             Extractor's default scheduler runs ``concurrency.workers`` threads.
+        spool_dir: where a transform that needs the whole file (the Parquet
+            built-ins) spools each source file, at most one per worker at a time;
+            None for the system's temporary directory.
     """
 
     lease_seconds: float = attrs.field(default=DEFAULT_LEASE_SECONDS, validator=v.gt(0))
@@ -525,3 +528,6 @@ class ExtractorConfig:
     )
     copy_replays: bool = False
     concurrency: ConcurrencyConfig = attrs.field(factory=ConcurrencyConfig)
+    spool_dir: Optional[str] = attrs.field(
+        default=None, validator=v.optional(v.instance_of(str))
+    )

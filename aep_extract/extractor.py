@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional, Union
 
@@ -28,6 +28,8 @@ from .schedulers.threads import ThreadPoolScheduler
 from .sinks.base import Sink
 from .sources.base import AepSource
 from .tables.base import TableCatalog
+from .transforms.base import Transform
+from .transforms.spec import open_transform
 from .verify import VerifyReport, verify
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,11 @@ class Extractor:
         progress: show a progress bar: None (default) when stderr is a terminal or
             in a notebook, True always, False never. :meth:`execute` and
             :meth:`run` can override it.
+        transform: process each file on the way (:doc:`/transforms`): a
+            :class:`~aep_extract.transforms.Transform`, or its spec(s) for
+            :func:`~aep_extract.transforms.open_transform`
+            (``["project:columns=_id,timestamp", "jsonl"]``); None copies files
+            byte for byte. Files are then read as one stream each, not in parts.
 
     Example:
         >>> from aep_extract import Extractor, SQLiteCheckpointStore
@@ -100,7 +107,11 @@ class Extractor:
         owner: Optional[str] = None,
         hooks: Optional[HooksLike] = None,
         progress: Optional[bool] = None,
+        transform: Union[Transform, str, Sequence[str], None] = None,
     ) -> None:
+        if transform is not None and not isinstance(transform, Transform):
+            transform = open_transform(transform)
+        self.transform = transform
         self.source = source
         self.hooks = HookDispatcher(hooks)
         self.progress = progress
@@ -322,6 +333,7 @@ class Extractor:
             owner=self.owner,
             stop_event=self._stop,
             deadline=deadline,
+            transform=self.transform,
         )
         try:
             report = engine.run(dataset_id, started=started)

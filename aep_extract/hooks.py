@@ -66,7 +66,10 @@ class ExtractionHooks:
         **kwargs: Any,
     ) -> None:
         """A file is in the sink at ``key``; ``fresh`` when this run wrote it, False
-        when an earlier run had."""
+        when an earlier run had. With a transform, ``key`` is its first output's
+        and the keyword ``outputs`` holds them all
+        (:class:`~aep_extract.transforms.TransformOutput`); ``size`` is always the
+        source file's."""
 
     def retry(self, *, reason: str, wait: float, **kwargs: Any) -> None:
         """A request (of the source, the store or the sink) failed and is retried

@@ -134,12 +134,16 @@ class KeyLayout:
         unit: WorkUnit,
         files: Sequence[FileRef],
         identity: Callable[[str], str] = str,
+        outputs: Optional[Callable[[str], Sequence[str]]] = None,
     ) -> list[str]:
         """Keys of every file of a batch, in listing order, each naming its own object.
 
         ``files`` is the whole listing of ``unit``'s batch: the units of a split batch
         share its keys. Two keys name one object when ``identity`` (the sink's
-        :meth:`~aep_extract.Sink.key_identity`) maps them to the same value.
+        :meth:`~aep_extract.Sink.key_identity`) maps them to the same value. With
+        ``outputs`` (a transform's :func:`~aep_extract.transforms.output_keys`), the
+        objects are the keys it derives from each file's key, and those must not
+        collide.
 
         Raises:
             UnsafeKeyError: a name from the API would escape the batch's prefix, or
@@ -160,14 +164,16 @@ class KeyLayout:
 
         claim_manifest(attrs.evolve(unit, first_offset=0, last_offset=None))
         for file, key in zip(files, keys):
-            # A split unit's manifest spells its range in its key (_manifest.0-99.json):
-            # a file key holding a range may be the manifest of a unit of the batch.
-            for first, last in _OFFSET_RANGE.findall(key):
-                end = None if last == "*" else int(last)
-                split = attrs.evolve(unit, first_offset=int(first), last_offset=end)
-                if identity(self.manifest_key(split)) == identity(key):
-                    claim_manifest(split)
-            claim(describe_file(file), key)
+            for stored in [key] if outputs is None else outputs(key):
+                # A split unit's manifest spells its range in its key
+                # (_manifest.0-99.json): a key holding a range may be the manifest
+                # of a unit of the batch.
+                for first, last in _OFFSET_RANGE.findall(stored):
+                    end = None if last == "*" else int(last)
+                    split = attrs.evolve(unit, first_offset=int(first), last_offset=end)
+                    if identity(self.manifest_key(split)) == identity(stored):
+                        claim_manifest(split)
+                claim(describe_file(file), stored)
         return keys
 
     def manifest_key(self, unit: WorkUnit) -> str:

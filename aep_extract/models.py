@@ -308,23 +308,97 @@ class ObjectInfo:
 
 
 @attrs.frozen(kw_only=True)
-class FileCopy:
-    """One file as recorded in a batch manifest."""
+class TransformOutput:
+    """One output object of a transform, as a manifest records it.
 
-    offset: int
-    dataset_file_id: str
-    name: str
+    Attributes:
+        key: where it is in the sink.
+        size: its length in bytes.
+        sha256: the hex SHA-256 of its bytes.
+    """
+
     key: str
     size: int
     sha256: str
 
     def to_json(self) -> dict[str, Any]:
         """The manifest entry."""
-        return {
+        return {"key": self.key, "size": self.size, "sha256": self.sha256}
+
+
+@attrs.frozen(kw_only=True)
+class FileCopy:
+    """One file as recorded in a batch manifest: copied byte for byte to ``key``,
+    or, with a transform, turned into ``outputs``.
+
+    Attributes:
+        offset: the file's place in the batch listing.
+        dataset_file_id: its dataSetFileId.
+        name: its name.
+        key: where the copy is (for a transformed file, the key it would have had,
+            from which its outputs' keys derive).
+        size: the source file's length.
+        sha256: the hex SHA-256 of the copy; None for a transformed file (its
+            outputs carry theirs).
+        transform: the spec of the transform that made ``outputs``, or None.
+        outputs: the transform's outputs, in order.
+    """
+
+    offset: int
+    dataset_file_id: str
+    name: str
+    key: str
+    size: int
+    sha256: Optional[str]
+    transform: Optional[str] = None
+    outputs: tuple[TransformOutput, ...] = ()
+
+    @property
+    def objects(self) -> tuple[TransformOutput, ...]:
+        """What the file put in the sink: its outputs, or the copy itself."""
+        if self.transform is not None:
+            return self.outputs
+        return (
+            TransformOutput(key=self.key, size=self.size, sha256=self.sha256 or ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest entry."""
+        entry: dict[str, Any] = {
             "offset": self.offset,
             "dataSetFileId": self.dataset_file_id,
             "name": self.name,
-            "key": self.key,
             "size": self.size,
-            "sha256": self.sha256,
         }
+        if self.transform is None:
+            entry.update(key=self.key, sha256=self.sha256)
+        else:
+            entry.update(
+                transform=self.transform,
+                outputs=[output.to_json() for output in self.outputs],
+            )
+        return entry
+
+
+def manifest_objects(manifest: Any) -> list[TransformOutput]:
+    """Every object a parsed manifest names: each copied file, or each output of
+    a transformed one.
+
+    Raises:
+        KeyError, TypeError, ValueError: the manifest is not of this shape.
+    """
+    files = manifest["files"]
+    if not isinstance(files, list):
+        raise TypeError("'files' is not a list")
+    objects: list[TransformOutput] = []
+    for entry in files:
+        named = entry["outputs"] if "transform" in entry else [entry]
+        if not isinstance(named, list):
+            raise TypeError("'outputs' is not a list")
+        objects += [
+            TransformOutput(
+                key=str(item["key"]), size=int(item["size"]), sha256=str(item["sha256"])
+            )
+            for item in named
+        ]
+    return objects

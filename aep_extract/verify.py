@@ -27,6 +27,7 @@ from .models import (
     TimeWindow,
     UnitStatus,
     WorkUnit,
+    manifest_objects,
 )
 from .sinks.base import Sink
 from .sources.base import AepSource
@@ -360,13 +361,13 @@ class _Verifier:
         self.named.add(key)
         self.manifests += 1
         try:
-            entries = _entries(json.loads(self.sink.read_bytes(key)))
+            entries = manifest_objects(json.loads(self.sink.read_bytes(key)))
         except (ValueError, KeyError, TypeError) as exc:
             self.note(FindingKind.UNREADABLE_MANIFEST, key, unit_id, str(exc))
             return
-        for object_key, size, sha256 in entries:
-            self.named.add(object_key)
-            self._check_object(object_key, unit_id, size, sha256)
+        for entry in entries:
+            self.named.add(entry.key)
+            self._check_object(entry.key, unit_id, entry.size, entry.sha256)
 
     def _check_object(self, key: str, unit_id: str, size: int, sha256: str) -> None:
         self.objects += 1
@@ -443,11 +444,11 @@ class _Verifier:
                 data = json.loads(self.sink.read_bytes(key))
                 created = int(data["batchCreated"])
                 unit_id = str(data["batchId"])
-                entries = _entries(data)
+                entries = manifest_objects(data)
             except (ValueError, KeyError, TypeError, AepExtractError) as exc:
                 self.note(FindingKind.UNREADABLE_MANIFEST, key, "", str(exc))
                 continue
-            self.named.update(k for k, _, _ in entries)
+            self.named.update(entry.key for entry in entries)
             if window.contains_ms(created):
                 self.manifests += 1
                 self.note(
@@ -473,14 +474,6 @@ def _whole(batch: Batch) -> WorkUnit:
         batch_id=batch.batch_id,
         batch_created_ms=batch.created_ms,
     )
-
-
-def _entries(manifest: Any) -> list[tuple[str, int, str]]:
-    """``(key, size, sha256)`` of every file a manifest lists."""
-    files = manifest["files"]
-    if not isinstance(files, list):
-        raise TypeError("'files' is not a list")
-    return [(str(f["key"]), int(f["size"]), str(f["sha256"])) for f in files]
 
 
 def _manifest_matcher(layout: KeyLayout) -> Callable[[str], object]:

@@ -22,7 +22,7 @@ from ..checkpoints.base import CheckpointStore
 from ..errors import AepExtractError, CatalogError, ConfigError
 from ..hooks import ExtractionHooks
 from ..layout import KeyLayout, batch_date
-from ..models import UnitStatus, WorkUnit
+from ..models import UnitStatus, WorkUnit, manifest_objects
 from ..sinks.base import READ_CHUNK, Sink
 from .base import PARTITION_KEY, TableCatalog
 from .hive_types import SchemaLike
@@ -262,8 +262,9 @@ class PartitionHooks(ExtractionHooks):
             self.catalog.ensure_table(parquet_schema(*self._sample(units)))
 
     def _sample(self, units: list[WorkUnit]) -> tuple[Sink, str]:
-        """The sink and key of the smallest Parquet file the units' manifests list
-        (any file when none ends in ``.parquet``)."""
+        """The sink and key of the smallest Parquet object the units' manifests list
+        (a file or a transform's output; any object when none ends in
+        ``.parquet``)."""
         if self.sink is None:
             raise CatalogError(
                 f"table {self.catalog} does not exist: give a schema, or the sink "
@@ -273,10 +274,9 @@ class PartitionHooks(ExtractionHooks):
         for unit in units:
             key = self.layout.manifest_key(unit)
             try:
-                manifest = json.loads(self.sink.read_bytes(key))
+                objects = manifest_objects(json.loads(self.sink.read_bytes(key)))
                 files += [
-                    (not str(f["key"]).endswith(".parquet"), int(f["size"]), f["key"])
-                    for f in manifest["files"]
+                    (not o.key.endswith(".parquet"), o.size, o.key) for o in objects
                 ]
             except (ValueError, KeyError, TypeError, AepExtractError) as exc:
                 logger.warning("no schema from manifest %s: %s", key, exc)

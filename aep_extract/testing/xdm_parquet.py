@@ -7,8 +7,9 @@ same pyarrow). The rows have what real exports have: nested structs
 timestamps, binary, and nulls at every level; the file has several row groups.
 Needs the ``parquet`` extra (pyarrow)::
 
-    from aep_extract.testing.xdm_parquet import xdm_parquet
+    from aep_extract.testing.xdm_parquet import xdm_batches, xdm_parquet
     data = xdm_parquet(rows=1000, row_group_rows=250, seed=7)
+    platform.add_batches(xdm_batches(dataset_id, start, end, 3, seed=7))
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
+import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ._fake_data import FakeBatch
+from ._fake_generate import Moment, make_batches
 
 _IDENTITY = pa.struct(
     [
@@ -243,3 +248,50 @@ def xdm_parquet(
         compression=compression,
     )
     return buffer.getvalue()
+
+
+def xdm_batches(
+    dataset_id: str,
+    start: Moment,
+    end: Moment,
+    count: int,
+    *,
+    seed: int,
+    files_per_batch: int = 2,
+    rows: int = 200,
+    row_group_rows: int = 50,
+) -> list[FakeBatch]:
+    """Batches of XDM Parquet files, to add to a fake platform
+    (:meth:`FakeAepPlatform.add_batches
+    <aep_extract.testing.FakeAepPlatform.add_batches>`) for testing transforms
+    end to end.
+
+    As :meth:`FakeAepPlatform.make_batches
+    <aep_extract.testing.FakeAepPlatform.make_batches>` (``success`` batches of
+    ``files_per_batch`` Parquet-named files), each file holding ``rows`` rows of
+    :func:`xdm_rows`, seeded by ``seed`` and its place: the same arguments give
+    the same bytes.
+    """
+    batches = make_batches(
+        dataset_id,
+        start,
+        end,
+        count,
+        seed=seed,
+        files_per_batch=files_per_batch,
+        status="success",
+        max_file_size=1,
+    )
+    made: list[FakeBatch] = []
+    for number, batch in enumerate(batches):
+        leaves = []
+        for place, leaf in enumerate(batch.dataset_files):
+            content = xdm_parquet(
+                rows=rows,
+                row_group_rows=row_group_rows,
+                seed=(seed * 1000 + number) * 1000 + place,
+            )
+            files = [attrs.evolve(file, content=content) for file in leaf.files]
+            leaves.append(attrs.evolve(leaf, files=files))
+        made.append(attrs.evolve(batch, dataset_files=leaves))
+    return made

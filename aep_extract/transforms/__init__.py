@@ -8,11 +8,11 @@ spec names them (:func:`open_transform`). See :doc:`/transforms`.
 
 from __future__ import annotations
 
+from ..models import TransformOutput
 from .base import (
     Outputs,
     Transform,
     TransformContext,
-    TransformOutput,
     output_key,
     output_keys,
 )

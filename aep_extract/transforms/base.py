@@ -19,7 +19,7 @@ import attrs
 
 from ..errors import ConfigError, TransformError, UnsafeKeyError
 from ..layout import check_key
-from ..models import FileRef, WorkUnit
+from ..models import FileRef, TransformOutput, WorkUnit
 from ..sinks.base import Sink
 
 
@@ -42,30 +42,17 @@ class TransformContext:
     spool_dir: Optional[str] = None
 
 
-@attrs.frozen(kw_only=True)
-class TransformOutput:
-    """One output object of a transform, as a manifest records it.
-
-    Attributes:
-        key: where it is in the sink.
-        size: its length in bytes.
-        sha256: the hex SHA-256 of its bytes.
-    """
-
-    key: str
-    size: int
-    sha256: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest entry."""
-        return {"key": self.key, "size": self.size, "sha256": self.sha256}
+_CODEC_INFIXES = frozenset({"snappy", "gz", "gzip", "zstd", "lz4", "brotli", "none"})
+"""The compression a writer names before the extension (Spark's
+``part-0.snappy.parquet``): not true of an output, so not kept in its key."""
 
 
 def output_key(key: str, suffix: str) -> str:
-    """The key of an output: ``key`` without its last extension, then ``suffix``.
+    """The key of an output: ``key`` without its last extension (and a codec
+    before it, as in ``.snappy.parquet``), then ``suffix``.
 
-    ``a/part-0.parquet`` with ``.jsonl.gz`` gives ``a/part-0.jsonl.gz``; a name
-    without an extension (or only a leading dot) keeps its whole name.
+    ``a/part-0.snappy.parquet`` with ``.jsonl.gz`` gives ``a/part-0.jsonl.gz``; a
+    name without an extension (or only a leading dot) keeps its whole name.
 
     Raises:
         UnsafeKeyError: the suffix is empty, holds a ``/``, or makes an unsafe key.
@@ -75,6 +62,9 @@ def output_key(key: str, suffix: str) -> str:
     folder, _, name = key.rpartition("/")
     stem, dot, _ = name.rpartition(".")
     base = stem if dot and stem else name
+    head, dot, codec = base.rpartition(".")
+    if dot and head and codec.lower() in _CODEC_INFIXES:
+        base = head
     return check_key(f"{folder}/{base}{suffix}" if folder else f"{base}{suffix}")
 
 

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Optional, cast
 
 from ..errors import IncompleteDownload, TransformError
+from ..models import TransformOutput
 from ..sinks.base import Sink
-from .base import Outputs, Transform, TransformContext, TransformOutput
+from .base import Outputs, Transform, TransformContext
 
 
 class CountingReader(io.RawIOBase):

@@ -196,13 +196,15 @@ def test_the_counting_reader_checksums_and_closes_the_download():
     ("key", "suffix", "expected"),
     [
         ("a/b/part-0.parquet", ".jsonl.gz", "a/b/part-0.jsonl.gz"),
-        ("a/b/part-0.snappy.parquet", ".parquet", "a/b/part-0.snappy.parquet"),
+        ("a/b/part-0.snappy.parquet", ".parquet", "a/b/part-0.parquet"),
+        ("a/b/part-0.c000.gz.parquet", ".jsonl.gz", "a/b/part-0.c000.jsonl.gz"),
+        ("a/b/x.snappy", ".jsonl.gz", "a/b/x.jsonl.gz"),
         ("a/noext", ".x", "a/noext.x"),
         ("a/.hidden", ".x", "a/.hidden.x"),
         ("top.parquet", "-0.csv", "top-0.csv"),
     ],
 )
-def test_output_keys_replace_the_last_extension(key, suffix, expected):
+def test_output_keys_replace_the_extension_and_codec(key, suffix, expected):
     assert output_key(key, suffix) == expected
 
 

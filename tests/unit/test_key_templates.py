@@ -20,6 +20,7 @@ from aep_extract import (
     WorkUnit,
 )
 from aep_extract.testing import MemoryAepSource
+from aep_extract.transforms import output_key
 
 CREATED_MS = 1_718_000_000_000  # 2024-06-10T06:13:20Z
 UNIT = WorkUnit(dataset_id="ds1", batch_id="b1", batch_created_ms=CREATED_MS)
@@ -127,6 +128,32 @@ def test_a_file_on_the_manifest_key_collides():
     files = [FileRef(dataset_file_id="f1", name="m.json", length=1)]
     with pytest.raises(KeyCollisionError, match="the manifest of unit b1"):
         layout.file_keys(UNIT, files)
+
+
+def test_files_whose_transform_outputs_share_a_key_collide():
+    """Distinct source keys, one output key: ``part-0.parquet`` and
+    ``part-0.snappy.parquet`` both become ``part-0.jsonl.gz``."""
+    files = [
+        FileRef(dataset_file_id="f1", name="part-0.parquet", length=1),
+        FileRef(dataset_file_id="f1", name="part-0.snappy.parquet", length=1),
+    ]
+    layout = KeyLayout()
+    assert len(set(layout.file_keys(UNIT, files))) == 2
+    with pytest.raises(KeyCollisionError) as caught:
+        layout.file_keys(
+            UNIT, files, outputs=lambda key: [output_key(key, ".jsonl.gz")]
+        )
+    assert caught.value.keys[0] == caught.value.keys[1]
+    assert caught.value.keys[0].endswith("/f1/part-0.jsonl.gz")
+
+
+def test_a_transform_output_on_the_manifest_key_collides():
+    layout = KeyLayout(
+        file_template="{batch_id}/{name}", manifest_template="{batch_id}/m.json"
+    )
+    files = [FileRef(dataset_file_id="f1", name="m.parquet", length=1)]
+    with pytest.raises(KeyCollisionError, match="the manifest of unit b1"):
+        layout.file_keys(UNIT, files, outputs=lambda key: [output_key(key, ".json")])
 
 
 def batch(batch_id: str, created_ms: int) -> Batch:
