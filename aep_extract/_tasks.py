@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
 from urllib.parse import quote
 
@@ -224,23 +224,16 @@ class FileTasks:
             IncompleteDownload: the source gave a different number of bytes.
         """
         start, end = part_range(number, parted.file.length, parted.part_size)
-        chunks = self.source.read_file(parted.file, start, end)
         data = bytearray(end - start)  # filled in place: one part's memory, no more
         filled = 0
-        try:
-            with memoryview(data) as view:
-                for chunk in chunks:
-                    if self.scope.abort.is_set():
-                        raise CopyAborted(f"{parted.key}: copy aborted by a stop")
-                    if filled + len(chunk) > len(data):
-                        filled = -1  # more bytes than the range
-                        break
-                    view[filled : filled + len(chunk)] = chunk
-                    filled += len(chunk)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        download = self.download(parted.file, parted.key, start, end)
+        with download as chunks, memoryview(data) as view:
+            for chunk in chunks:
+                if filled + len(chunk) > len(data):
+                    filled = -1  # more bytes than the range
+                    break
+                view[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
         if filled != end - start:
             raise IncompleteDownload(
                 f"{parted.file.dataset_file_id}/{parted.file.name}: part {number} "
@@ -288,6 +281,31 @@ class FileTasks:
             writer.abort()
             logger.info("aborted the upload of %s: no longer listed", recorded.key)
 
+    @contextlib.contextmanager
+    def download(
+        self, file: FileRef, key: str, start: int = 0, end: Optional[int] = None
+    ) -> Iterator[Iterator[bytes]]:
+        """The file's bytes (``[start, end)`` of them), ending in
+        :class:`CopyAborted` once the run aborts; the download is closed on the
+        way out, giving back its connection and rate-limit slot."""
+        if end is None:
+            chunks = self.source.read_file(file)
+        else:
+            chunks = self.source.read_file(file, start, end)
+
+        def until_abort() -> Iterator[bytes]:
+            for chunk in chunks:
+                if self.scope.abort.is_set():
+                    raise CopyAborted(f"{key}: copy aborted by a stop")
+                yield chunk
+
+        try:
+            yield until_abort()
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
     def transformed(
         self,
         transform: Transform,
@@ -318,10 +336,10 @@ class FileTasks:
             context = TransformContext(
                 unit=unit, file=file, key=key, spool_dir=self.spool_dir
             )
-            chunks = _Abortable(self.source.read_file(file), self.scope, key)
-            outputs = run_transform(
-                transform, chunks, context, self.sink, metadata=metadata
-            )
+            with self.download(file, key) as chunks:
+                outputs = run_transform(
+                    transform, chunks, context, self.sink, metadata=metadata
+                )
             logger.debug(
                 "transformed %s (%d bytes) to %s",
                 file.name,
@@ -415,25 +433,19 @@ class FileTasks:
         digest = hashlib.sha256()
         size = 0
         metadata = source_metadata(unit, file)
-        chunks = self.source.read_file(file)
-        try:
-            with self.sink.open_write(key, size=file.length, metadata=metadata) as out:
-                for chunk in chunks:
-                    if self.scope.abort.is_set():
-                        raise CopyAborted(f"{key}: copy aborted by a stop")
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                if size != file.length:
-                    raise IncompleteDownload(
-                        f"{file.dataset_file_id}/{file.name}: got {size} of "
-                        f"{file.length} bytes"
-                    )
-        finally:
-            # An abandoned download gives back its connection and rate-limit slot.
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        with (
+            self.download(file, key) as chunks,
+            self.sink.open_write(key, size=file.length, metadata=metadata) as out,
+        ):
+            for chunk in chunks:
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            if size != file.length:
+                raise IncompleteDownload(
+                    f"{file.dataset_file_id}/{file.name}: got {size} of "
+                    f"{file.length} bytes"
+                )
         logger.debug(
             "copied %s (%d bytes) to %s",
             file.name,
@@ -457,27 +469,6 @@ class FileTasks:
         }
         data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
         self.sink.write_bytes(self.layout.manifest_key(unit), data)
-
-
-class _Abortable:
-    """A download's chunks that end in :class:`CopyAborted` once the run aborts;
-    ``close`` gives the download back."""
-
-    def __init__(self, chunks: Iterable[bytes], scope: RunScope, key: str) -> None:
-        self._chunks = chunks
-        self._scope = scope
-        self._key = key
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            if self._scope.abort.is_set():
-                raise CopyAborted(f"{self._key}: transform aborted by a stop")
-            yield chunk
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
 
 
 def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:

@@ -3,6 +3,8 @@ of them: shared by the transform tests over a local sink and over S3 with Glue."
 
 from __future__ import annotations
 
+from typing import Any
+
 from aep_extract import FileRef, KeyLayout, MemorySink, TimeWindow, WorkUnit
 from aep_extract.testing import FakeAepPlatform
 from aep_extract.testing.xdm_parquet import xdm_batches
@@ -20,7 +22,7 @@ SPECS = {
 }
 
 
-def xdm_platform(batches: int = 4, rows: int = 300, **options: object):
+def xdm_platform(batches: int = 4, rows: int = 300, **options: Any) -> FakeAepPlatform:
     """A fake platform whose demo dataset also has ``batches`` batches of XDM
     Parquet files in ``[START, END)``."""
     platform = FakeAepPlatform.generate(batches=2, other_batches=0, **options)

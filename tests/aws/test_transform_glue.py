@@ -4,6 +4,8 @@ cross a socket), then ``verify`` with the table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aep_extract.cli import main
 from aep_extract.sinks.s3 import S3Sink
 
@@ -17,6 +19,13 @@ from ..transform_scenario import (
 )
 
 BUCKET, DATABASE, TABLE = "landing", "analytics", "events"
+PROJECTED = {
+    "_id": "string",
+    "timestamp": "timestamp",
+    "eventType": "string",
+    "productListItems": "array<struct<SKU:string>>",
+}
+"""The table's columns after ``PROJECT``, as Hive types."""
 
 
 def test_a_projected_run_lands_queryable_with_the_projected_columns(
@@ -41,14 +50,20 @@ def test_a_projected_run_lands_queryable_with_the_projected_columns(
 
     table = glue.get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
     columns = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
-    assert columns == {
-        "_id": "string",
-        "timestamp": "timestamp",
-        "eventType": "string",
-        "productListItems": "array<struct<SKU:string>>",
-    }
+    assert columns == PROJECTED
     days = glue.get_partitions(DatabaseName=DATABASE, TableName=TABLE)["Partitions"]
     assert [p["Values"] for p in days] == [["2024-07-01"]]
     sink = S3Sink(sink_url, session=aws)
     data = {k: sink.read_bytes(k) for k in sink.list_keys() if "_manifest" not in k}
     assert data == expected
+
+
+def test_the_docs_athena_ddl_has_the_columns_such_a_run_creates():
+    """docs/transforms.rst shows the DDL of the table the run above creates, for
+    the same projection: its columns must stay those of the test's table."""
+    text = (Path(__file__).parents[2] / "docs" / "transforms.rst").read_text()
+    assert f"--transform '{PROJECT}'" in text
+    ddl = text.split("CREATE EXTERNAL TABLE analytics.events (", 1)[1]
+    lines = ddl.split("\n   )", 1)[0].strip().splitlines()
+    columns = dict(line.strip().rstrip(",").split(" ", 1) for line in lines)
+    assert {name.strip("`"): kind for name, kind in columns.items()} == PROJECTED
