@@ -7,6 +7,8 @@ are errors) and ``sphinx-build -b doctest docs docs/_build/doctest``.
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import attrs
@@ -19,6 +21,8 @@ from aep_extract import registry
 if TYPE_CHECKING:
     from docutils import nodes
     from sphinx.application import Sphinx
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "aep_extract"
 author = "aep_extract developers"
@@ -35,6 +39,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "myst_parser",
     "sphinx_copybutton",
+    "clidoc",  # docs/_ext: the CLI reference, read from the argument parser
 ]
 
 exclude_patterns = ["_build", "_intersphinx"]
