@@ -49,10 +49,10 @@ language = "en"
 html_theme = "furo"
 html_title = f"aep_extract {release}"
 
-# Copy the command, not the prompt: "$ " of console blocks, ">>> " of doctests.
+# Copy the commands of a block, not the prompts ("$ ", ">>> ") or the output shown.
 copybutton_prompt_text = r"\$ |>>> |\.\.\. "
 copybutton_prompt_is_regexp = True
-copybutton_only_copy_prompt_lines = False
+copybutton_line_continuation_character = "\\"
 
 # -- intersphinx --------------------------------------------------------------------
 # Links to the Python, requests, boto3 and attrs docs. The build runs offline (CI has
