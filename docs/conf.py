@@ -130,7 +130,7 @@ def _readable_defaults(
         return signature, return_annotation
     signature = signature.replace("<built-in function sleep>", "time.sleep")
     if what == "class" and attrs.has(obj):  # type: ignore[arg-type]
-        for field in attrs.fields(obj):  # type: ignore[arg-type]
+        for field in attrs.fields(obj):
             if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
                 shown = _made_by(field.default.factory)
                 signature = re.sub(

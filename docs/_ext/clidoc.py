@@ -25,6 +25,9 @@ WIDTH = 80
 """Columns of the usage and epilog blocks: a terminal's, and what furo's content
 column shows without scrolling."""
 
+_Row = tuple[str, str, list[nodes.Node]]
+"""A term shown as code, its text (a help text) and the nodes that follow it."""
+
 _LITERAL = re.compile(r"((?<![\w-])--?[a-z][\w-]*|\bAEP_[A-Z_]+\b)")
 """Option names and variables in a help text, shown as code."""
 
@@ -77,20 +80,16 @@ class CliReference(SphinxDirective):
         result: list[nodes.Node] = [_code(formatter.format_help().strip())]
         commands = _subcommands(parser)
         if commands:
-            rows = [
+            rows: list[_Row] = [
                 (f"{parser.prog} {name}", h, []) for name, (_, h) in commands.items()
             ]
             result += [nodes.rubric("", "Commands"), self._list(rows)]
-        options = []
+        options: list[_Row] = []
         for action in parser._actions:
             if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 continue
-            shown = _formatter(parser)._format_action_invocation(action)
-            text = (
-                _sentence(_formatter(parser)._expand_help(action))
-                if action.help
-                else ""
-            )
+            shown = formatter._format_action_invocation(action)
+            text = formatter._expand_help(action) if action.help else ""
             extra = [notes.pop(s) for s in action.option_strings if s in notes]
             options.append((shown, text, [n for note in extra for n in note]))
         if notes:
@@ -113,10 +112,11 @@ class CliReference(SphinxDirective):
         return {item[0].astext(): list(item[-1].children) for item in lists[0].children}
 
     @staticmethod
-    def _list(rows: list[tuple[str, str, list[nodes.Node]]]) -> nodes.definition_list:
+    def _list(rows: list[_Row]) -> nodes.definition_list:
         """Terms shown as code, each with a text and nodes after it."""
         items = nodes.definition_list()
         for term, text, extra in rows:
+            text = _sentence(text) if text else text
             paragraph = nodes.paragraph()
             for i, piece in enumerate(_LITERAL.split(text)):
                 paragraph += nodes.literal(piece, piece) if i % 2 else nodes.Text(piece)
