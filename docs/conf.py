@@ -42,7 +42,7 @@ extensions = [
     "clidoc",  # docs/_ext: the CLI reference, read from the argument parser
 ]
 
-exclude_patterns = ["_build", "_intersphinx"]
+exclude_patterns = ["_build"]
 root_doc = "index"
 language = "en"
 
@@ -62,8 +62,8 @@ copybutton_line_continuation_character = "\\"
 # build; add it there.
 
 intersphinx_mapping = {
-    project: (base, f"_intersphinx/{project}.inv")
-    for project, base in (
+    name: (base, f"_intersphinx/{name}.inv")
+    for name, base in (
         ("python", "https://docs.python.org/3/"),
         ("requests", "https://requests.readthedocs.io/en/latest/"),
         ("boto3", "https://boto3.amazonaws.com/v1/documentation/api/latest/"),
@@ -86,7 +86,6 @@ napoleon_attr_annotations = True
 # azure) and names typing leaves unresolvable.
 
 nitpicky = True
-nitpick_ignore: list[tuple[str, str]] = []
 nitpick_ignore_regex = [
     # Stub-only boto3 client types, imported under TYPE_CHECKING.
     (
