@@ -48,6 +48,8 @@ language = "en"
 
 html_theme = "furo"
 html_title = f"aep_extract {release}"
+html_static_path = ["_static"]
+html_css_files = ["aep.css"]
 
 # Copy the commands of a block, not the prompts ("$ ", ">>> ") or the output shown.
 copybutton_prompt_text = r"\$ |>>> |\.\.\. "
