@@ -1,10 +1,11 @@
 """The console sessions the docs show are what the commands print.
 
 Each ``$ aep-extract ...`` line of a console block (``.. code-block:: console`` in
-docs/quickstart.rst, a fenced block in README.md) that runs offline (the demo, then
-``status`` and ``verify`` of what it left) is run in one directory, in the page's
-order; its output must equal the block's lines once ports, timings and timestamps are
-masked. A page that drifts from the code fails here.
+docs/quickstart.rst and docs/cli.rst, a fenced block in README.md) shown with its
+output is run in one directory, in the page's order, with the ``AEP_*`` variables of
+the fake platform (which serves the demo's dataset); its output must equal the block's
+lines once ports, timings and timestamps are masked. A page that drifts from the code
+fails here.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from pathlib import Path
 import pytest
 
 from aep_extract.cli import main
+from aep_extract.testing import FakeAepPlatform
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "docs" / "quickstart.rst"
+CLI = ROOT / "docs" / "cli.rst"
 README = ROOT / "README.md"
-OFFLINE = ("demo", "status", "verify")
-"""Commands that run without AEP credentials; the pages show no output of others."""
 
 _VOLATILE = [
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
     (re.compile(r"in \d+\.\d+s \(\d+\.\d+ MB/s\)"), "in Ts (R MB/s)"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), "YYYY-MM-DDTHH:MM:SSZ"),
+    (
+        re.compile(r'"(durationSeconds|throughputBytesPerSecond)": [\d.]+'),
+        r'"\1": N',
+    ),
 ]
 
 
@@ -74,33 +79,39 @@ def console_sessions(page: Path) -> list[tuple[list[str], list[str]]]:
     return sessions
 
 
-def _offline(argv: list[str]) -> bool:
-    return any(word in OFFLINE for word in argv if not word.startswith("-"))
-
-
-def _commands(page: Path) -> list[str]:
+def _shown(page: Path) -> list[str]:
+    """The commands of the page shown with their output."""
     return [
         argv[0] if argv[0] != "-q" else argv[1]
-        for argv, _ in console_sessions(page)
-        if argv
+        for argv, shown in console_sessions(page)
+        if argv and shown
     ]
 
 
-def test_the_pages_show_offline_sessions():
-    assert [c for c in _commands(QUICKSTART) if c in OFFLINE] == ["demo", "status"]
-    assert [c for c in _commands(README) if c in OFFLINE] == ["status", "verify"]
+def test_the_pages_show_sessions():
+    assert _shown(QUICKSTART) == ["demo", "status"]
+    assert _shown(README) == ["status", "verify"]
+    assert _shown(CLI) == ["run", "run", "plan", "plan", "status", "failed"]
 
 
-@pytest.mark.parametrize("page", [QUICKSTART, README], ids=lambda page: page.name)
+@pytest.fixture(scope="module")
+def platform():
+    with FakeAepPlatform.generate() as platform:
+        yield platform
+
+
+@pytest.mark.parametrize("page", [QUICKSTART, CLI, README], ids=lambda page: page.name)
 def test_the_output_shown_is_what_the_commands_print(
-    page, tmp_path, monkeypatch, capsys
+    page, platform, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    if "demo" not in _commands(page):  # the README shows what follows the demo
+    for name, value in platform.env().items():
+        monkeypatch.setenv(name, value)
+    if page == README:  # the README shows what follows the demo
         assert main(["-q", "demo"]) == 0
         capsys.readouterr()
     for argv, shown in console_sessions(page):
-        if not (argv and shown and _offline(argv)):
+        if not (argv and shown):
             continue
         code = main(argv)
         captured = capsys.readouterr()
@@ -115,6 +126,7 @@ def test_the_output_shown_is_what_the_commands_print(
         ("at http://127.0.0.1:38853; x", ["at http://127.0.0.1:PORT; x"]),
         ("in 0.3s (23.5 MB/s);", ["in Ts (R MB/s);"]),
         ("since 2026-12-03T08:54:28Z", ["since YYYY-MM-DDTHH:MM:SSZ"]),
+        ('"durationSeconds": 0.232,', ['"durationSeconds": N,']),
     ],
 )
 def test_masking_hides_only_what_changes_between_runs(text, masked):
