@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import attrs
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,6 +21,9 @@ from aep_extract import (
     ExtractorConfig,
     HttpAepSource,
     LocalSink,
+    MemoryCheckpointStore,
+    MemorySink,
+    RunReport,
     SQLiteCheckpointStore,
     ThreadPoolScheduler,
     UnitStatus,
@@ -270,3 +274,37 @@ def test_verify_checks_each_output_against_the_manifest(tmp_path):
     assert ("checksum-mismatch", changed) in kinds
     assert ("missing-object", gone) in kinds
     assert ("unreadable-manifest", broken) in kinds
+
+
+class NoMetadataSink(MemorySink):
+    """A sink that keeps no metadata, as a custom sink may not."""
+
+    def stat(self, key):
+        info = super().stat(key)
+        return None if info is None else attrs.evolve(info, metadata=None)
+
+
+def test_without_metadata_or_a_record_outputs_are_made_again(tmp_path):
+    """Nothing proves unrecorded outputs in a sink without metadata: a run with a
+    fresh store transforms every file again, to the same bytes."""
+    sink = NoMetadataSink()
+    specs = SPECS["project"]
+
+    def run() -> RunReport:
+        with Extractor(
+            HttpAepSource.from_env(platform.env()),
+            store=MemoryCheckpointStore(),
+            sink=sink,
+            transform=specs,
+            progress=False,
+        ) as ex:
+            return ex.run(DATASET, START, END)
+
+    with xdm_platform(batches=2) as platform:
+        assert run().files_copied == 6
+        first = data_objects(sink)
+        again = run()
+        expected = expected_outputs(platform, specs)
+    assert again.files_copied == 6
+    assert again.files_skipped == 0
+    assert first == data_objects(sink) == expected
