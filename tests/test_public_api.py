@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import aep_extract
 
 DESIGN_NAMES = (
@@ -29,12 +31,43 @@ def test_all_names_resolve_and_are_sorted():
     assert set(DESIGN_NAMES) <= set(aep_extract.__all__)
 
 
-def test_importing_the_package_does_not_import_boto3():
-    code = "import sys, aep_extract; print('boto3' in sys.modules)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "False"
+HEAVY = ("requests", "urllib3", "boto3", "botocore", "tenacity", "tqdm")
+
+
+def imported_heavy_modules(code: str) -> list[str]:
+    """The :data:`HEAVY` modules imported after running ``code`` in a new process."""
+    check = f"{code}\nimport sys; print(*[m for m in {HEAVY!r} if m in sys.modules])"
+    return subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
+def test_importing_the_package_imports_no_http_or_aws_library():
+    assert imported_heavy_modules("import aep_extract") == []
+    assert imported_heavy_modules("from aep_extract import ExtractorConfig") == []
+
+
+def test_help_imports_no_http_or_aws_library():
+    code = """
+import contextlib, io
+from aep_extract.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    assert main(["--help"]) == 0
+assert "usage: aep-extract" in out.getvalue()
+"""
+    assert imported_heavy_modules(code) == []
+
+
+def test_names_come_from_their_modules():
+    from aep_extract import checkpoints, errors, sinks, sources
+
+    assert aep_extract.ConfigError is errors.ConfigError
+    assert aep_extract.open_store is checkpoints.open_store
+    assert aep_extract.LocalSink is sinks.LocalSink
+    assert aep_extract.AepSource is sources.AepSource
+    assert set(aep_extract.__all__) <= set(dir(aep_extract))
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        aep_extract.Nothing  # noqa: B018 (the lookup is the test)
 
 
 def test_errors_share_one_base():
