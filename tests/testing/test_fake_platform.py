@@ -649,6 +649,7 @@ def test_large_file_streams_intact(demo: FakeAepPlatform) -> None:
     assert digest.hexdigest() == big.sha256()
 
 
+@pytest.mark.slow
 def test_concurrent_downloads(demo: FakeAepPlatform) -> None:
     files = demo.expected_files(DS, 0, 2**62)
     errors: list[str] = []
