@@ -13,83 +13,147 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .checkpoints import (
-    CheckpointStore,
-    MemoryCheckpointStore,
-    SQLiteCheckpointStore,
-    open_store,
-)
-from .config import AepConfig, ConcurrencyConfig, ExtractorConfig, RetryConfig
-from .errors import (
-    AepExtractError,
-    ApiError,
-    AuthError,
-    CatalogError,
-    CheckpointConflict,
-    CheckpointError,
-    ConfigError,
-    DeadlineExceeded,
-    DeployFailed,
-    DestinationMismatch,
-    ExtractionFailed,
-    IncompleteDownload,
-    InvalidResponse,
-    KeyCollisionError,
-    MetricsError,
-    MissingResourceError,
-    NotFoundError,
-    NothingNewToPlan,
-    ServerError,
-    SinkError,
-    SourceError,
-    ThrottledError,
-    TokenUnavailable,
-    TransformError,
-    TransientNetworkError,
-    Unauthorized,
-    UnknownHost,
-    UnsafeKeyError,
-    UntrustedLinkError,
-)
-from .extractor import Extractor
-from .hooks import CallbackHooks, ExtractionHooks
-from .layout import KeyLayout
-from .models import (
-    Batch,
-    Checkpoint,
-    FileCopy,
-    FileRef,
-    Lease,
-    ObjectInfo,
-    TimeWindow,
-    UnitStatus,
-    WorkUnit,
-)
-from .report import DatasetStatus, PlanResult, RunReport
-from .schedulers import Scheduler, SerialScheduler, ThreadPoolScheduler
-from .sinks import LocalSink, MemorySink, Sink, open_sink
-from .sources import AepSource, open_source
-
 if TYPE_CHECKING:
+    from .checkpoints import (
+        CheckpointStore,
+        MemoryCheckpointStore,
+        SQLiteCheckpointStore,
+        open_store,
+    )
     from .checkpoints.dynamodb import DynamoDBCheckpointStore
+    from .config import AepConfig, ConcurrencyConfig, ExtractorConfig, RetryConfig
+    from .errors import (
+        AepExtractError,
+        ApiError,
+        AuthError,
+        CatalogError,
+        CheckpointConflict,
+        CheckpointError,
+        ConfigError,
+        DeadlineExceeded,
+        DeployFailed,
+        DestinationMismatch,
+        ExtractionFailed,
+        IncompleteDownload,
+        InvalidResponse,
+        KeyCollisionError,
+        MetricsError,
+        MissingResourceError,
+        NotFoundError,
+        NothingNewToPlan,
+        ServerError,
+        SinkError,
+        SourceError,
+        ThrottledError,
+        TokenUnavailable,
+        TransformError,
+        TransientNetworkError,
+        Unauthorized,
+        UnknownHost,
+        UnsafeKeyError,
+        UntrustedLinkError,
+    )
+    from .extractor import Extractor
+    from .hooks import CallbackHooks, ExtractionHooks
+    from .layout import KeyLayout
+    from .models import (
+        Batch,
+        Checkpoint,
+        FileCopy,
+        FileRef,
+        Lease,
+        ObjectInfo,
+        TimeWindow,
+        UnitStatus,
+        WorkUnit,
+    )
+    from .report import DatasetStatus, PlanResult, RunReport
+    from .schedulers import Scheduler, SerialScheduler, ThreadPoolScheduler
+    from .sinks import LocalSink, MemorySink, Sink, open_sink
     from .sinks.s3 import S3Sink
+    from .sources import AepSource, open_source
     from .sources.http import HttpAepSource
 
 __version__ = "0.1.0"
 
-# Loaded on first use: the AWS defaults import boto3 (a Lambda cold start pays for
-# it), the HTTP source requests; a notebook that only builds a config needs neither.
-_LAZY = {
-    "DynamoDBCheckpointStore": ".checkpoints.dynamodb",
-    "HttpAepSource": ".sources.http",
-    "S3Sink": ".sinks.s3",
+# Each public name is imported on first use, from its module: a notebook that only
+# builds a config, or ``aep-extract --help``, imports neither requests nor boto3,
+# and a Lambda cold start pays only for what its handler touches.
+_MODULES: dict[str, tuple[str, ...]] = {
+    ".checkpoints": (
+        "CheckpointStore",
+        "MemoryCheckpointStore",
+        "SQLiteCheckpointStore",
+        "open_store",
+    ),
+    ".config": ("AepConfig", "ConcurrencyConfig", "ExtractorConfig", "RetryConfig"),
+    ".errors": (
+        "AepExtractError",
+        "ApiError",
+        "AuthError",
+        "CatalogError",
+        "CheckpointConflict",
+        "CheckpointError",
+        "ConfigError",
+        "DeadlineExceeded",
+        "DeployFailed",
+        "DestinationMismatch",
+        "ExtractionFailed",
+        "IncompleteDownload",
+        "InvalidResponse",
+        "KeyCollisionError",
+        "MetricsError",
+        "MissingResourceError",
+        "NotFoundError",
+        "NothingNewToPlan",
+        "ServerError",
+        "SinkError",
+        "SourceError",
+        "ThrottledError",
+        "TokenUnavailable",
+        "TransformError",
+        "TransientNetworkError",
+        "Unauthorized",
+        "UnknownHost",
+        "UnsafeKeyError",
+        "UntrustedLinkError",
+    ),
+    ".extractor": ("Extractor",),
+    ".hooks": ("CallbackHooks", "ExtractionHooks"),
+    ".layout": ("KeyLayout",),
+    ".models": (
+        "Batch",
+        "Checkpoint",
+        "FileCopy",
+        "FileRef",
+        "Lease",
+        "ObjectInfo",
+        "TimeWindow",
+        "UnitStatus",
+        "WorkUnit",
+    ),
+    ".report": ("DatasetStatus", "PlanResult", "RunReport"),
+    ".schedulers": ("Scheduler", "SerialScheduler", "ThreadPoolScheduler"),
+    ".sinks": ("LocalSink", "MemorySink", "Sink", "open_sink"),
+    ".sources": ("AepSource", "open_source"),
+    ".checkpoints.dynamodb": ("DynamoDBCheckpointStore",),
+    ".sinks.s3": ("S3Sink",),
+    ".sources.http": ("HttpAepSource",),
 }
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
 
 
 __all__ = [

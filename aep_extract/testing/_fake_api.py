@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
+import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +42,15 @@ _CONTENT_TYPES = {
     ".csv": "application/csv",
 }
 CREATED_CLIENT = "acp_foundation_push"
+PREVIEW_ROWS = 100
+"""Rows of a dataset preview, as Adobe's (the first 100)."""
+ROW_ERRORS_SAMPLE = "row_errors_sample.json"
+"""The file of a batch's meta directory."""
+_DATASET_KEYS = {
+    "lastSuccessfulBatchId": "lastSuccessfulBatch",
+    "lastFailedBatchId": "lastFailedBatch",
+}
+"""A dataset names its last successful and failed batches without ``Id``."""
 
 Entry = Optional[tuple[str, dict[str, Any]]]
 """A Catalog listing entry ``(id, object)``; None stands for a batch the listing
@@ -79,6 +90,11 @@ class Problem(Exception):
 def view_id(dataset_id: str) -> str:
     """A stable dataSetViewId derived from a dataset id."""
     return hashlib.sha1(f"view:{dataset_id}".encode()).hexdigest()[:24]
+
+
+def sandbox_id(sandbox: str) -> str:
+    """A stable sandboxId derived from a sandbox name."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{sandbox}"))
 
 
 def content_type(name: str) -> str:
@@ -159,10 +175,10 @@ def batch_json(batch: FakeBatch, org_id: str, sandbox: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": batch.batch_id,
         "imsOrg": org_id,
-        "sandboxId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{sandbox}")),
+        "sandboxId": sandbox_id(sandbox),
         "status": batch.status,
         "created": created,
-        "updated": created + (60_000 if batch.status in _TERMINAL else 5_000),
+        "updated": _updated_ms(batch),
         "started": created + 1_000,
         "createdClient": CREATED_CLIENT,
         "createdUser": f"{CREATED_CLIENT}@AdobeID",
@@ -198,6 +214,10 @@ def batch_json(batch: FakeBatch, org_id: str, sandbox: str) -> dict[str, Any]:
     return body
 
 
+def _updated_ms(batch: FakeBatch) -> int:
+    return batch.created_ms + (60_000 if batch.status in _TERMINAL else 5_000)
+
+
 def dataset_json(
     dataset_id: str,
     overrides: Mapping[str, Any],
@@ -225,19 +245,74 @@ def dataset_json(
             "contentType": "application/vnd.adobe.xed+json;version=1",
         },
         "tags": {"adobe/pqs/table": [re.sub(r"\W+", "_", name.lower()).strip("_")]},
+        "classification": {"dataBehavior": "time-series", "managedBy": "CUSTOMER"},
     }
-    if batches:
-        last = max(batches, key=lambda batch: (batch.created_ms, batch.batch_id))
-        body["lastBatchId"], body["lastBatchStatus"] = last.batch_id, last.status
-    for key, statuses in (
-        ("lastSuccessfulBatch", _EXPORTED),
-        ("lastFailedBatch", {"failed", "failure"}),
-    ):
-        matching = [batch for batch in batches if batch.status in statuses]
-        if matching:
-            body[key] = max(matching, key=lambda b: (b.created_ms, b.batch_id)).batch_id
+    body.update(
+        {_DATASET_KEYS.get(key, key): value for key, value in _last(batches).items()}
+    )
     body.update(overrides)
     return body
+
+
+def last_batches_json(
+    batches: list[FakeBatch], org_id: str, sandbox: str
+) -> Optional[dict[str, Any]]:
+    """A dataset's ``/lastBatches`` entry (spec ``lastBatchesResponse``); None for a
+    dataset without batches."""
+    last = _latest(batches)
+    if last is None:
+        return None
+    return {
+        **_last(batches),
+        "imsOrg": org_id,
+        "sandboxId": sandbox_id(sandbox),
+        "created": last.created_ms,
+        "updated": _updated_ms(last),
+    }
+
+
+def _latest(batches: Iterable[FakeBatch]) -> Optional[FakeBatch]:
+    return max(batches, key=lambda b: (b.created_ms, b.batch_id), default=None)
+
+
+def _last(batches: list[FakeBatch]) -> dict[str, str]:
+    """``lastBatchId``, ``lastBatchStatus``, ``lastSuccessfulBatchId`` and
+    ``lastFailedBatchId``, of those there are."""
+    found: dict[str, str] = {}
+    last = _latest(batches)
+    if last is not None:
+        found["lastBatchId"], found["lastBatchStatus"] = last.batch_id, last.status
+    for key, statuses in (
+        ("lastSuccessfulBatchId", _EXPORTED),
+        ("lastFailedBatchId", {"failed", "failure"}),
+    ):
+        match = _latest(batch for batch in batches if batch.status in statuses)
+        if match is not None:
+            found[key] = match.batch_id
+    return found
+
+
+def preview_rows(batches: Iterable[FakeBatch]) -> list[dict[str, str]]:
+    """``/datasets/{id}/preview`` rows: the fake's files are opaque bytes, so a row
+    describes a file of an exportable batch (first 100, in listing order)."""
+    rows = (
+        {
+            "batchId": batch.batch_id,
+            "dataSetFileId": leaf_id,
+            "name": file.name,
+            "length": str(file.length),
+        }
+        for batch in batches
+        if batch.status in _EXPORTED
+        for leaf_id, file in batch.leaf_files()
+    )
+    return list(itertools.islice(rows, PREVIEW_ROWS))
+
+
+def meta_files(batch: FakeBatch) -> tuple[FakeFile, ...]:
+    """A batch's meta directory (``/batches/{id}/meta``): the sampled row errors."""
+    sample = json.dumps([dict(error) for error in batch.errors]).encode()
+    return (FakeFile(ROW_ERRORS_SAMPLE, sample),)
 
 
 def dataset_file_item(

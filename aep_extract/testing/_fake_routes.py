@@ -43,6 +43,16 @@ _BATCH_FILTERS: dict[str, _Filter] = {
     "created": _int_filter(lambda created, bound: created == bound),
 }
 
+_LAST_BATCH_FILTERS = (
+    "lastBatchId",
+    "lastBatchStatus",
+    "lastSuccessfulBatchId",
+    "lastFailedBatchId",
+    "created",
+    "updated",
+)
+_BATCH_DIRECTORIES = ("files", "failed", "meta")
+
 
 class _Index:
     """The batches ordered by created time, then id, with lookups; never changed.
@@ -221,6 +231,8 @@ class FakeServices:
         if rest == ["dataSets"]:
             objects = [(key, self._dataset(index, key)) for key in self.datasets]
             return api.catalog_page(request.query, objects)
+        if rest == ["lastBatches"]:
+            return api.catalog_page(request.query, self._last_batches(index, request))
         if len(rest) == 2 and rest[0] == "batches":
             batch = _batch(index, rest[1])
             body = api.batch_json(batch, self.org_id, self.sandbox)
@@ -235,11 +247,13 @@ class FakeServices:
     def _export(
         self, index: _Index, request: FakeRequest, rest: list[str], base_url: str
     ) -> FakeResponse:
-        if len(rest) == 3 and rest[0] == "batches" and rest[2] in ("files", "failed"):
+        if len(rest) == 3 and rest[0] == "batches" and rest[2] in _BATCH_DIRECTORIES:
             batch = _batch(index, rest[1])
             url = f"{base_url}{api.EXPORT}/batches/{quote(batch.batch_id, safe='')}"
             if rest[2] == "failed":
                 return self._files(request, batch.failed_files, f"{url}/failed")
+            if rest[2] == "meta":
+                return self._files(request, api.meta_files(batch), f"{url}/meta")
             items = [
                 api.dataset_file_item(node, batch, base_url)
                 for node in batch.dataset_files
@@ -260,6 +274,11 @@ class FakeServices:
                 )
             href = base_url + api.files_path(node.dataset_file_id)
             return self._files(request, node.files, href)
+        if len(rest) == 3 and rest[0] == "datasets" and rest[2] == "preview":
+            if rest[1] not in self.datasets:
+                raise api.Problem(404, f"Dataset {rest[1]} not found")
+            batches = [b for b in index.batches if b.dataset_id == rest[1]]
+            return FakeResponse.json(200, {"data": api.preview_rows(batches)})
         raise api.Problem(404, f"No route for {request.path}")
 
     def _files(
@@ -280,6 +299,27 @@ class FakeServices:
         return api.dataset_json(
             dataset_id, self.datasets[dataset_id], batches, self.org_id
         )
+
+    def _last_batches(
+        self, index: _Index, request: FakeRequest
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """``/lastBatches`` entries of the datasets with batches, filtered by the
+        query: ``dataSetId`` (a comma-separated list) and any field's value."""
+        query = request.query
+        wanted = query["dataSetId"].split(",") if "dataSetId" in query else None
+        objects = []
+        for dataset_id in self.datasets:
+            if wanted is not None and dataset_id not in wanted:
+                continue
+            batches = [b for b in index.batches if b.dataset_id == dataset_id]
+            obj = api.last_batches_json(batches, self.org_id, self.sandbox)
+            if obj is not None and all(
+                str(obj.get(name)) == query[name]
+                for name in _LAST_BATCH_FILTERS
+                if name in query
+            ):
+                objects.append((dataset_id, obj))
+        return objects
 
     def _batch_objects(
         self, index: _Index, query: Mapping[str, str]

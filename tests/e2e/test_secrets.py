@@ -10,6 +10,7 @@ characters so that a truncated token is caught too.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -364,8 +365,12 @@ def test_an_ims_that_keeps_echoing_the_secret_fails_the_cli_without_it(
     odd_world.platform.set_faults(FaultPlan(rules=[FaultRule("echo_secret")]))
     for name, value in odd_world.platform.env().items():
         monkeypatch.setenv(name, value)
+    waits: list[float] = []  # the retries' backoff, recorded instead of slept
+    with_waits = functools.partial(HttpAepSource.from_env, sleep=waits.append)
+    monkeypatch.setattr(HttpAepSource, "from_env", with_waits)
     store = f"sqlite:///{odd_world.tmp_path / 'state.db'}"
     assert main(run_args(str(odd_world.tmp_path / "out"), store)) == 1
+    assert len(waits) == RetryConfig().attempts - 1  # it retried, then gave up
     err = odd_world.capfd.readouterr().err
     odd_world.texts.append(err)
     assert "no IMS token" in err

@@ -593,6 +593,7 @@ def is_download(request: FakeRequest) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_an_extraction_throttled_on_downloads_completes(fake_aep: FakeAepPlatform):
     throttle = 4
     answered: list[str] = []
@@ -636,6 +637,7 @@ def test_an_extraction_throttled_on_downloads_completes(fake_aep: FakeAepPlatfor
     source.close()
 
 
+@pytest.mark.slow
 def test_default_settings_find_a_gateway_limit_and_copy_exactly():
     # The gateway allows 40 calls a second; the client starts at 50 and probes up.
     limit = 40

@@ -214,6 +214,7 @@ def test_bandwidth_spares_catalog_and_listings() -> None:
         assert platform.bytes_served == 0
 
 
+@pytest.mark.slow
 def test_a_bandwidth_rule_limits_downloads_and_takes_the_lower_limit() -> None:
     plan = FaultPlan.parse("bandwidth=2097152")
     assert plan.rules == (FaultRule("bandwidth", per_second=2 * MiB),)

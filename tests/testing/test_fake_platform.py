@@ -382,6 +382,47 @@ def test_dataset(demo: FakeAepPlatform) -> None:
     assert set(listing) == set(demo.dataset_ids)
 
 
+def test_dataset_classification(demo: FakeAepPlatform) -> None:
+    # aepp's getDataSets reads classification.dataBehavior without a default.
+    for dataset in get(demo, f"{CATALOG}/dataSets").json().values():
+        assert dataset["classification"] == {
+            "dataBehavior": "time-series",
+            "managedBy": "CUSTOMER",
+        }
+
+
+def test_last_batches(window_platform: FakeAepPlatform) -> None:
+    body = get(window_platform, f"{CATALOG}/lastBatches").json()
+    assert set(body) == {DS, OTHER}
+    main = body[DS]
+    assert (main["lastBatchId"], main["lastBatchStatus"]) == ("b5", "success")
+    assert (main["lastSuccessfulBatchId"], main["lastFailedBatchId"]) == ("b5", "b6")
+    assert main["created"] == T0 + 1001
+    assert main["imsOrg"] == window_platform.org_id
+    assert "lastFailedBatchId" not in body[OTHER]
+    for params, expected in [
+        ({"dataSetId": f"{OTHER},{DS}"}, {DS, OTHER}),
+        ({"dataSetId": OTHER}, {OTHER}),
+        ({"lastFailedBatchId": "b6"}, {DS}),
+        ({"lastBatchId": "o1", "lastBatchStatus": "success"}, {OTHER}),
+        ({"lastBatchStatus": "failed"}, set()),
+        ({"limit": "1", "orderBy": "desc:created"}, {DS}),
+    ]:
+        found = get(window_platform, f"{CATALOG}/lastBatches", params=params).json()
+        assert set(found) == expected, params
+    only = get(
+        window_platform, f"{CATALOG}/lastBatches", params={"properties": "lastBatchId"}
+    )
+    assert only.json() == {DS: {"lastBatchId": "b5"}, OTHER: {"lastBatchId": "o1"}}
+
+
+def test_last_batches_follow_changes(window_platform: FakeAepPlatform) -> None:
+    window_platform.set_batch_status("b5", "failed")
+    main = get(window_platform, f"{CATALOG}/lastBatches").json()[DS]
+    assert main["lastBatchStatus"] == "failed"
+    assert (main["lastSuccessfulBatchId"], main["lastFailedBatchId"]) == ("b4", "b5")
+
+
 def test_dataset_overrides_are_served() -> None:
     datasets = {DS: {"name": "n", "description": "d", "tags": {"k": ["v"]}}}
     with FakeAepPlatform(datasets) as platform:
@@ -608,6 +649,7 @@ def test_large_file_streams_intact(demo: FakeAepPlatform) -> None:
     assert digest.hexdigest() == big.sha256()
 
 
+@pytest.mark.slow
 def test_concurrent_downloads(demo: FakeAepPlatform) -> None:
     files = demo.expected_files(DS, 0, 2**62)
     errors: list[str] = []
@@ -649,6 +691,55 @@ def test_failed_files(demo: FakeAepPlatform) -> None:
     assert get(demo, f"{EXPORT}/batches/{failed.batch_id}/files").json()["data"] == []
     good = demo.batches_of(DS)[1]
     assert get(demo, f"{EXPORT}/batches/{good.batch_id}/failed").json()["data"] == []
+
+
+def test_batch_meta(demo: FakeAepPlatform) -> None:
+    failed = next(b for b in demo.batches_of(DS) if b.status == "failed")
+    url = f"{EXPORT}/batches/{failed.batch_id}/meta"
+    (item,) = get(demo, url).json()["data"]
+    assert item["name"] == "row_errors_sample.json"
+    sample = get(demo, item["_links"]["self"]["href"])
+    assert sample.headers["Content-Type"] == "application/json"
+    assert sample.json() == [dict(error) for error in failed.errors]
+    assert item["length"] == str(len(sample.content))
+    assert get(demo, url, params={"path": "row_errors"}).status_code == 404
+    good = demo.batches_of(DS)[1]
+    assert (
+        get(demo, f"{EXPORT}/batches/{good.batch_id}/meta?path={item['name']}").json()
+        == []
+    )
+    assert get(demo, f"{EXPORT}/batches/nope/meta").status_code == 404
+
+
+def expected_preview(platform: FakeAepPlatform) -> list[dict[str, str]]:
+    """A row per file of DS's exportable batches, in listing order."""
+    return [
+        {
+            "batchId": b.batch_id,
+            "dataSetFileId": leaf_id,
+            "name": file.name,
+            "length": str(file.length),
+        }
+        for b in platform.batches_of(DS)
+        if b.status in ("success", "active")
+        for leaf_id, file in b.leaf_files()
+    ]
+
+
+def test_dataset_preview(demo: FakeAepPlatform) -> None:
+    rows = get(demo, f"{EXPORT}/datasets/{DS}/preview").json()["data"]
+    assert rows == expected_preview(demo)
+    assert get(demo, f"{EXPORT}/datasets/nope/preview").status_code == 404
+
+
+def test_dataset_preview_is_the_first_100_rows() -> None:
+    with FakeAepPlatform.generate(
+        batches=1, other_batches=0, files_per_batch=150, max_file_size=8
+    ) as platform:
+        rows = get(platform, f"{EXPORT}/datasets/{DS}/preview").json()["data"]
+        expected = expected_preview(platform)
+        assert len(expected) > 100
+        assert rows == expected[:100]
 
 
 # -- names ---------------------------------------------------------------------------

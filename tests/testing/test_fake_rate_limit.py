@@ -105,6 +105,7 @@ def test_no_limit_by_default() -> None:
         assert platform.rate_limited == 0
 
 
+@pytest.mark.slow
 def test_the_client_copies_everything_exactly_under_the_limit(tmp_path: Path) -> None:
     # The client starts at 2.5x the limit with 8 threads: the gateway refuses its
     # first burst, and Retry-After and the limiter's rate cuts bring it down.

@@ -116,8 +116,10 @@ def test_since_last_leaves_out_a_dataset_with_nothing_new(world, monkeypatch):
     shards = [item["dataset"] for item in world.read_json(second["shards"])]
     assert shards == [DATASET] * 3 + [OTHER] * (second["shard_count"] - 3)
 
-    process = world.start_worker(*worker_argv(world.read_json(second["shards"])[0]))
-    _, err = process.communicate(timeout=120)  # day 2's worker finishes day 1
+    # Day 2's worker finishes day 1, alone: at the whole rate, not its shard's share.
+    item = {**world.read_json(second["shards"])[0], "requests_per_second": "100"}
+    process = world.start_worker(*worker_argv(item))
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     third = handlers.plan({"end": END, "execution": "day-3"}, None)
     assert third == {
