@@ -135,6 +135,7 @@ class Engine:
         try:
             while True:
                 self._fill(dataset_id)
+                self._interrupt_if_aborting()  # the deadline may have just passed
                 if not self.in_flight:
                     if self.jobs:
                         continue  # jobs became ready to finish: loop once more
@@ -143,7 +144,7 @@ class Engine:
                     continue
                 done, _ = wait(
                     list(self.in_flight),
-                    timeout=self._renew_interval(),
+                    timeout=self._not_past_deadline(self._renew_interval()),
                     return_when=FIRST_COMPLETED,
                 )
                 for future in done:
@@ -359,7 +360,7 @@ class Engine:
         soonest = min(cp.lease_expires_at or now for cp in held)
         delay = min(max(soonest - now, 0.0), _IDLE_POLL_SECONDS)
         self.wait_notice.waiting(held, now)
-        self.stop_event.wait(delay)
+        self.stop_event.wait(self._not_past_deadline(delay))
         self.may_claim = True
         return True
 
@@ -636,6 +637,13 @@ class Engine:
 
     def _renew_interval(self) -> float:
         return max(0.05, min(self.config.lease_seconds / 6, _IDLE_POLL_SECONDS))
+
+    def _not_past_deadline(self, seconds: float) -> float:
+        """``seconds`` to wait, cut to end just past the deadline: the loop notices
+        it then, not a poll later."""
+        if self.deadline is None:
+            return seconds
+        return min(seconds, max(self.deadline - time.monotonic(), 0.0) + 0.01)
 
     def _renew_due(self) -> None:
         threshold = self.store.clock() + self.config.lease_seconds * 2 / 3
