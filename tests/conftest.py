@@ -7,9 +7,9 @@ import pytest
 
 pytest_plugins = ["aep_extract.testing.pytest_plugin"]
 
-SLOW_FOLDERS = ("tests/aws/", "tests/azure/", "tests/e2e/")
+SLOW_FOLDERS = ("tests/aws/", "tests/azure/", "tests/e2e/", "tests/docs/test_site.py")
 """Their tests start moto servers, Azurite, LocalStack, Step Functions Local, CLI
-processes and crashes: all ``slow`` but for :data:`QUICK`."""
+processes and crashes, or build the docs site: all ``slow`` but for :data:`QUICK`."""
 QUICK = (
     # aws/_settings and aws/worker
     "tests/aws/pipeline/test_worker_args.py::test_argv_outside_glue",
@@ -32,6 +32,9 @@ QUICK = (
     "[in_process]",
     "tests/aws/test_s3_sink.py::test_large_object_goes_up_in_parts_with_checksums"
     "[in_process]",
+    # the engine running a transform
+    "tests/e2e/test_transforms_e2e.py::test_without_metadata_or_a_record_outputs_are_"
+    "made_again",
     # sinks/azure without Azurite
     "tests/azure/test_azure_sink.py::test_parse_azure_url",
     "tests/azure/test_azure_sink.py::test_malformed_urls_are_configuration_errors",
