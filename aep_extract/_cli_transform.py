@@ -14,7 +14,7 @@ TRANSFORM_HELP = (
     "process each file on the way: NAME[:key=value;...], e.g. "
     "'project:columns=_id,timestamp', \"filter:expr=eventType = 'x'\", jsonl, "
     "parquet:compression=zstd; repeat to compose, in order (the built-ins need "
-    "pip install 'aep-extract[parquet]')"
+    "the parquet extra: pyarrow)"
 )
 SPOOL_HELP = (
     "where transforms spool each file they read (one per worker at a time; "
