@@ -58,6 +58,7 @@ _RUN_FATAL = (AuthError, TokenUnavailable)
 """Errors that end the run, not a unit: without a token no unit can go on."""
 _IDLE_POLL_SECONDS = 5.0
 _RECHECK_SECONDS = 1.0
+_ABORT_POLL_SECONDS = 0.2
 T = TypeVar("T")
 
 
@@ -144,7 +145,7 @@ class Engine:
                     continue
                 done, _ = wait(
                     list(self.in_flight),
-                    timeout=self._not_past_deadline(self._renew_interval()),
+                    timeout=self._wait_seconds(),
                     return_when=FIRST_COMPLETED,
                 )
                 for future in done:
@@ -194,12 +195,16 @@ class Engine:
         return self.stop_event.is_set()
 
     def _interrupt_if_aborting(self) -> None:
-        """Once per abort, cut the source's requests in flight: a read blocked on a
-        slow server would otherwise hold its thread until the request deadline."""
-        if self.abort_event.is_set() and not self.interrupted and self.in_flight:
-            self.interrupted = True
+        """While aborting, cut the source's requests in flight: a read blocked on a
+        slow server would otherwise hold its thread until the request deadline.
+        Repeated each pass (every :data:`_ABORT_POLL_SECONDS`): a task that was
+        waiting for a rate-limit permit at the first cut sends its request after
+        it."""
+        if self.abort_event.is_set() and self.in_flight:
             cut = self.source.interrupt()
-            logger.info("aborting: %d request(s) in flight cut short", cut)
+            if not self.interrupted:
+                self.interrupted = True
+                logger.info("aborting: %d request(s) in flight cut short", cut)
 
     def _halt(self, exc: AepExtractError) -> None:
         """End the run because of ``exc``: abort what is in flight, raise it later."""
@@ -637,6 +642,14 @@ class Engine:
 
     def _renew_interval(self) -> float:
         return max(0.05, min(self.config.lease_seconds / 6, _IDLE_POLL_SECONDS))
+
+    def _wait_seconds(self) -> float:
+        """How long the loop waits for a task: briefly while aborting (to cut late
+        requests), else until leases are due for renewal, and not past the
+        deadline."""
+        if self.abort_event.is_set():
+            return _ABORT_POLL_SECONDS
+        return self._not_past_deadline(self._renew_interval())
 
     def _not_past_deadline(self, seconds: float) -> float:
         """``seconds`` to wait, cut to end just past the deadline: the loop notices
