@@ -58,7 +58,10 @@ _RUN_FATAL = (AuthError, TokenUnavailable)
 """Errors that end the run, not a unit: without a token no unit can go on."""
 _IDLE_POLL_SECONDS = 5.0
 _RECHECK_SECONDS = 1.0
-_ABORT_POLL_SECONDS = 0.2
+_POLL_SECONDS = 0.25
+"""The longest the loop waits for a task before it looks again: an abort (which
+nothing else wakes it for), the deadline and leases due for renewal are acted on
+within this."""
 T = TypeVar("T")
 
 
@@ -145,7 +148,7 @@ class Engine:
                     continue
                 done, _ = wait(
                     list(self.in_flight),
-                    timeout=self._wait_seconds(),
+                    timeout=_POLL_SECONDS,
                     return_when=FIRST_COMPLETED,
                 )
                 for future in done:
@@ -197,9 +200,8 @@ class Engine:
     def _interrupt_if_aborting(self) -> None:
         """While aborting, cut the source's requests in flight: a read blocked on a
         slow server would otherwise hold its thread until the request deadline.
-        Repeated each pass (every :data:`_ABORT_POLL_SECONDS`): a task that was
-        waiting for a rate-limit permit at the first cut sends its request after
-        it."""
+        Repeated each pass (every :data:`_POLL_SECONDS`): a task that was waiting
+        for a rate-limit permit at the first cut sends its request after it."""
         if self.abort_event.is_set() and self.in_flight:
             cut = self.source.interrupt()
             if not self.interrupted:
@@ -639,17 +641,6 @@ class Engine:
             return
         if removed:
             logger.info("removed %d incomplete write(s) under %s", removed, prefix)
-
-    def _renew_interval(self) -> float:
-        return max(0.05, min(self.config.lease_seconds / 6, _IDLE_POLL_SECONDS))
-
-    def _wait_seconds(self) -> float:
-        """How long the loop waits for a task: briefly while aborting (to cut late
-        requests), else until leases are due for renewal, and not past the
-        deadline."""
-        if self.abort_event.is_set():
-            return _ABORT_POLL_SECONDS
-        return self._not_past_deadline(self._renew_interval())
 
     def _not_past_deadline(self, seconds: float) -> float:
         """``seconds`` to wait, cut to end just past the deadline: the loop notices
