@@ -347,15 +347,8 @@ class FileTasks:
                 ", ".join(f"{o.key} ({o.size} bytes)" for o in outputs),
                 extra=log_context(unit, file, key),
             )
-        copy = FileCopy(
-            offset=offset,
-            dataset_file_id=file.dataset_file_id,
-            name=file.name,
-            key=key,
-            size=file.length,
-            sha256=None,
-            transform=transform.spec,
-            outputs=tuple(outputs),
+        copy = _file_copy(
+            offset, file, key, None, transform=transform.spec, outputs=tuple(outputs)
         )
         return copy, fresh
 
@@ -471,7 +464,15 @@ class FileTasks:
         self.sink.write_bytes(self.layout.manifest_key(unit), data)
 
 
-def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:
+def _file_copy(
+    offset: int,
+    file: FileRef,
+    key: str,
+    sha256: Optional[str],
+    *,
+    transform: Optional[str] = None,
+    outputs: tuple[TransformOutput, ...] = (),
+) -> FileCopy:
     return FileCopy(
         offset=offset,
         dataset_file_id=file.dataset_file_id,
@@ -479,4 +480,6 @@ def _file_copy(offset: int, file: FileRef, key: str, sha256: str) -> FileCopy:
         key=key,
         size=file.length,
         sha256=sha256,
+        transform=transform,
+        outputs=outputs,
     )
