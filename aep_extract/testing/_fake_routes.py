@@ -80,6 +80,10 @@ class _Index:
                     raise ValueError(f"duplicate dataSetFileId {node.dataset_file_id}")
                 self.node_by_id[node.dataset_file_id] = (batch, node)
 
+    def of_dataset(self, dataset_id: Optional[str]) -> list[FakeBatch]:
+        """The batches of one dataset (None: all), ordered by created time, then id."""
+        return [b for b in self.batches if dataset_id in (None, b.dataset_id)]
+
     def get(self, batch_id: str) -> FakeBatch:
         """The batch with that id.
 
@@ -277,8 +281,8 @@ class FakeServices:
         if len(rest) == 3 and rest[0] == "datasets" and rest[2] == "preview":
             if rest[1] not in self.datasets:
                 raise api.Problem(404, f"Dataset {rest[1]} not found")
-            batches = [b for b in index.batches if b.dataset_id == rest[1]]
-            return FakeResponse.json(200, {"data": api.preview_rows(batches)})
+            rows = api.preview_rows(index.of_dataset(rest[1]))
+            return FakeResponse.json(200, {"data": rows})
         raise api.Problem(404, f"No route for {request.path}")
 
     def _files(
@@ -295,9 +299,11 @@ class FakeServices:
         raise api.Problem(404, f"File {name!r} not found")
 
     def _dataset(self, index: _Index, dataset_id: str) -> dict[str, Any]:
-        batches = [b for b in index.batches if b.dataset_id == dataset_id]
         return api.dataset_json(
-            dataset_id, self.datasets[dataset_id], batches, self.org_id
+            dataset_id,
+            self.datasets[dataset_id],
+            index.of_dataset(dataset_id),
+            self.org_id,
         )
 
     def _last_batches(
@@ -311,8 +317,9 @@ class FakeServices:
         for dataset_id in self.datasets:
             if wanted is not None and dataset_id not in wanted:
                 continue
-            batches = [b for b in index.batches if b.dataset_id == dataset_id]
-            obj = api.last_batches_json(batches, self.org_id, self.sandbox)
+            obj = api.last_batches_json(
+                index.of_dataset(dataset_id), self.org_id, self.sandbox
+            )
             if obj is not None and all(
                 str(obj.get(name)) == query[name]
                 for name in _LAST_BATCH_FILTERS
@@ -355,7 +362,7 @@ class FakeServices:
 
     def batches_of(self, dataset_id: Optional[str] = None) -> list[FakeBatch]:
         """Batches (of one dataset, or all) ordered by created time, then id."""
-        return [b for b in self._index.batches if dataset_id in (None, b.dataset_id)]
+        return self._index.of_dataset(dataset_id)
 
 
 def _batch(index: _Index, batch_id: str) -> FakeBatch:
