@@ -478,7 +478,7 @@ class Engine:
         self.hooks.file_copied(
             unit=job.lease.unit,
             file=job.files[offset],
-            key=copy.objects[0].key if copy.objects else copy.key,
+            key=copy.objects[0].key,
             size=copy.size,
             fresh=fresh,
             outputs=copy.outputs,

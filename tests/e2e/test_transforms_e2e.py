@@ -30,7 +30,7 @@ from aep_extract import (
 )
 from aep_extract.cli import main
 from aep_extract.testing import FakeAepPlatform, FaultPlan
-from aep_extract.transforms import open_transform
+from aep_extract.transforms import Transform, open_transform
 
 from ..crash_harness import FAULTS, run_with_kills
 from ..transform_scenario import (
@@ -308,3 +308,28 @@ def test_without_metadata_or_a_record_outputs_are_made_again(tmp_path):
     assert again.files_copied == 6
     assert again.files_skipped == 0
     assert first == data_objects(sink) == expected
+
+
+class NoOutputs(Transform):
+    """A broken transform: it declares no output."""
+
+    spec = "no-outputs"
+    suffixes = ()
+
+    def apply(self, source, context, out):
+        source.read()
+
+
+def test_a_transform_that_declares_no_output_fails_its_units(tmp_path):
+    """Not a file done with nothing written: nothing would show the data is gone."""
+    with (
+        xdm_platform(batches=1) as platform,
+        extractor(platform, tmp_path, NoOutputs()) as ex,
+    ):
+        report = ex.run(DATASET, START, END)
+    assert not report.ok
+    assert report.files_copied == 0
+    assert report.files_skipped == 0
+    assert [error for _, error in report.failures] == [
+        "TransformError: a transform must declare at least one output"
+    ]
